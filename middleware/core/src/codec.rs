@@ -1,0 +1,889 @@
+//! The wire codec: one version byte and one frame-kind byte, then a compact body of LEB128
+//! varints (postcard's integer encoding) that is schema-aware, so a field update carries no
+//! type tags and no names. Decoding never panics: every malformed input is a [`DecodeError`].
+//!
+//! What the context already says is not repeated: the origin of a `Deltas` frame is its
+//! sender, the group is the transport's key, stamps are millisecond offsets from the group's
+//! creation (or from the previous delta of the same frame), and origins elsewhere are indices
+//! into a per-frame table of short ids. No frame refers to an earlier frame.
+
+use std::collections::BTreeMap;
+
+use crate::field::{CounterPart, Fact, Write};
+use crate::{Action, CausalContext, Delta, Dot, EndpointId, FieldId, Hlc, IntervalSet, Op, RegisterId, Schema, Value, ValueKind};
+
+/// The wire version this build speaks.
+pub const VERSION: u8 = 1;
+
+/// Frame kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A batch of the sender's own deltas.
+    Deltas = 1,
+    /// Version vector, state hash and acks.
+    Digest = 2,
+    /// "Send me what I lack": the requester's causal context.
+    Want = 3,
+    /// Facts (state with dots) and membership deltas answering a want or digest.
+    State = 4,
+}
+
+/// A typed decoding failure. Nothing of a frame that fails to decode is applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame has no bytes.
+    #[error("empty frame")]
+    Empty,
+    /// The version byte is not one this build speaks.
+    #[error("unknown wire version {0} (this build speaks {VERSION})")]
+    UnknownVersion(u8),
+    /// The frame-kind byte is unknown.
+    #[error("unknown frame kind {0}")]
+    UnknownFrameKind(u8),
+    /// The frame ended early.
+    #[error("frame truncated at byte {0}")]
+    Truncated(usize),
+    /// Bytes remain after a complete frame.
+    #[error("{0} trailing bytes after a complete frame")]
+    TrailingBytes(usize),
+    /// A value, string or list is larger than the configured limit.
+    #[error("value of {len} bytes exceeds the limit of {limit} bytes")]
+    Oversized {
+        /// Its size.
+        len: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// The frame names a field the group schema does not define.
+    #[error("unknown field {0}")]
+    UnknownField(u64),
+    /// An operation code or fact kind is unknown.
+    #[error("unknown operation kind {0}")]
+    UnknownOp(u8),
+    /// A value tag is unknown.
+    #[error("unknown value tag {0}")]
+    UnknownValueTag(u8),
+    /// The operation does not fit the field's merge policy.
+    #[error("operation kind {0} does not fit the field's merge policy")]
+    OpDoesNotFitField(u8),
+    /// An origin short id that is not a member of the group.
+    #[error("unknown origin {0:016x}")]
+    UnknownOrigin(u64),
+    /// A structural rule is broken (the text says which).
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
+}
+
+/// Decoding limits (all configurable per group).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest value, string or byte string, in bytes.
+    pub max_value_bytes: usize,
+    /// Most items in one list (deltas, ops, facts, ranges, origins).
+    pub max_items: usize,
+    /// Deepest nesting of lists and maps.
+    pub max_depth: u8,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_value_bytes: 64 * 1024, max_items: 1 << 20, max_depth: 16 }
+    }
+}
+
+/// What a decoder needs to know about the group: its schema, creation time, members.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupView<'a> {
+    /// The group schema.
+    pub schema: &'a Schema,
+    /// Creation time (ms); stamps are offsets from it.
+    pub genesis_ms: u64,
+    /// Members by short id.
+    pub roster: &'a BTreeMap<u64, EndpointId>,
+    /// Decoding limits.
+    pub limits: Limits,
+}
+
+/// One origin's acknowledgement: its durable HLC and how far its own deltas are durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The member acknowledging.
+    pub member: EndpointId,
+    /// Every own delta of `member` stamped at or below this is durable and counted in `own_seq`.
+    pub hlc: Hlc,
+    /// The member's own durable contiguous sequence number.
+    pub own_seq: u64,
+}
+
+/// A digest: what the sender holds, its state hash, and the acks it knows (its own and
+/// relayed ones, so acks spread by gossip).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Digest {
+    /// The sender's causal context.
+    pub context: CausalContext,
+    /// The sender's pending-view hash (16 bytes of it).
+    pub hash: [u8; 16],
+    /// Acks, the sender's own first.
+    pub acks: Vec<Ack>,
+}
+
+/// State sent to a replica that lacks it: the dots it covers, facts, and membership deltas.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct StateMsg {
+    /// The dots this message covers: the receiver adopts them (gaps kept).
+    pub context: CausalContext,
+    /// Field facts.
+    pub facts: Vec<(RegisterId, FieldId, Fact)>,
+    /// Whole deltas that travel as deltas (membership changes).
+    pub deltas: Vec<Delta>,
+}
+
+/// A decoded frame.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    /// The sender's own deltas, in seq order.
+    Deltas(Vec<Delta>),
+    /// A digest.
+    Digest(Digest),
+    /// A want: the requester's causal context.
+    Want(CausalContext),
+    /// State.
+    State(StateMsg),
+}
+
+// ---------------------------------------------------------------- primitives
+
+/// Append an unsigned LEB128 varint.
+pub fn put_uvarint(out: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        out.push((x as u8) | 0x80);
+        x >>= 7;
+    }
+    out.push(x as u8);
+}
+
+fn put_svarint(out: &mut Vec<u8>, x: i64) {
+    put_uvarint(out, ((x << 1) ^ (x >> 63)) as u64);
+}
+
+/// Append a stamp in canonical (fixed) form, for hashing.
+pub fn put_hlc(out: &mut Vec<u8>, h: Hlc) {
+    out.extend_from_slice(&h.0.to_le_bytes());
+}
+
+fn put_f64(out: &mut Vec<u8>, x: f64) {
+    out.extend_from_slice(&crate::value::canonical_f64(x).to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_uvarint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// Append a value with its type tag (canonical form).
+pub fn put_value_tagged(out: &mut Vec<u8>, v: &Value) {
+    let tag = match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::I64(_) => 2,
+        Value::F64(_) => 3,
+        Value::Str(_) => 4,
+        Value::Bytes(_) => 5,
+        Value::Vec3(_) => 6,
+        Value::Quat(_) => 7,
+        Value::Pose(..) => 8,
+        Value::List(_) => 9,
+        Value::Map(_) => 10,
+    };
+    out.push(tag);
+    put_value_body(out, v);
+}
+
+fn put_value_body(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => {}
+        Value::Bool(b) => out.push(u8::from(*b)),
+        Value::I64(x) => put_svarint(out, *x),
+        Value::F64(x) => put_f64(out, *x),
+        Value::Str(s) => put_bytes(out, s.as_bytes()),
+        Value::Bytes(b) => put_bytes(out, b),
+        Value::Vec3(a) => a.iter().for_each(|x| put_f64(out, *x)),
+        Value::Quat(a) => a.iter().for_each(|x| put_f64(out, *x)),
+        Value::Pose(t, r) => t.iter().chain(r.iter()).for_each(|x| put_f64(out, *x)),
+        Value::List(l) => {
+            put_uvarint(out, l.len() as u64);
+            l.iter().for_each(|x| put_value_tagged(out, x));
+        }
+        Value::Map(m) => {
+            put_uvarint(out, m.len() as u64);
+            for (k, x) in m {
+                put_bytes(out, k.as_bytes());
+                put_value_tagged(out, x);
+            }
+        }
+    }
+}
+
+fn put_value(out: &mut Vec<u8>, kind: ValueKind, v: &Value) {
+    if kind == ValueKind::Any {
+        put_value_tagged(out, v);
+    } else {
+        put_value_body(out, v);
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+    limits: Limits,
+}
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        let x = *self.b.get(self.pos).ok_or(DecodeError::Truncated(self.pos))?;
+        self.pos += 1;
+        Ok(x)
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated(self.pos))?;
+        let s = self.b.get(self.pos..end).ok_or(DecodeError::Truncated(self.b.len()))?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        let mut x = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            if shift == 63 && byte > 1 {
+                return Err(DecodeError::Malformed("varint overflows 64 bits"));
+            }
+            x |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(x);
+            }
+        }
+        Err(DecodeError::Malformed("varint longer than 10 bytes"))
+    }
+    fn svarint(&mut self) -> Result<i64, DecodeError> {
+        let u = self.uvarint()?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+    fn count(&mut self) -> Result<usize, DecodeError> {
+        let n = self.uvarint()?;
+        if n > self.limits.max_items as u64 || n > (self.b.len() - self.pos) as u64 {
+            return Err(DecodeError::Malformed("item count exceeds the limit or the frame"));
+        }
+        Ok(n as usize)
+    }
+    fn f64(&mut self) -> Result<f64, DecodeError> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(f64::from_le_bytes(a))
+    }
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let s = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.uvarint()?;
+        if n > self.limits.max_value_bytes as u64 {
+            return Err(DecodeError::Oversized { len: n, limit: self.limits.max_value_bytes });
+        }
+        self.take(n as usize)
+    }
+    fn value_tagged(&mut self, depth: u8) -> Result<Value, DecodeError> {
+        let tag = self.u8()?;
+        self.value_body(tag, depth)
+    }
+    fn value_body(&mut self, tag: u8, depth: u8) -> Result<Value, DecodeError> {
+        if depth > self.limits.max_depth {
+            return Err(DecodeError::Malformed("value nested too deeply"));
+        }
+        Ok(match tag {
+            0 => Value::Null,
+            1 => match self.u8()? {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                _ => return Err(DecodeError::Malformed("bool is not 0 or 1")),
+            },
+            2 => Value::I64(self.svarint()?),
+            3 => Value::F64(self.f64()?),
+            4 => Value::Str(
+                String::from_utf8(self.bytes()?.to_vec()).map_err(|_| DecodeError::Malformed("string is not UTF-8"))?,
+            ),
+            5 => Value::Bytes(self.bytes()?.to_vec()),
+            6 => Value::Vec3([self.f64()?, self.f64()?, self.f64()?]),
+            7 => Value::Quat([self.f64()?, self.f64()?, self.f64()?, self.f64()?]),
+            8 => Value::Pose(
+                [self.f64()?, self.f64()?, self.f64()?],
+                [self.f64()?, self.f64()?, self.f64()?, self.f64()?],
+            ),
+            9 => {
+                let n = self.count()?;
+                let mut l = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    l.push(self.value_tagged(depth + 1)?);
+                }
+                Value::List(l)
+            }
+            10 => {
+                let n = self.count()?;
+                let mut m = BTreeMap::new();
+                for _ in 0..n {
+                    let k = String::from_utf8(self.bytes()?.to_vec())
+                        .map_err(|_| DecodeError::Malformed("map key is not UTF-8"))?;
+                    let v = self.value_tagged(depth + 1)?;
+                    if m.insert(k, v).is_some() {
+                        return Err(DecodeError::Malformed("duplicate map key"));
+                    }
+                }
+                Value::Map(m)
+            }
+            t => return Err(DecodeError::UnknownValueTag(t)),
+        })
+    }
+    fn value(&mut self, kind: ValueKind) -> Result<Value, DecodeError> {
+        let start = self.pos;
+        let v = match kind {
+            ValueKind::Any => self.value_tagged(0)?,
+            k => self.value_body(k as u8, 0)?,
+        };
+        let len = (self.pos - start) as u64;
+        if len > self.limits.max_value_bytes as u64 {
+            return Err(DecodeError::Oversized { len, limit: self.limits.max_value_bytes });
+        }
+        Ok(v)
+    }
+}
+
+// ---------------------------------------------------------------- stamps, origins, contexts
+
+fn put_stamp(out: &mut Vec<u8>, base_ms: u64, h: Hlc) {
+    let off = h.ms().saturating_sub(base_ms);
+    put_uvarint(out, (off << 1) | u64::from(h.ctr() != 0));
+    if h.ctr() != 0 {
+        put_uvarint(out, u64::from(h.ctr()));
+    }
+}
+
+impl Reader<'_> {
+    fn stamp(&mut self, base_ms: u64) -> Result<Hlc, DecodeError> {
+        let x = self.uvarint()?;
+        let ms = base_ms.checked_add(x >> 1).filter(|ms| *ms < 1 << 48).ok_or(DecodeError::Malformed("stamp out of range"))?;
+        let ctr = if x & 1 == 1 {
+            u16::try_from(self.uvarint()?).map_err(|_| DecodeError::Malformed("logical counter out of range"))?
+        } else {
+            0
+        };
+        Ok(Hlc::new(ms, ctr))
+    }
+}
+
+/// A per-frame table of origins, referenced by index.
+#[derive(Default)]
+struct Origins {
+    ids: Vec<EndpointId>,
+    index: BTreeMap<EndpointId, u64>,
+}
+
+impl Origins {
+    fn idx(&mut self, o: EndpointId) -> u64 {
+        let n = self.ids.len() as u64;
+        *self.index.entry(o).or_insert_with(|| {
+            self.ids.push(o);
+            n
+        })
+    }
+    fn put(&self, out: &mut Vec<u8>) {
+        put_uvarint(out, self.ids.len() as u64);
+        for o in &self.ids {
+            out.extend_from_slice(&o.short().to_le_bytes());
+        }
+    }
+}
+
+fn read_origins(r: &mut Reader<'_>, roster: &BTreeMap<u64, EndpointId>) -> Result<Vec<EndpointId>, DecodeError> {
+    let n = r.count()?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = u64::from_le_bytes(r.fixed::<8>()?);
+        out.push(*roster.get(&s).ok_or(DecodeError::UnknownOrigin(s))?);
+    }
+    Ok(out)
+}
+
+fn read_origin(r: &mut Reader<'_>, table: &[EndpointId]) -> Result<EndpointId, DecodeError> {
+    let i = r.uvarint()?;
+    usize::try_from(i).ok().and_then(|i| table.get(i)).copied().ok_or(DecodeError::Malformed("origin index out of the frame's table"))
+}
+
+fn put_context(out: &mut Vec<u8>, origins: &mut Origins, ctx: &CausalContext) {
+    let entries: Vec<_> = ctx.0.iter().filter(|(_, s)| !s.is_empty()).collect();
+    put_uvarint(out, entries.len() as u64);
+    for (o, s) in entries {
+        put_uvarint(out, origins.idx(*o));
+        put_uvarint(out, s.ranges().len() as u64);
+        let mut prev = 0u64;
+        for &(a, b) in s.ranges() {
+            put_uvarint(out, a - prev);
+            put_uvarint(out, b - a);
+            prev = b;
+        }
+    }
+}
+
+fn read_context(r: &mut Reader<'_>, table: &[EndpointId]) -> Result<CausalContext, DecodeError> {
+    let n = r.count()?;
+    let mut ctx = CausalContext::default();
+    for _ in 0..n {
+        let o = read_origin(r, table)?;
+        let k = r.count()?;
+        let mut ranges = Vec::with_capacity(k);
+        let mut prev = 0u64;
+        for i in 0..k {
+            let gap = r.uvarint()?;
+            if i > 0 && gap < 2 {
+                return Err(DecodeError::Malformed("context ranges overlap or touch"));
+            }
+            let a = prev.checked_add(gap).filter(|a| *a >= 1).ok_or(DecodeError::Malformed("bad context range"))?;
+            let b = a.checked_add(r.uvarint()?).ok_or(DecodeError::Malformed("bad context range"))?;
+            ranges.push((a, b));
+            prev = b;
+        }
+        if ctx.0.insert(o, IntervalSet::from_ranges(ranges)).is_some() {
+            return Err(DecodeError::Malformed("origin listed twice in a context"));
+        }
+    }
+    Ok(ctx)
+}
+
+// ---------------------------------------------------------------- ops and deltas
+
+fn opcode(a: &Action) -> u8 {
+    match a {
+        Action::Set(_) => 0,
+        Action::Add(_) => 1,
+        Action::Insert(_) => 2,
+        Action::Remove { .. } => 3,
+        Action::Append(_) => 4,
+    }
+}
+
+fn put_ops(out: &mut Vec<u8>, schema: &Schema, ops: &[Op]) {
+    put_uvarint(out, ops.len() as u64);
+    for op in ops {
+        match op {
+            Op::Field { reg, field, action } => {
+                put_uvarint(out, u64::from(reg.0) + 1);
+                put_uvarint(out, (u64::from(field.0) << 3) | u64::from(opcode(action)));
+                let kind = schema.def(*field).map_or(ValueKind::Any, |d| d.kind);
+                match action {
+                    Action::Set(v) | Action::Insert(v) | Action::Append(v) => put_value(out, kind, v),
+                    Action::Add(n) => put_svarint(out, *n),
+                    Action::Remove { value, observed } => {
+                        put_value(out, kind, value);
+                        put_uvarint(out, observed.len() as u64);
+                        for d in observed {
+                            out.extend_from_slice(&d.origin.short().to_le_bytes());
+                            put_uvarint(out, d.seq);
+                        }
+                    }
+                }
+            }
+            Op::AddMember(m) => {
+                put_uvarint(out, 0);
+                out.push(0);
+                out.extend_from_slice(&m.0);
+            }
+            Op::RemoveMember { member, cut } => {
+                put_uvarint(out, 0);
+                out.push(1);
+                out.extend_from_slice(&member.0);
+                put_uvarint(out, *cut);
+            }
+        }
+    }
+}
+
+fn policy_fits(policy: crate::MergePolicy, code: u8) -> bool {
+    use crate::MergePolicy as P;
+    matches!(
+        (policy, code),
+        (P::LastWriterWins | P::Max | P::Min, 0) | (P::Counter, 1) | (P::AddWinsSet, 2 | 3) | (P::AppendLog, 4)
+    )
+}
+
+/// Check an operation against the schema: known field, fitting action, admissible value.
+///
+/// # Errors
+/// The [`DecodeError`] that a frame carrying this operation would get.
+pub fn check_op(schema: &Schema, limits: &Limits, op: &Op) -> Result<(), DecodeError> {
+    let Op::Field { field, action, .. } = op else { return Ok(()) };
+    let def = schema.def(*field).ok_or(DecodeError::UnknownField(u64::from(field.0)))?;
+    let code = opcode(action);
+    if !policy_fits(def.policy, code) {
+        return Err(DecodeError::OpDoesNotFitField(code));
+    }
+    if let Action::Set(v) | Action::Insert(v) | Action::Append(v) | Action::Remove { value: v, .. } = action {
+        if !def.kind.admits(v) {
+            return Err(DecodeError::Malformed("value does not fit the field's kind"));
+        }
+        let len = v.encoded_len();
+        if len > limits.max_value_bytes {
+            return Err(DecodeError::Oversized { len: len as u64, limit: limits.max_value_bytes });
+        }
+    }
+    Ok(())
+}
+
+fn read_ops(r: &mut Reader<'_>, g: &GroupView<'_>, added: &mut BTreeMap<u64, EndpointId>) -> Result<Vec<Op>, DecodeError> {
+    let n = r.count()?;
+    if n == 0 {
+        return Err(DecodeError::Malformed("a delta with no operations"));
+    }
+    let mut ops = Vec::with_capacity(n);
+    for _ in 0..n {
+        let head = r.uvarint()?;
+        if head == 0 {
+            let kind = r.u8()?;
+            let m = EndpointId(r.fixed::<32>()?);
+            ops.push(match kind {
+                0 => {
+                    added.insert(m.short(), m);
+                    Op::AddMember(m)
+                }
+                1 => Op::RemoveMember { member: m, cut: r.uvarint()? },
+                k => return Err(DecodeError::UnknownOp(k)),
+            });
+            continue;
+        }
+        let reg = RegisterId(u32::try_from(head - 1).map_err(|_| DecodeError::Malformed("register id out of range"))?);
+        let fo = r.uvarint()?;
+        let code = (fo & 7) as u8;
+        let field = FieldId(u16::try_from(fo >> 3).map_err(|_| DecodeError::UnknownField(fo >> 3))?);
+        let def = g.schema.def(field).ok_or(DecodeError::UnknownField(fo >> 3))?;
+        if code > 4 {
+            return Err(DecodeError::UnknownOp(code));
+        }
+        if !policy_fits(def.policy, code) {
+            return Err(DecodeError::OpDoesNotFitField(code));
+        }
+        let action = match code {
+            0 => Action::Set(r.value(def.kind)?),
+            1 => Action::Add(r.svarint()?),
+            2 => Action::Insert(r.value(def.kind)?),
+            3 => {
+                let value = r.value(def.kind)?;
+                let k = r.count()?;
+                let mut observed = Vec::with_capacity(k);
+                for _ in 0..k {
+                    let s = u64::from_le_bytes(r.fixed::<8>()?);
+                    let origin = *g.roster.get(&s).or_else(|| added.get(&s)).ok_or(DecodeError::UnknownOrigin(s))?;
+                    observed.push(Dot { origin, seq: r.uvarint()? });
+                }
+                Action::Remove { value, observed }
+            }
+            _ => Action::Append(r.value(def.kind)?),
+        };
+        ops.push(Op::Field { reg, field, action });
+    }
+    Ok(ops)
+}
+
+// ---------------------------------------------------------------- frames
+
+fn header(kind: FrameKind) -> Vec<u8> {
+    vec![VERSION, kind as u8]
+}
+
+/// Encode a batch of the sender's own deltas (consecutive in seq order, as an origin sends
+/// them; gaps are allowed). Origin and group are implied by the sender and the key.
+///
+/// ```
+/// # use spook_core::{codec, Delta, EndpointId, Hlc, Op, Action, RegisterId, Schema, Value};
+/// # use std::collections::BTreeMap;
+/// let schema = Schema::fleet();
+/// let me = EndpointId::from_index(1);
+/// let d = Delta { origin: me, seq: 1, stamp: Hlc::new(1_500, 0), ops: vec![Op::Field {
+///     reg: RegisterId(7), field: schema.field_id("battery").unwrap(), action: Action::Set(Value::F64(0.5)) }] };
+/// let bytes = codec::encode_deltas(&schema, 1_000, &[d.clone()]);
+/// let roster = BTreeMap::from([(me.short(), me)]);
+/// let g = codec::GroupView { schema: &schema, genesis_ms: 1_000, roster: &roster, limits: Default::default() };
+/// assert_eq!(codec::decode(&g, me, &bytes), Ok(codec::Frame::Deltas(vec![d])));
+/// ```
+#[must_use]
+pub fn encode_deltas(schema: &Schema, genesis_ms: u64, deltas: &[Delta]) -> Vec<u8> {
+    let mut out = header(FrameKind::Deltas);
+    put_uvarint(&mut out, deltas.len() as u64);
+    let mut prev: Option<(u64, Hlc)> = None;
+    for d in deltas {
+        match prev {
+            None => {
+                put_uvarint(&mut out, d.seq);
+                put_stamp(&mut out, genesis_ms, d.stamp);
+            }
+            Some((ps, ph)) => {
+                put_uvarint(&mut out, d.seq.saturating_sub(ps + 1));
+                put_stamp(&mut out, ph.ms(), d.stamp);
+            }
+        }
+        put_ops(&mut out, schema, &d.ops);
+        prev = Some((d.seq, d.stamp));
+    }
+    out
+}
+
+/// Encode a digest.
+#[must_use]
+pub fn encode_digest(genesis_ms: u64, d: &Digest) -> Vec<u8> {
+    let mut origins = Origins::default();
+    let mut body = Vec::new();
+    put_context(&mut body, &mut origins, &d.context);
+    body.extend_from_slice(&d.hash);
+    put_uvarint(&mut body, d.acks.len() as u64);
+    for a in &d.acks {
+        put_uvarint(&mut body, origins.idx(a.member));
+        put_stamp(&mut body, genesis_ms, a.hlc);
+        put_uvarint(&mut body, a.own_seq);
+    }
+    let mut out = header(FrameKind::Digest);
+    origins.put(&mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Encode a want.
+#[must_use]
+pub fn encode_want(ctx: &CausalContext) -> Vec<u8> {
+    let mut origins = Origins::default();
+    let mut body = Vec::new();
+    put_context(&mut body, &mut origins, ctx);
+    let mut out = header(FrameKind::Want);
+    origins.put(&mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+fn put_dot(out: &mut Vec<u8>, origins: &mut Origins, d: Dot) {
+    put_uvarint(out, origins.idx(d.origin));
+    put_uvarint(out, d.seq);
+}
+
+/// Encode a state message. Membership deltas come first, so members they add may be named
+/// by the facts that follow.
+#[must_use]
+pub fn encode_state(schema: &Schema, genesis_ms: u64, s: &StateMsg) -> Vec<u8> {
+    let mut origins = Origins::default();
+    let mut body = Vec::new();
+    put_uvarint(&mut body, s.deltas.len() as u64);
+    for d in &s.deltas {
+        put_dot(&mut body, &mut origins, d.dot());
+        put_stamp(&mut body, genesis_ms, d.stamp);
+        put_ops(&mut body, schema, &d.ops);
+    }
+    put_context(&mut body, &mut origins, &s.context);
+    put_uvarint(&mut body, s.facts.len() as u64);
+    for (reg, field, fact) in &s.facts {
+        put_uvarint(&mut body, u64::from(reg.0));
+        put_uvarint(&mut body, u64::from(field.0));
+        let kind = schema.def(*field).map_or(ValueKind::Any, |d| d.kind);
+        match fact {
+            Fact::Write(w) | Fact::Entry(w) => {
+                body.push(if matches!(fact, Fact::Write(_)) { 0 } else { 4 });
+                put_value(&mut body, kind, &w.value);
+                put_stamp(&mut body, genesis_ms, w.stamp);
+                put_dot(&mut body, &mut origins, w.dot);
+            }
+            Fact::Count { origin, part } => {
+                body.push(1);
+                put_uvarint(&mut body, origins.idx(*origin));
+                put_uvarint(&mut body, part.upto);
+                put_svarint(&mut body, part.sum);
+                put_stamp(&mut body, genesis_ms, part.upto_stamp);
+                put_uvarint(&mut body, part.extras.len() as u64);
+                for (seq, (n, st)) in &part.extras {
+                    put_uvarint(&mut body, *seq);
+                    put_svarint(&mut body, *n);
+                    put_stamp(&mut body, genesis_ms, *st);
+                }
+            }
+            Fact::Add { value, dot, stamp } => {
+                body.push(2);
+                put_value(&mut body, kind, value);
+                put_dot(&mut body, &mut origins, *dot);
+                put_stamp(&mut body, genesis_ms, *stamp);
+            }
+            Fact::Tomb { removed, by, stamp } => {
+                body.push(3);
+                put_dot(&mut body, &mut origins, *removed);
+                put_dot(&mut body, &mut origins, *by);
+                put_stamp(&mut body, genesis_ms, *stamp);
+            }
+        }
+    }
+    let mut out = header(FrameKind::State);
+    origins.put(&mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+fn read_dot(r: &mut Reader<'_>, table: &[EndpointId]) -> Result<Dot, DecodeError> {
+    let origin = read_origin(r, table)?;
+    let seq = r.uvarint()?;
+    if seq == 0 {
+        return Err(DecodeError::Malformed("sequence number 0"));
+    }
+    Ok(Dot { origin, seq })
+}
+
+/// Decode one frame from `sender`. Never panics; trailing bytes are an error.
+///
+/// # Errors
+/// A [`DecodeError`] naming the first problem found.
+pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Frame, DecodeError> {
+    let (&version, _) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if version != VERSION {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    let mut r = Reader { b: bytes, pos: 1, limits: g.limits };
+    let kind = r.u8()?;
+    let mut added = BTreeMap::new();
+    let frame = match kind {
+        1 => {
+            let n = r.count()?;
+            if n == 0 {
+                return Err(DecodeError::Malformed("an empty batch of deltas"));
+            }
+            let mut out: Vec<Delta> = Vec::with_capacity(n);
+            for i in 0..n {
+                let (seq, stamp) = match out.last() {
+                    None => (r.uvarint()?, r.stamp(g.genesis_ms)?),
+                    Some(p) => {
+                        let gap = r.uvarint()?;
+                        let seq = p.seq.checked_add(gap + 1).ok_or(DecodeError::Malformed("sequence overflow"))?;
+                        (seq, r.stamp(p.stamp.ms())?)
+                    }
+                };
+                if seq == 0 || (i > 0 && out.last().is_some_and(|p| stamp <= p.stamp)) {
+                    return Err(DecodeError::Malformed("deltas out of order"));
+                }
+                let ops = read_ops(&mut r, g, &mut added)?;
+                out.push(Delta { origin: sender, seq, stamp, ops });
+            }
+            Frame::Deltas(out)
+        }
+        2 => {
+            let table = read_origins(&mut r, g.roster)?;
+            let context = read_context(&mut r, &table)?;
+            let hash = r.fixed::<16>()?;
+            let n = r.count()?;
+            let mut acks = Vec::with_capacity(n);
+            for _ in 0..n {
+                let member = read_origin(&mut r, &table)?;
+                let hlc = r.stamp(g.genesis_ms)?;
+                acks.push(Ack { member, hlc, own_seq: r.uvarint()? });
+            }
+            Frame::Digest(Digest { context, hash, acks })
+        }
+        3 => {
+            let table = read_origins(&mut r, g.roster)?;
+            Frame::Want(read_context(&mut r, &table)?)
+        }
+        4 => {
+            // Membership deltas may add members that the origin table names: resolve the
+            // table against the roster plus those members.
+            let n_orig = r.count()?;
+            let mut shorts = Vec::with_capacity(n_orig);
+            for _ in 0..n_orig {
+                shorts.push(u64::from_le_bytes(r.fixed::<8>()?));
+            }
+            let n = r.count()?;
+            let mut raw = Vec::with_capacity(n);
+            for _ in 0..n {
+                let idx = r.uvarint()?;
+                let seq = r.uvarint()?;
+                let stamp = r.stamp(g.genesis_ms)?;
+                let ops = read_ops(&mut r, g, &mut added)?;
+                raw.push((idx, seq, stamp, ops));
+            }
+            let table = shorts
+                .iter()
+                .map(|s| g.roster.get(s).or_else(|| added.get(s)).copied().ok_or(DecodeError::UnknownOrigin(*s)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut deltas = Vec::with_capacity(raw.len());
+            for (idx, seq, stamp, ops) in raw {
+                let origin = usize::try_from(idx).ok().and_then(|i| table.get(i)).copied().ok_or(DecodeError::Malformed("origin index out of the frame's table"))?;
+                if seq == 0 {
+                    return Err(DecodeError::Malformed("sequence number 0"));
+                }
+                deltas.push(Delta { origin, seq, stamp, ops });
+            }
+            let context = read_context(&mut r, &table)?;
+            let n = r.count()?;
+            let mut facts = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                let reg = RegisterId(u32::try_from(r.uvarint()?).map_err(|_| DecodeError::Malformed("register id out of range"))?);
+                let f = r.uvarint()?;
+                let field = FieldId(u16::try_from(f).map_err(|_| DecodeError::UnknownField(f))?);
+                let def = g.schema.def(field).ok_or(DecodeError::UnknownField(f))?;
+                let code = r.u8()?;
+                let fits = match code {
+                    0 => policy_fits(def.policy, 0),
+                    1 => policy_fits(def.policy, 1),
+                    2 | 3 => policy_fits(def.policy, 2),
+                    4 => policy_fits(def.policy, 4),
+                    c => return Err(DecodeError::UnknownOp(c)),
+                };
+                if !fits {
+                    return Err(DecodeError::OpDoesNotFitField(code));
+                }
+                let fact = match code {
+                    0 | 4 => {
+                        let value = r.value(def.kind)?;
+                        let stamp = r.stamp(g.genesis_ms)?;
+                        let w = Write { value, stamp, dot: read_dot(&mut r, &table)? };
+                        if code == 0 { Fact::Write(w) } else { Fact::Entry(w) }
+                    }
+                    1 => {
+                        let origin = read_origin(&mut r, &table)?;
+                        let upto = r.uvarint()?;
+                        let sum = r.svarint()?;
+                        let upto_stamp = r.stamp(g.genesis_ms)?;
+                        let k = r.count()?;
+                        let mut extras = BTreeMap::new();
+                        for _ in 0..k {
+                            let seq = r.uvarint()?;
+                            let amount = r.svarint()?;
+                            let st = r.stamp(g.genesis_ms)?;
+                            if seq <= upto || extras.insert(seq, (amount, st)).is_some() {
+                                return Err(DecodeError::Malformed("counter part extras overlap"));
+                            }
+                        }
+                        Fact::Count { origin, part: CounterPart { upto, sum, upto_stamp, extras } }
+                    }
+                    2 => {
+                        let value = r.value(def.kind)?;
+                        let dot = read_dot(&mut r, &table)?;
+                        Fact::Add { value, dot, stamp: r.stamp(g.genesis_ms)? }
+                    }
+                    _ => {
+                        let removed = read_dot(&mut r, &table)?;
+                        let by = read_dot(&mut r, &table)?;
+                        Fact::Tomb { removed, by, stamp: r.stamp(g.genesis_ms)? }
+                    }
+                };
+                facts.push((reg, field, fact));
+            }
+            Frame::State(StateMsg { context, facts, deltas })
+        }
+        k => return Err(DecodeError::UnknownFrameKind(k)),
+    };
+    if r.pos != bytes.len() {
+        return Err(DecodeError::TrailingBytes(bytes.len() - r.pos));
+    }
+    Ok(frame)
+}

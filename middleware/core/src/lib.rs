@@ -1,0 +1,29 @@
+//! `spook-core`: the sans-IO engine of Spook. It owns clocks (HLC), values, the group schema,
+//! deltas, causal contexts, field merge policies, the group replica with its pending and
+//! committed views, anti-entropy (digests, wants, state with dots), the persistence contract
+//! (`poll_persist` / `handle_persisted`) and the wire codec.
+//!
+//! It must not depend on tokio, zenoh, sockets, the system clock or a random source: time
+//! comes in as an argument (milliseconds), frames come in as bytes, and it returns frames to
+//! send, records to persist and the next wake-up. Start reading at [`Replica`].
+
+mod causal;
+mod clock;
+pub mod codec;
+mod delta;
+pub mod field;
+mod id;
+mod replica;
+mod schema;
+mod state;
+mod value;
+
+pub use causal::{CausalContext, IntervalSet};
+pub use clock::{Clock, Hlc, TooFarAhead};
+pub use codec::{DecodeError, Frame, FrameKind, Limits};
+pub use delta::{Action, Delta, Op};
+pub use id::{Dot, EndpointId, FieldId, GroupId, PairId, RegisterId};
+pub use replica::{Dest, Event, GroupConfig, PersistRequest, Record, Replica, Stats, Transmit, View, WriteError};
+pub use schema::{FieldDef, MergePolicy, Schema};
+pub use state::{SetHash, StateBlock};
+pub use value::{canonical_f64, Value, ValueKind};

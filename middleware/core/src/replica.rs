@@ -1,0 +1,931 @@
+//! The group replica: one endpoint's copy of one entanglement group, as a sans-IO state
+//! machine.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::codec::{self, Ack, DecodeError, Digest, Frame, FrameKind, GroupView, Limits, StateMsg};
+use crate::field::{CounterPart, Fact, Write};
+use crate::state::{SetHash, StateBlock};
+use crate::{Action, CausalContext, Clock, Delta, Dot, EndpointId, FieldId, GroupId, Hlc, Op, RegisterId, Schema, Value};
+
+/// Everything every member of a group agrees on before the first delta: identity, schema,
+/// creation stamp, first members, and tuning.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// The group.
+    pub group: GroupId,
+    /// Its schema.
+    pub schema: Schema,
+    /// Creation time (ms); stamps travel as offsets from it.
+    pub genesis_ms: u64,
+    /// The first members.
+    pub members: Vec<EndpointId>,
+    /// Key for digests and state hashes (keyed, so crafted updates cannot steer them).
+    pub hash_key: [u8; 32],
+    /// Decoding and write limits.
+    pub limits: Limits,
+    /// A stamp more than this ahead of local time is held back (≥ 2 × max skew + max delay).
+    pub max_future_ms: u64,
+    /// How often a digest goes out.
+    pub digest_interval_ms: u64,
+    /// To how many peers each digest round goes (round robin).
+    pub digest_fanout: usize,
+    /// Least time between two unsolicited state pushes or wants to the same peer.
+    pub resend_after_ms: u64,
+    /// How far ahead of local time the durable HLC high-water mark is reserved.
+    pub hwm_window_ms: u64,
+    /// Most deltas in one `Deltas` frame.
+    pub max_batch: usize,
+}
+
+impl GroupConfig {
+    /// A configuration with defaults for everything but identity, schema and members.
+    #[must_use]
+    pub fn new(group: GroupId, schema: Schema, genesis_ms: u64, members: Vec<EndpointId>) -> Self {
+        let mut h = blake3::Hasher::new_derive_key("spook group hash key v1");
+        h.update(&group.0);
+        GroupConfig {
+            group,
+            schema,
+            genesis_ms,
+            members,
+            hash_key: *h.finalize().as_bytes(),
+            limits: Limits::default(),
+            max_future_ms: 2_000,
+            digest_interval_ms: 250,
+            digest_fanout: 2,
+            resend_after_ms: 300,
+            hwm_window_ms: 5_000,
+            max_batch: 256,
+        }
+    }
+}
+
+/// Which view of the group a reader means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// All known deltas.
+    Pending,
+    /// Causally stable deltas only.
+    Committed,
+}
+
+/// What an application can observe.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A delta became known (pending).
+    CandidateAdded(Dot),
+    /// The committed frontier advanced to `frontier`, committing `candidates` candidates.
+    Committed {
+        /// The new frontier.
+        frontier: Hlc,
+        /// How many candidates it committed.
+        candidates: usize,
+    },
+    /// Registers whose value changed in a view.
+    RegistersChanged {
+        /// The view.
+        view: View,
+        /// The registers.
+        registers: Vec<RegisterId>,
+    },
+    /// A member joined (committed view).
+    MemberJoined(EndpointId),
+    /// A member left (committed view).
+    MemberLeft(EndpointId),
+    /// A frame was rejected; nothing of it was applied.
+    Rejected {
+        /// The sender.
+        from: EndpointId,
+        /// Why.
+        error: DecodeError,
+    },
+}
+
+/// Where a frame goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// Every other member (a publish on the group's key).
+    Members,
+    /// One peer.
+    Peer(EndpointId),
+}
+
+/// A frame to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transmit {
+    /// Where.
+    pub dest: Dest,
+    /// What kind (for accounting).
+    pub kind: FrameKind,
+    /// How many deltas or facts it carries (for accounting).
+    pub items: usize,
+    /// The encoded frame.
+    pub bytes: Vec<u8>,
+}
+
+/// Something the core asks to be made durable.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// A delta (own or received).
+    Delta(Delta),
+    /// State adopted from a peer.
+    State(StateMsg),
+    /// The HLC high-water mark: no stamp at or below it is ever issued again.
+    Hwm(Hlc),
+    /// The committed frontier.
+    Frontier(Hlc),
+}
+
+/// A batch of records to write durably, then report with [`Replica::handle_persisted`].
+/// Batches must complete in id order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PersistRequest {
+    /// The batch id.
+    pub id: u64,
+    /// What to write.
+    pub records: Vec<Record>,
+}
+
+/// Errors of a local write.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    /// The write names an unknown field, does not fit its policy or kind, or is too large.
+    #[error("invalid write: {0}")]
+    Invalid(#[from] DecodeError),
+    /// A write must change something.
+    #[error("a write needs at least one operation")]
+    Empty,
+    /// This endpoint is not a member of the group.
+    #[error("this endpoint is not a member of the group")]
+    NotAMember,
+}
+
+/// Counters an operator reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames accepted.
+    pub frames_in: u64,
+    /// Frames rejected (malformed, unknown origin).
+    pub frames_rejected: u64,
+    /// Frames held back for a stamp too far ahead.
+    pub frames_held: u64,
+    /// Deltas created here.
+    pub deltas_created: u64,
+    /// Deltas received that were new.
+    pub deltas_received: u64,
+    /// Deltas received that were already known.
+    pub deltas_duplicate: u64,
+    /// State messages applied.
+    pub states_applied: u64,
+    /// Digests whose context equals ours but whose hash does not: must stay 0.
+    pub hash_mismatches: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    facts: Vec<(RegisterId, FieldId, Fact)>,
+    batch: u64,
+}
+
+type CandKey = (Hlc, EndpointId, u64, u64);
+
+/// One endpoint's replica of one group.
+///
+/// Inputs: [`Replica::write`], [`Replica::handle_frame`], [`Replica::handle_timeout`],
+/// [`Replica::handle_persisted`]. Outputs, polled after every input in this order:
+/// [`Replica::poll_persist`] (write it durably, then report it), [`Replica::poll_transmit`],
+/// [`Replica::poll_event`], and [`Replica::poll_timeout`] for the next wake-up. Time is always
+/// an argument (ms); the replica never reads a clock, a socket or a random source.
+///
+/// ```
+/// # use spook_core::*;
+/// let (a, b) = (EndpointId::from_index(1), EndpointId::from_index(2));
+/// let cfg = GroupConfig::new(GroupId([1; 16]), Schema::fleet(), 0, vec![a, b]);
+/// let mut ra = Replica::new(a, cfg.clone(), 0);
+/// let mut rb = Replica::new(b, cfg, 0);
+/// let battery = ra.schema().field_id("battery").unwrap();
+/// ra.set(10, RegisterId(7), battery, Value::F64(0.9)).unwrap();
+/// // Make it durable (here: at once), then ship what the replica asks to send.
+/// while let Some(p) = ra.poll_persist() { ra.handle_persisted(p.id, 10); }
+/// while let Some(t) = ra.poll_transmit() { rb.handle_frame(a, &t.bytes, 11); }
+/// assert_eq!(rb.get(View::Pending, RegisterId(7), battery), Some(Value::F64(0.9)));
+/// ```
+pub struct Replica {
+    me: EndpointId,
+    cfg: GroupConfig,
+    clock: Clock,
+    seq: u64,
+    pending: StateBlock,
+    committed: StateBlock,
+    context: CausalContext,
+    ctx_hash: SetHash,
+    durable: CausalContext,
+    durable_hwm: Hlc,
+    requested_hwm: Hlc,
+    frontier: Hlc,
+    frontier_persisted: Hlc,
+    candidates: BTreeMap<CandKey, Candidate>,
+    cand_counter: u64,
+    membership_log: BTreeMap<(Hlc, EndpointId, u64), Delta>,
+    roster: BTreeMap<u64, EndpointId>,
+    members: BTreeSet<EndpointId>,
+    committed_members: BTreeSet<EndpointId>,
+    acks: BTreeMap<EndpointId, Ack>,
+    next_batch: u64,
+    persisted_batch: u64,
+    unpersisted: Vec<Record>,
+    in_flight: BTreeMap<u64, (CausalContext, Option<Hlc>)>,
+    unsent: Vec<(u64, Delta)>,
+    outbox: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    held: Vec<(u64, EndpointId, Frame)>,
+    next_digest_at: u64,
+    digest_rr: usize,
+    last_push: BTreeMap<EndpointId, u64>,
+    last_want: BTreeMap<EndpointId, u64>,
+    stats: Stats,
+}
+
+impl Replica {
+    /// A new replica of the group at local time `now`.
+    #[must_use]
+    pub fn new(me: EndpointId, cfg: GroupConfig, now: u64) -> Self {
+        let members: BTreeSet<EndpointId> = cfg.members.iter().copied().collect();
+        let roster = members.iter().map(|m| (m.short(), *m)).collect();
+        let mut clock = Clock::new(cfg.max_future_ms);
+        clock.restore(Hlc::new(cfg.genesis_ms, 0));
+        Replica {
+            me,
+            clock,
+            seq: 0,
+            pending: StateBlock::default(),
+            committed: StateBlock::default(),
+            context: CausalContext::default(),
+            ctx_hash: SetHash::default(),
+            durable: CausalContext::default(),
+            durable_hwm: Hlc::new(cfg.genesis_ms, 0),
+            requested_hwm: Hlc::new(cfg.genesis_ms, 0),
+            frontier: Hlc::new(cfg.genesis_ms, 0),
+            frontier_persisted: Hlc::new(cfg.genesis_ms, 0),
+            candidates: BTreeMap::new(),
+            cand_counter: 0,
+            membership_log: BTreeMap::new(),
+            roster,
+            committed_members: members.clone(),
+            members,
+            acks: BTreeMap::new(),
+            next_batch: 1,
+            persisted_batch: 0,
+            unpersisted: Vec::new(),
+            in_flight: BTreeMap::new(),
+            unsent: Vec::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            held: Vec::new(),
+            next_digest_at: now,
+            digest_rr: 0,
+            last_push: BTreeMap::new(),
+            last_want: BTreeMap::new(),
+            stats: Stats::default(),
+            cfg,
+        }
+    }
+
+    /// Rebuild a replica after a restart from the records that were durable.
+    #[must_use]
+    pub fn restore<'a>(me: EndpointId, cfg: GroupConfig, records: impl IntoIterator<Item = &'a Record>, now: u64) -> Self {
+        let mut r = Replica::new(me, cfg, now);
+        let mut frontier = r.frontier;
+        for rec in records {
+            match rec {
+                Record::Delta(d) => {
+                    r.ingest_delta(d.clone(), now);
+                }
+                Record::State(s) => r.adopt_state(s.clone()),
+                Record::Hwm(h) => {
+                    r.clock.restore(*h);
+                    r.durable_hwm = r.durable_hwm.max(*h);
+                }
+                Record::Frontier(f) => frontier = frontier.max(*f),
+            }
+        }
+        r.requested_hwm = r.durable_hwm;
+        r.seq = r.context.of(&me).map_or(0, crate::IntervalSet::max);
+        r.durable = r.context.clone();
+        r.unpersisted.clear();
+        r.in_flight.clear();
+        r.persisted_batch = r.next_batch;
+        r.next_batch += 1;
+        r.frontier_persisted = frontier;
+        r.commit_to(frontier);
+        r.events.clear();
+        r
+    }
+
+    // ------------------------------------------------------------ getters
+
+    /// This endpoint.
+    #[must_use]
+    pub fn me(&self) -> EndpointId {
+        self.me
+    }
+    /// The group schema.
+    #[must_use]
+    pub fn schema(&self) -> &Schema {
+        &self.cfg.schema
+    }
+    /// The group configuration.
+    #[must_use]
+    pub fn config(&self) -> &GroupConfig {
+        &self.cfg
+    }
+    /// A view's state (an O(1) snapshot if cloned).
+    #[must_use]
+    pub fn view(&self, view: View) -> &StateBlock {
+        match view {
+            View::Pending => &self.pending,
+            View::Committed => &self.committed,
+        }
+    }
+    /// One field's value in a view.
+    #[must_use]
+    pub fn get(&self, view: View, reg: RegisterId, field: FieldId) -> Option<Value> {
+        self.view(view).get(reg, field)
+    }
+    /// The pending-view hash: fields plus causal context. Equal delta sets give equal hashes.
+    #[must_use]
+    pub fn state_hash(&self) -> SetHash {
+        self.pending.hash().plus(self.ctx_hash)
+    }
+    /// The committed-view hash.
+    #[must_use]
+    pub fn committed_hash(&self) -> SetHash {
+        self.committed.hash()
+    }
+    /// Which deltas this replica holds.
+    #[must_use]
+    pub fn context(&self) -> &CausalContext {
+        &self.context
+    }
+    /// The committed frontier: deltas stamped at or below it are committed.
+    #[must_use]
+    pub fn frontier(&self) -> Hlc {
+        self.frontier
+    }
+    /// Candidates not yet committed.
+    #[must_use]
+    pub fn pending_candidates(&self) -> usize {
+        self.candidates.len()
+    }
+    /// Members in the pending view.
+    #[must_use]
+    pub fn members(&self) -> &BTreeSet<EndpointId> {
+        &self.members
+    }
+    /// Operator counters.
+    #[must_use]
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// Own deltas not yet durable or not yet sent.
+    #[must_use]
+    pub fn unsent(&self) -> usize {
+        self.unsent.len()
+    }
+
+    // ------------------------------------------------------------ local writes
+
+    /// Write one value (last-writer-wins, max or min field).
+    ///
+    /// # Errors
+    /// [`WriteError`] if the field or value does not fit the schema.
+    pub fn set(&mut self, now: u64, reg: RegisterId, field: FieldId, value: Value) -> Result<Dot, WriteError> {
+        self.write(now, vec![Op::Field { reg, field, action: Action::Set(value) }])
+    }
+
+    /// Apply a delta of several operations atomically. The delta applies to the pending view
+    /// at once, is handed to [`Replica::poll_persist`], and is sent only once durable.
+    ///
+    /// # Errors
+    /// [`WriteError`] if any operation does not fit the schema; then nothing is applied.
+    pub fn write(&mut self, now: u64, ops: Vec<Op>) -> Result<Dot, WriteError> {
+        if ops.is_empty() {
+            return Err(WriteError::Empty);
+        }
+        if !self.members.contains(&self.me) {
+            return Err(WriteError::NotAMember);
+        }
+        for op in &ops {
+            codec::check_op(&self.cfg.schema, &self.cfg.limits, op)?;
+        }
+        let ops = self.coalesce_ops(ops);
+        self.seq += 1;
+        let d = Delta { origin: self.me, seq: self.seq, stamp: self.clock.tick(now), ops };
+        self.stats.deltas_created += 1;
+        let dot = d.dot();
+        self.unsent.push((self.next_batch, d.clone()));
+        self.ingest_delta(d, now);
+        self.reserve_hwm(now);
+        Ok(dot)
+    }
+
+    /// The adds this replica has seen of a set element, for a remove that cancels them.
+    #[must_use]
+    pub fn observed_adds(&self, reg: RegisterId, field: FieldId, value: &Value) -> Vec<Dot> {
+        match self.pending.field_state(reg, field) {
+            Some(crate::field::FieldState::Set(s)) => {
+                s.adds.get(&value.canonical_bytes()).map(|(_, d)| d.keys().copied().collect()).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Within one delta, a later set of a field replaces an earlier one and adds are summed,
+    /// so a delta carries each field once.
+    fn coalesce_ops(&self, ops: Vec<Op>) -> Vec<Op> {
+        let mut out: Vec<Op> = Vec::with_capacity(ops.len());
+        for op in ops {
+            if let Op::Field { reg, field, action } = &op {
+                let prev = out.iter_mut().find(|o| matches!(o, Op::Field { reg: r, field: f, action: a }
+                    if r == reg && f == field && matches!((a, action), (Action::Set(_), Action::Set(_)) | (Action::Add(_), Action::Add(_)))));
+                if let Some(Op::Field { action: a, .. }) = prev {
+                    match (a, action) {
+                        (Action::Set(v), Action::Set(n)) => *v = n.clone(),
+                        (Action::Add(x), Action::Add(n)) => *x = x.wrapping_add(*n),
+                        _ => {}
+                    }
+                    continue;
+                }
+            }
+            out.push(op);
+        }
+        out
+    }
+
+    // ------------------------------------------------------------ inputs
+
+    /// A frame arrived from `from` at local time `now`. Malformed frames are rejected whole
+    /// (an [`Event::Rejected`]); frames stamped too far ahead are held and retried.
+    pub fn handle_frame(&mut self, from: EndpointId, bytes: &[u8], now: u64) {
+        if !self.roster.values().any(|m| *m == from) {
+            self.reject(from, DecodeError::UnknownOrigin(from.short()));
+            return;
+        }
+        let g = GroupView { schema: &self.cfg.schema, genesis_ms: self.cfg.genesis_ms, roster: &self.roster, limits: self.cfg.limits };
+        match codec::decode(&g, from, bytes) {
+            Ok(frame) => {
+                self.stats.frames_in += 1;
+                self.handle_decoded(from, frame, now);
+            }
+            Err(e) => self.reject(from, e),
+        }
+        self.try_commit(now);
+    }
+
+    fn reject(&mut self, from: EndpointId, error: DecodeError) {
+        tracing::debug!(%from, %error, "frame rejected");
+        self.stats.frames_rejected += 1;
+        self.events.push_back(Event::Rejected { from, error });
+    }
+
+    fn max_stamp(frame: &Frame) -> Hlc {
+        match frame {
+            Frame::Deltas(ds) => ds.iter().map(|d| d.stamp).max().unwrap_or_default(),
+            Frame::Digest(d) => d.acks.iter().map(|a| a.hlc).max().unwrap_or_default(),
+            Frame::Want(_) => Hlc(0),
+            Frame::State(s) => s
+                .facts
+                .iter()
+                .map(|(_, _, f)| f.stamp())
+                .chain(s.deltas.iter().map(|d| d.stamp))
+                .max()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn handle_decoded(&mut self, from: EndpointId, frame: Frame, now: u64) {
+        let top = Self::max_stamp(&frame);
+        if let Err(e) = self.clock.observe(top, now) {
+            tracing::debug!(%from, retry_at = e.retry_at, "frame held: stamp ahead of local time");
+            self.stats.frames_held += 1;
+            self.held.push((e.retry_at, from, frame));
+            return;
+        }
+        match frame {
+            Frame::Deltas(ds) => {
+                for d in ds {
+                    self.ingest_delta(d, now);
+                }
+                let gap = self.context.of(&from).is_some_and(|s| s.ranges().len() > 1 || s.contiguous_max() == 0);
+                if gap {
+                    self.send_want(from, now);
+                }
+            }
+            Frame::Digest(d) => self.handle_digest(from, d, now),
+            Frame::Want(ctx) => self.push_state(from, &ctx, now, true),
+            Frame::State(s) => {
+                for d in &s.deltas {
+                    self.ingest_delta(d.clone(), now);
+                }
+                self.adopt_state(s);
+            }
+        }
+    }
+
+    fn handle_digest(&mut self, from: EndpointId, d: Digest, now: u64) {
+        for a in &d.acks {
+            if self.roster.values().any(|m| *m == a.member) && a.member != self.me {
+                let e = self.acks.entry(a.member).or_insert(*a);
+                if a.hlc > e.hlc {
+                    *e = *a;
+                }
+            }
+        }
+        let they_lack = !self.context.difference(&d.context).is_empty();
+        let i_lack = !d.context.difference(&self.context).is_empty();
+        if they_lack {
+            self.push_state(from, &d.context, now, false);
+        }
+        if i_lack {
+            self.send_want(from, now);
+        }
+        if !they_lack && !i_lack && d.hash != self.state_hash().short() {
+            self.stats.hash_mismatches += 1;
+            tracing::warn!(%from, "equal causal contexts but different state hashes");
+        }
+    }
+
+    fn send_want(&mut self, to: EndpointId, now: u64) {
+        if self.last_want.get(&to).is_some_and(|t| now < t + self.cfg.resend_after_ms) {
+            return;
+        }
+        self.last_want.insert(to, now);
+        let bytes = codec::encode_want(&self.context);
+        self.outbox.push_back(Transmit { dest: Dest::Peer(to), kind: FrameKind::Want, items: 0, bytes });
+    }
+
+    /// Send `to` what it lacks, as state: for each field the facts whose dots it is missing
+    /// (for last-writer-wins fields only the winner), plus membership deltas.
+    fn push_state(&mut self, to: EndpointId, theirs: &CausalContext, now: u64, asked: bool) {
+        if !asked && self.last_push.get(&to).is_some_and(|t| now < t + self.cfg.resend_after_ms) {
+            return;
+        }
+        let missing = self.context.difference(theirs);
+        if missing.is_empty() {
+            return;
+        }
+        self.last_push.insert(to, now);
+        let msg = self.state_for(&missing);
+        let bytes = codec::encode_state(&self.cfg.schema, self.cfg.genesis_ms, &msg);
+        let items = msg.facts.len() + msg.deltas.len();
+        self.outbox.push_back(Transmit { dest: Dest::Peer(to), kind: FrameKind::State, items, bytes });
+    }
+
+    /// The state a replica lacking `missing` needs.
+    #[must_use]
+    pub fn state_for(&self, missing: &CausalContext) -> StateMsg {
+        let mut facts = Vec::new();
+        let mut buf = Vec::new();
+        for ((reg, field), st) in self.pending.iter() {
+            st.facts_for(missing, &mut buf);
+            facts.extend(buf.drain(..).map(|f| (*reg, *field, f)));
+        }
+        let deltas = self.membership_log.values().filter(|d| missing.contains(d.dot())).cloned().collect();
+        StateMsg { context: missing.clone(), facts, deltas }
+    }
+
+    /// Local time advanced to `now`: send digests when due, retry held frames.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if !self.held.is_empty() {
+            let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|(t, _, _)| *t <= now);
+            self.held = later;
+            for (_, from, frame) in ready {
+                self.handle_decoded(from, frame, now);
+            }
+        }
+        if now >= self.next_digest_at {
+            self.next_digest_at = now + self.cfg.digest_interval_ms;
+            self.send_digests(now);
+        }
+        self.reserve_hwm(now);
+        self.try_commit(now);
+    }
+
+    fn own_ack(&mut self, now: u64) -> Ack {
+        let mut hlc = self.clock.read(now).min(self.durable_hwm);
+        if let Some((_, d)) = self.unsent.iter().find(|(b, _)| *b > self.persisted_batch) {
+            hlc = hlc.min(Hlc(d.stamp.0.saturating_sub(1)));
+        }
+        Ack { member: self.me, hlc, own_seq: self.durable.of(&self.me).map_or(0, crate::IntervalSet::contiguous_max) }
+    }
+
+    fn send_digests(&mut self, now: u64) {
+        let peers: Vec<EndpointId> = self.members.iter().copied().filter(|m| *m != self.me).collect();
+        if peers.is_empty() {
+            return;
+        }
+        let mut acks = vec![self.own_ack(now)];
+        acks.extend(self.acks.values().filter(|a| self.members.contains(&a.member)).copied());
+        let digest = Digest { context: self.context.clone(), hash: self.state_hash().short(), acks };
+        let bytes = codec::encode_digest(self.cfg.genesis_ms, &digest);
+        for i in 0..self.cfg.digest_fanout.min(peers.len()) {
+            let to = peers[(self.digest_rr + i) % peers.len()];
+            self.outbox.push_back(Transmit { dest: Dest::Peer(to), kind: FrameKind::Digest, items: 0, bytes: bytes.clone() });
+        }
+        self.digest_rr = (self.digest_rr + self.cfg.digest_fanout) % peers.len();
+    }
+
+    /// Batches up to `id` are durable.
+    pub fn handle_persisted(&mut self, id: u64, now: u64) {
+        if id <= self.persisted_batch {
+            return;
+        }
+        self.persisted_batch = id;
+        let done: Vec<u64> = self.in_flight.range(..=id).map(|(k, _)| *k).collect();
+        for k in done {
+            if let Some((ctx, hwm)) = self.in_flight.remove(&k) {
+                for (o, s) in ctx.0 {
+                    self.durable.0.entry(o).or_default().union_with(&s);
+                }
+                if let Some(h) = hwm {
+                    self.durable_hwm = self.durable_hwm.max(h);
+                }
+            }
+        }
+        let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsent).into_iter().partition(|(b, _)| *b <= id);
+        self.unsent = later;
+        let ready: Vec<Delta> = ready.into_iter().map(|(_, d)| d).collect();
+        for chunk in ready.chunks(self.cfg.max_batch.max(1)) {
+            let bytes = codec::encode_deltas(&self.cfg.schema, self.cfg.genesis_ms, chunk);
+            self.outbox.push_back(Transmit { dest: Dest::Members, kind: FrameKind::Deltas, items: chunk.len(), bytes });
+        }
+        self.try_commit(now);
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    /// The next batch to make durable.
+    #[must_use]
+    pub fn poll_persist(&mut self) -> Option<PersistRequest> {
+        if self.unpersisted.is_empty() {
+            return None;
+        }
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let records = std::mem::take(&mut self.unpersisted);
+        let mut ctx = CausalContext::default();
+        let mut hwm = None;
+        for r in &records {
+            match r {
+                Record::Delta(d) => {
+                    ctx.insert(d.dot());
+                }
+                Record::State(s) => {
+                    for (o, set) in &s.context.0 {
+                        ctx.0.entry(*o).or_default().union_with(set);
+                    }
+                    for d in &s.deltas {
+                        ctx.insert(d.dot());
+                    }
+                }
+                Record::Hwm(h) => hwm = Some(hwm.map_or(*h, |x: Hlc| x.max(*h))),
+                Record::Frontier(_) => {}
+            }
+        }
+        self.in_flight.insert(id, (ctx, hwm));
+        Some(PersistRequest { id, records })
+    }
+
+    /// The next frame to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    /// The next application event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Replica::handle_timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> u64 {
+        self.held.iter().map(|(t, _, _)| *t).fold(self.next_digest_at, u64::min)
+    }
+
+    // ------------------------------------------------------------ internals
+
+    fn reserve_hwm(&mut self, now: u64) {
+        let cur = self.clock.read(now);
+        if cur.ms() + self.cfg.hwm_window_ms / 2 > self.requested_hwm.ms() {
+            let h = Hlc::new(cur.ms() + self.cfg.hwm_window_ms, 0);
+            self.requested_hwm = h;
+            self.unpersisted.push(Record::Hwm(h));
+        }
+    }
+
+    fn facts_of(d: &Delta) -> Vec<(RegisterId, FieldId, Fact)> {
+        let dot = d.dot();
+        let mut out = Vec::with_capacity(d.ops.len());
+        for op in &d.ops {
+            let Op::Field { reg, field, action } = op else { continue };
+            match action {
+                Action::Set(v) => out.push((*reg, *field, Fact::Write(Write { value: v.clone(), stamp: d.stamp, dot }))),
+                Action::Append(v) => out.push((*reg, *field, Fact::Entry(Write { value: v.clone(), stamp: d.stamp, dot }))),
+                Action::Add(n) => {
+                    let part = CounterPart { extras: [(d.seq, (*n, d.stamp))].into(), ..CounterPart::default() };
+                    out.push((*reg, *field, Fact::Count { origin: d.origin, part }));
+                }
+                Action::Insert(v) => out.push((*reg, *field, Fact::Add { value: v.clone(), dot, stamp: d.stamp })),
+                Action::Remove { observed, .. } => {
+                    out.extend(observed.iter().map(|r| (*reg, *field, Fact::Tomb { removed: *r, by: dot, stamp: d.stamp })));
+                }
+            }
+        }
+        out
+    }
+
+    /// Apply facts to the pending view. Counter parts are normalised only after all facts are
+    /// in: the context may already name dots whose facts come later in the same batch.
+    fn apply_pending(&mut self, facts: &[(RegisterId, FieldId, Fact)], changed: &mut BTreeSet<RegisterId>) {
+        for (reg, field, fact) in facts {
+            if self.pending.apply(&self.cfg.hash_key, &self.cfg.schema, *reg, *field, fact) {
+                changed.insert(*reg);
+            }
+        }
+    }
+
+    fn normalize_counters<'a>(&mut self, facts: impl IntoIterator<Item = &'a (RegisterId, FieldId, Fact)>) {
+        for (reg, field, fact) in facts {
+            if matches!(fact, Fact::Count { .. }) {
+                self.pending.normalize(*reg, *field, &self.context);
+            }
+        }
+    }
+
+    fn add_candidate(&mut self, key: (Hlc, EndpointId, u64), facts: Vec<(RegisterId, FieldId, Fact)>) {
+        self.cand_counter += 1;
+        let batch = self.next_batch;
+        self.candidates.insert((key.0, key.1, key.2, self.cand_counter), Candidate { facts, batch });
+    }
+
+    /// Add a delta to the pending view; false if it was already known.
+    fn ingest_delta(&mut self, d: Delta, _now: u64) -> bool {
+        if self.context.contains(d.dot()) {
+            self.stats.deltas_duplicate += 1;
+            return false;
+        }
+        if d.origin != self.me {
+            self.stats.deltas_received += 1;
+        }
+        self.context.insert(d.dot());
+        self.ctx_hash.add(&self.cfg.hash_key, &dot_bytes(d.dot()));
+        let facts = Self::facts_of(&d);
+        let mut changed = BTreeSet::new();
+        self.apply_pending(&facts, &mut changed);
+        self.normalize_counters(&facts);
+        self.add_candidate(d.order_key(), facts);
+        if d.has_membership_ops() {
+            self.membership_log.insert(d.order_key(), d.clone());
+            for op in &d.ops {
+                if let Op::AddMember(m) = op {
+                    self.roster.insert(m.short(), *m);
+                }
+            }
+            self.members = self.fold_membership(None);
+        }
+        self.events.push_back(Event::CandidateAdded(d.dot()));
+        if !changed.is_empty() {
+            self.events.push_back(Event::RegistersChanged { view: View::Pending, registers: changed.into_iter().collect() });
+        }
+        self.unpersisted.push(Record::Delta(d));
+        true
+    }
+
+    /// Adopt state from a peer: its causal context (gaps kept) and its facts, atomically.
+    fn adopt_state(&mut self, s: StateMsg) {
+        let new = s.context.difference(&self.context);
+        let mut changed = BTreeSet::new();
+        for d in new.dots() {
+            self.ctx_hash.add(&self.cfg.hash_key, &dot_bytes(d));
+            self.context.insert(d);
+        }
+        for (reg, field, fact) in &s.facts {
+            let dot_key = match fact {
+                Fact::Write(w) | Fact::Entry(w) => (w.dot.origin, w.dot.seq),
+                Fact::Count { origin, part } => (*origin, part.upto),
+                Fact::Add { dot, .. } => (dot.origin, dot.seq),
+                Fact::Tomb { by, .. } => (by.origin, by.seq),
+            };
+            let one = vec![(*reg, *field, fact.clone())];
+            self.apply_pending(&one, &mut changed);
+            self.add_candidate((fact.stamp(), dot_key.0, dot_key.1), one);
+        }
+        self.normalize_counters(&s.facts);
+        self.stats.states_applied += 1;
+        if !changed.is_empty() {
+            self.events.push_back(Event::RegistersChanged { view: View::Pending, registers: changed.into_iter().collect() });
+        }
+        self.unpersisted.push(Record::State(s));
+    }
+
+    fn fold_membership(&self, upto: Option<Hlc>) -> BTreeSet<EndpointId> {
+        let mut m: BTreeSet<EndpointId> = self.cfg.members.iter().copied().collect();
+        for ((stamp, _, _), d) in &self.membership_log {
+            if upto.is_some_and(|u| *stamp > u) {
+                break;
+            }
+            for op in &d.ops {
+                match op {
+                    Op::AddMember(x) => {
+                        m.insert(*x);
+                    }
+                    Op::RemoveMember { member, .. } => {
+                        m.remove(member);
+                    }
+                    Op::Field { .. } => {}
+                }
+            }
+        }
+        m
+    }
+
+    /// The stability frontier S: the smallest ack HLC over the members in force, if every
+    /// member has acked and this replica durably holds every delta each origin acknowledged.
+    fn stability_frontier(&mut self, now: u64) -> Option<Hlc> {
+        let pending_removals: BTreeSet<EndpointId> = self
+            .membership_log
+            .iter()
+            .filter(|((s, _, _), _)| *s > self.frontier)
+            .flat_map(|(_, d)| d.ops.iter())
+            .filter_map(|op| if let Op::RemoveMember { member, .. } = op { Some(*member) } else { None })
+            .collect();
+        let own = self.own_ack(now);
+        let mut s: Option<Hlc> = None;
+        for m in self.committed_members.iter().filter(|m| !pending_removals.contains(m)) {
+            let a = if *m == self.me { own } else { *self.acks.get(m)? };
+            let have = self.durable.of(m).map_or(0, crate::IntervalSet::contiguous_max);
+            if have < a.own_seq {
+                return None;
+            }
+            s = Some(s.map_or(a.hlc, |x| x.min(a.hlc)));
+        }
+        s
+    }
+
+    fn try_commit(&mut self, now: u64) {
+        if let Some(s) = self.stability_frontier(now) {
+            if s > self.frontier {
+                self.commit_to(s);
+            }
+        }
+        if self.frontier > self.frontier_persisted {
+            self.frontier_persisted = self.frontier;
+            self.unpersisted.push(Record::Frontier(self.frontier));
+        }
+    }
+
+    fn commit_to(&mut self, s: Hlc) {
+        self.frontier = self.frontier.max(s);
+        let keys: Vec<CandKey> = self
+            .candidates
+            .range(..=(s, EndpointId([0xff; 32]), u64::MAX, u64::MAX))
+            .filter(|(_, c)| c.batch <= self.persisted_batch)
+            .map(|(k, _)| *k)
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let mut changed = BTreeSet::new();
+        for k in &keys {
+            if let Some(c) = self.candidates.remove(k) {
+                for (reg, field, fact) in &c.facts {
+                    if self.committed.apply(&self.cfg.hash_key, &self.cfg.schema, *reg, *field, fact) {
+                        changed.insert(*reg);
+                    }
+                }
+            }
+        }
+        let before = std::mem::take(&mut self.committed_members);
+        self.committed_members = self.fold_membership(Some(self.frontier));
+        for m in self.committed_members.difference(&before) {
+            self.events.push_back(Event::MemberJoined(*m));
+        }
+        for m in before.difference(&self.committed_members) {
+            self.events.push_back(Event::MemberLeft(*m));
+        }
+        self.events.push_back(Event::Committed { frontier: self.frontier, candidates: keys.len() });
+        if !changed.is_empty() {
+            self.events.push_back(Event::RegistersChanged { view: View::Committed, registers: changed.into_iter().collect() });
+        }
+    }
+}
+
+fn dot_bytes(d: Dot) -> [u8; 40] {
+    let mut b = [0u8; 40];
+    b[..32].copy_from_slice(&d.origin.0);
+    b[32..].copy_from_slice(&d.seq.to_le_bytes());
+    b
+}

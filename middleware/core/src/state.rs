@@ -1,0 +1,149 @@
+//! StateBlock: the immutable, structurally shared state of a group, with an incremental,
+//! order-independent content hash.
+
+use imbl::OrdMap;
+
+use crate::field::{Fact, FieldState};
+use crate::{FieldId, RegisterId, Schema, Value};
+
+/// An order-independent set hash (sum of keyed BLAKE3 digests, four 64-bit lanes):
+/// adding or removing one element costs O(1), and the result depends only on the set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SetHash(pub [u64; 4]);
+
+impl SetHash {
+    fn lanes(key: &[u8; 32], bytes: &[u8]) -> [u64; 4] {
+        let h = blake3::keyed_hash(key, bytes);
+        let b = h.as_bytes();
+        let mut out = [0u64; 4];
+        for (i, lane) in out.iter_mut().enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            *lane = u64::from_le_bytes(w);
+        }
+        out
+    }
+    /// Add an element.
+    pub fn add(&mut self, key: &[u8; 32], bytes: &[u8]) {
+        for (a, b) in self.0.iter_mut().zip(Self::lanes(key, bytes)) {
+            *a = a.wrapping_add(b);
+        }
+    }
+    /// Remove an element previously added.
+    pub fn remove(&mut self, key: &[u8; 32], bytes: &[u8]) {
+        for (a, b) in self.0.iter_mut().zip(Self::lanes(key, bytes)) {
+            *a = a.wrapping_sub(b);
+        }
+    }
+    /// Combine two hashes of disjoint sets.
+    #[must_use]
+    pub fn plus(self, o: SetHash) -> SetHash {
+        let mut out = self;
+        for (a, b) in out.0.iter_mut().zip(o.0) {
+            *a = a.wrapping_add(b);
+        }
+        out
+    }
+    /// The first 16 bytes, as carried in digests.
+    #[must_use]
+    pub fn short(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.0[0].to_le_bytes());
+        out[8..].copy_from_slice(&self.0[1].to_le_bytes());
+        out
+    }
+}
+
+/// The state of a group's registers. Cloning is O(1) (structural sharing), so a reader can
+/// hold a snapshot while the replica moves on.
+#[derive(Clone, Debug, Default)]
+pub struct StateBlock {
+    fields: OrdMap<(RegisterId, FieldId), FieldState>,
+    hash: SetHash,
+}
+
+fn entry_bytes(reg: RegisterId, field: FieldId, st: &FieldState) -> Vec<u8> {
+    let mut b = Vec::with_capacity(32);
+    b.extend_from_slice(&reg.0.to_le_bytes());
+    b.extend_from_slice(&field.0.to_le_bytes());
+    st.canonical_bytes(&mut b);
+    b
+}
+
+impl StateBlock {
+    /// Merge a fact into one field; returns whether the field's value changed. O(1) map work
+    /// plus re-hashing that one field.
+    pub fn apply(&mut self, key: &[u8; 32], schema: &Schema, reg: RegisterId, field: FieldId, fact: &Fact) -> bool {
+        let Some(def) = schema.def(field) else { return false };
+        match self.fields.get_mut(&(reg, field)) {
+            Some(st) => {
+                let old = entry_bytes(reg, field, st);
+                let changed = st.apply(def.policy, fact);
+                let new = entry_bytes(reg, field, st);
+                if new != old {
+                    self.hash.remove(key, &old);
+                    self.hash.add(key, &new);
+                }
+                changed
+            }
+            None => {
+                let Some(st) = FieldState::from_fact(def.policy, fact) else { return false };
+                self.hash.add(key, &entry_bytes(reg, field, &st));
+                self.fields.insert((reg, field), st);
+                true
+            }
+        }
+    }
+
+    /// Normalise the counter parts of one field (does not change its value or hash).
+    pub fn normalize(&mut self, reg: RegisterId, field: FieldId, ctx: &crate::CausalContext) {
+        if let Some(st) = self.fields.get_mut(&(reg, field)) {
+            st.normalize(ctx);
+        }
+    }
+
+    /// The value of one field, if it was ever written.
+    #[must_use]
+    pub fn get(&self, reg: RegisterId, field: FieldId) -> Option<Value> {
+        self.fields.get(&(reg, field)).map(FieldState::value)
+    }
+
+    /// The merged state of one field.
+    #[must_use]
+    pub fn field_state(&self, reg: RegisterId, field: FieldId) -> Option<&FieldState> {
+        self.fields.get(&(reg, field))
+    }
+
+    /// Every written field, in (register, field) order.
+    pub fn iter(&self) -> impl Iterator<Item = (&(RegisterId, FieldId), &FieldState)> {
+        self.fields.iter()
+    }
+
+    /// Number of written fields.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether nothing was written.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The content hash of the fields: independent of the order facts arrived in.
+    #[must_use]
+    pub fn hash(&self) -> SetHash {
+        self.hash
+    }
+
+    /// Canonical bytes of the whole block: equal blocks give equal bytes.
+    #[must_use]
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for ((r, f), st) in &self.fields {
+            out.extend_from_slice(&entry_bytes(*r, *f, st));
+        }
+        out
+    }
+}

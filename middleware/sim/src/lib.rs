@@ -1,0 +1,16 @@
+//! `spook-sim`: a seeded, deterministic network simulator of `spook-core` replicas on a
+//! virtual clock, in the manner of TigerBeetle's VOPR. Per-link loss, duplication, reordering
+//! and delay; scheduled partitions and heals; crash and restart (a restarted replica keeps
+//! exactly what the durability contract persisted); clock skew. A run is a pure function of
+//! its seed: the same seed gives the same trace hash, in any process.
+//!
+//! A run has a fault phase (writes and faults) and a liveness phase (faults stop, writes stop;
+//! every replica must converge to the oracle's state, the merge of every durable delta, within
+//! a bound). Convergence comes from the protocol only: nothing copies state at the end.
+//!
+//! Depends on `spook-core` only: no tokio, no real clock, no OS randomness.
+
+pub mod rng;
+mod run;
+
+pub use run::{run, FaultCounts, Outcome, SimConfig};

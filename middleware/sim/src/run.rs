@@ -1,0 +1,614 @@
+//! One simulated run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use spook_core::{
+    Action, Dest, Dot, EndpointId, Event, FieldId, FrameKind, GroupConfig, GroupId, Op, Record, RegisterId, Replica, Schema,
+    StateBlock, Value, View,
+};
+
+use crate::rng::Rng;
+
+/// What a run simulates. Defaults: 5 nodes, light faults.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The seed: the run is a pure function of it and the rest of this config.
+    pub seed: u64,
+    /// Number of replicas.
+    pub nodes: usize,
+    /// Per-frame loss probability during the fault phase.
+    pub loss: f64,
+    /// Per-frame duplication probability during the fault phase.
+    pub dup: f64,
+    /// Probability that a frame is held back (reordered behind later frames).
+    pub reorder: f64,
+    /// One-way delay range (ms).
+    pub delay_ms: (u64, u64),
+    /// Partitions during the fault phase (the last one heals when faults stop).
+    pub partitions: usize,
+    /// Crash-and-restart events during the fault phase.
+    pub crashes: usize,
+    /// Each node's clock is offset by a value in ±skew (ms).
+    pub skew_ms: u64,
+    /// Mean time between writes at each node (ms).
+    pub write_every_ms: u64,
+    /// Registers written (entities).
+    pub registers: u32,
+    /// Length of the fault phase (ms).
+    pub fault_ms: u64,
+    /// Bound on the liveness phase (ms): not converged by then is a failure.
+    pub settle_ms: u64,
+    /// Time to make a batch durable (ms range).
+    pub persist_ms: (u64, u64),
+    /// Only last-writer-wins f64 writes (the benchmark workload) instead of the mix of policies.
+    pub lww_only: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            nodes: 5,
+            loss: 0.1,
+            dup: 0.05,
+            reorder: 0.1,
+            delay_ms: (1, 30),
+            partitions: 1,
+            crashes: 1,
+            skew_ms: 200,
+            write_every_ms: 200,
+            registers: 20,
+            fault_ms: 10_000,
+            settle_ms: 60_000,
+            persist_ms: (0, 3),
+            lww_only: false,
+        }
+    }
+}
+
+/// Faults actually injected in a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Frames lost on a link.
+    pub drops: u64,
+    /// Frames lost to a partition.
+    pub partition_drops: u64,
+    /// Frames delivered twice.
+    pub dups: u64,
+    /// Frames held back behind later ones.
+    pub reorders: u64,
+    /// Partitions.
+    pub partitions: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Frames held back by a receiver for a stamp ahead of its clock.
+    pub held: u64,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Whether every replica converged to the oracle state, committed everything, within the bound.
+    pub converged: bool,
+    /// Why not, if not.
+    pub failure: Option<String>,
+    /// Hash of every event of the run, in order.
+    pub trace_hash: String,
+    /// Final pending-view hash (equal on every replica when converged).
+    pub state_hash: String,
+    /// Simulated ms from the end of faults (the last heal) to convergence.
+    pub converge_ms: u64,
+    /// Faults injected.
+    pub faults: FaultCounts,
+    /// Deltas created (durable at their origin).
+    pub deltas: u64,
+    /// Bytes of `Deltas` frames sent, per delta carried (per link transmission).
+    pub bytes_per_delta: f64,
+    /// All bytes sent.
+    pub bytes_total: u64,
+    /// Bytes sent from the last heal until convergence (digests, wants, state, acks).
+    pub realign_bytes: u64,
+    /// Canonical bytes of the field states that differed from the merged state at the last heal
+    /// (summed over replicas).
+    pub diverged_bytes: u64,
+    /// Fields that differed at the last heal (summed over replicas).
+    pub diverged_fields: u64,
+    /// Frames rejected by receivers (must be 0 in a run without an attacker).
+    pub rejected: u64,
+}
+
+#[derive(Debug)]
+enum Ev {
+    Deliver { to: usize, from: usize, bytes: Vec<u8> },
+    Wake { node: usize, inc: u64 },
+    Persisted { node: usize, id: u64, inc: u64 },
+    Write { node: usize },
+    Crash { node: usize },
+    Restart { node: usize },
+    Partition { side: Vec<bool> },
+    Heal,
+    EndFaults,
+}
+
+struct Node {
+    id: EndpointId,
+    replica: Option<Replica>,
+    disk: Vec<Record>,
+    in_flight: BTreeMap<u64, Vec<Record>>,
+    last_persist_at: u64,
+    inc: u64,
+    skew: i64,
+    wake_at: Option<u64>,
+    frontier_seen: spook_core::Hlc,
+}
+
+struct World {
+    cfg: SimConfig,
+    group: GroupConfig,
+    rng: Rng,
+    now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Ev>,
+    nodes: Vec<Node>,
+    side: Option<Vec<bool>>,
+    faults_on: bool,
+    faults: FaultCounts,
+    trace: blake3::Hasher,
+    oracle: BTreeMap<Dot, spook_core::Delta>,
+    bytes_total: u64,
+    delta_bytes: u64,
+    delta_items: u64,
+    rejected: u64,
+    failure: Option<String>,
+}
+
+const START: u64 = 100_000;
+
+impl World {
+    fn at(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((t, self.seq), ev);
+    }
+
+    fn local(&self, i: usize) -> u64 {
+        (self.now as i64 + self.nodes[i].skew).max(0) as u64
+    }
+
+    fn trace(&mut self, tag: u8, a: u64, b: &[u8]) {
+        self.trace.update(&self.now.to_le_bytes());
+        self.trace.update(&[tag]);
+        self.trace.update(&a.to_le_bytes());
+        self.trace.update(blake3::hash(b).as_bytes());
+    }
+
+    /// Collect everything node `i` wants done after an input.
+    fn drain(&mut self, i: usize) {
+        let Some(r) = self.nodes[i].replica.as_mut() else { return };
+        let mut persists = Vec::new();
+        while let Some(p) = r.poll_persist() {
+            persists.push(p);
+        }
+        let mut sends = Vec::new();
+        while let Some(t) = r.poll_transmit() {
+            sends.push(t);
+        }
+        let mut events = Vec::new();
+        while let Some(e) = r.poll_event() {
+            events.push(e);
+        }
+        let wake_local = r.poll_timeout();
+        let frontier = r.frontier();
+        let inc = self.nodes[i].inc;
+        for p in persists {
+            let d = self.rng.range(self.cfg.persist_ms.0, self.cfg.persist_ms.1);
+            let t = (self.now + d).max(self.nodes[i].last_persist_at);
+            self.nodes[i].last_persist_at = t;
+            self.nodes[i].in_flight.insert(p.id, p.records);
+            self.at(t, Ev::Persisted { node: i, id: p.id, inc });
+        }
+        for t in sends {
+            let targets: Vec<usize> = match t.dest {
+                Dest::Members => (0..self.nodes.len()).filter(|&j| j != i).collect(),
+                Dest::Peer(p) => self.nodes.iter().position(|n| n.id == p).into_iter().collect(),
+            };
+            for j in targets {
+                self.send(i, j, &t.bytes, t.kind, t.items);
+            }
+        }
+        for e in events {
+            match e {
+                Event::Rejected { error, .. } => {
+                    self.rejected += 1;
+                    self.trace(9, i as u64, error.to_string().as_bytes());
+                }
+                Event::Committed { frontier, .. } => self.trace(8, i as u64, &frontier.0.to_le_bytes()),
+                _ => {}
+            }
+        }
+        if frontier < self.nodes[i].frontier_seen && self.failure.is_none() {
+            self.failure = Some(format!("node {i}: committed frontier went backwards"));
+        }
+        self.nodes[i].frontier_seen = frontier;
+        let wake = (wake_local as i64 - self.nodes[i].skew).max(self.now as i64 + 1) as u64;
+        if self.nodes[i].wake_at.is_none_or(|w| wake < w || w <= self.now) {
+            self.nodes[i].wake_at = Some(wake);
+            self.at(wake, Ev::Wake { node: i, inc });
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, bytes: &[u8], kind: FrameKind, items: usize) {
+        self.bytes_total += bytes.len() as u64;
+        if kind == FrameKind::Deltas {
+            self.delta_bytes += bytes.len() as u64;
+            self.delta_items += items as u64;
+        }
+        if let Some(side) = &self.side {
+            if side[from] != side[to] {
+                self.faults.partition_drops += 1;
+                return;
+            }
+        }
+        let (loss, dup, reorder) = if self.faults_on { (self.cfg.loss, self.cfg.dup, self.cfg.reorder) } else { (0.0, 0.0, 0.0) };
+        if self.rng.chance(loss) {
+            self.faults.drops += 1;
+            return;
+        }
+        let copies = if self.rng.chance(dup) {
+            self.faults.dups += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut d = self.rng.range(self.cfg.delay_ms.0, self.cfg.delay_ms.1);
+            if self.rng.chance(reorder) {
+                self.faults.reorders += 1;
+                d += self.rng.range(self.cfg.delay_ms.1, self.cfg.delay_ms.1 * 4 + 10);
+            }
+            let t = self.now + d;
+            self.at(t, Ev::Deliver { to, from, bytes: bytes.to_vec() });
+        }
+    }
+
+    fn random_ops(&mut self, i: usize) -> Vec<Op> {
+        let reg = RegisterId(self.rng.below(self.cfg.registers as usize) as u32);
+        let n = if self.cfg.lww_only { 9 } else { 11 };
+        let pick = self.rng.below(n);
+        let f = |k: u16| FieldId(k);
+        let x = (self.rng.next_u64() % 10_000) as f64 / 100.0;
+        match pick {
+            0..=2 | 9 | 10 if self.cfg.lww_only => {
+                vec![Op::Field { reg, field: f(self.rng.below(3) as u16), action: Action::Set(Value::F64(x)) }]
+            }
+            0..=2 => vec![Op::Field { reg, field: f(pick as u16), action: Action::Set(Value::F64(x)) }],
+            3 => {
+                // A whole pose in one atomic delta: three translations and one quaternion.
+                let q = [1.0, 0.0, 0.0, 0.0];
+                let mut ops: Vec<Op> = (0..3).map(|k| Op::Field { reg, field: f(k), action: Action::Set(Value::F64(x + k as f64)) }).collect();
+                ops.push(Op::Field { reg, field: f(3), action: Action::Set(Value::Quat(q)) });
+                ops
+            }
+            4 => vec![Op::Field { reg, field: f(4), action: Action::Set(Value::F64(x)) }],
+            5 => vec![Op::Field { reg, field: f(5), action: Action::Add((self.rng.next_u64() % 7) as i64 - 2) }],
+            6 => vec![Op::Field { reg, field: f(6), action: Action::Insert(Value::I64((self.rng.next_u64() % 4) as i64)) }],
+            7 => {
+                let v = Value::I64((self.rng.next_u64() % 4) as i64);
+                let observed = self.nodes[i].replica.as_ref().map(|r| r.observed_adds(reg, f(6), &v)).unwrap_or_default();
+                if observed.is_empty() {
+                    vec![Op::Field { reg, field: f(7), action: Action::Append(Value::I64(i as i64)) }]
+                } else {
+                    vec![Op::Field { reg, field: f(6), action: Action::Remove { value: v, observed } }]
+                }
+            }
+            _ => vec![Op::Field { reg, field: f(8), action: Action::Set(Value::F64(x)) }],
+        }
+    }
+
+    fn step(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver { to, from, bytes } => {
+                self.trace(1, (to as u64) << 32 | from as u64, &bytes);
+                let local = self.local(to);
+                let from_id = self.nodes[from].id;
+                if let Some(r) = self.nodes[to].replica.as_mut() {
+                    r.handle_frame(from_id, &bytes, local);
+                    self.drain(to);
+                }
+            }
+            Ev::Wake { node, inc } => {
+                if inc != self.nodes[node].inc || self.nodes[node].wake_at != Some(self.now) {
+                    return;
+                }
+                self.nodes[node].wake_at = None;
+                let local = self.local(node);
+                if let Some(r) = self.nodes[node].replica.as_mut() {
+                    r.handle_timeout(local);
+                    self.drain(node);
+                }
+            }
+            Ev::Persisted { node, id, inc } => {
+                if inc != self.nodes[node].inc {
+                    return;
+                }
+                self.trace(3, (node as u64) << 32 | id, &[]);
+                let done: Vec<u64> = self.nodes[node].in_flight.range(..=id).map(|(k, _)| *k).collect();
+                let me = self.nodes[node].id;
+                for k in done {
+                    if let Some(recs) = self.nodes[node].in_flight.remove(&k) {
+                        for r in &recs {
+                            if let Record::Delta(d) = r {
+                                if d.origin == me {
+                                    self.oracle.insert(d.dot(), d.clone());
+                                }
+                            }
+                        }
+                        self.nodes[node].disk.extend(recs);
+                    }
+                }
+                let local = self.local(node);
+                if let Some(r) = self.nodes[node].replica.as_mut() {
+                    r.handle_persisted(id, local);
+                    self.drain(node);
+                }
+            }
+            Ev::Write { node } => {
+                if !self.faults_on {
+                    return;
+                }
+                let next = self.now + self.rng.range(1, self.cfg.write_every_ms * 2);
+                self.at(next, Ev::Write { node });
+                if self.nodes[node].replica.is_none() {
+                    return;
+                }
+                let ops = self.random_ops(node);
+                let local = self.local(node);
+                if let Some(r) = self.nodes[node].replica.as_mut() {
+                    if let Err(e) = r.write(local, ops) {
+                        self.failure.get_or_insert(format!("node {node}: write refused: {e}"));
+                    }
+                    self.trace(4, node as u64, &[]);
+                    self.drain(node);
+                }
+            }
+            Ev::Crash { node } => {
+                if self.nodes[node].replica.take().is_some() {
+                    self.faults.crashes += 1;
+                    self.nodes[node].inc += 1;
+                    self.nodes[node].in_flight.clear();
+                    self.nodes[node].wake_at = None;
+                    self.trace(5, node as u64, &[]);
+                }
+            }
+            Ev::Restart { node } => {
+                if self.nodes[node].replica.is_none() {
+                    let local = self.local(node);
+                    let r = Replica::restore(self.nodes[node].id, self.group.clone(), &self.nodes[node].disk, local);
+                    self.nodes[node].frontier_seen = r.frontier();
+                    self.nodes[node].replica = Some(r);
+                    self.trace(6, node as u64, &[]);
+                    self.drain(node);
+                }
+            }
+            Ev::Partition { side } => {
+                self.faults.partitions += 1;
+                self.side = Some(side);
+                self.trace(7, 0, &[]);
+            }
+            Ev::Heal => {
+                self.side = None;
+                self.trace(7, 1, &[]);
+            }
+            Ev::EndFaults => {}
+        }
+    }
+
+    fn merged(&self) -> Replica {
+        let recs: Vec<Record> = self.oracle.values().cloned().map(Record::Delta).collect();
+        Replica::restore(EndpointId([0; 32]), self.group.clone(), &recs, self.now)
+    }
+
+    /// Fields (count, canonical bytes) in which `block` differs from `reference`.
+    fn diff(block: &StateBlock, reference: &StateBlock) -> (u64, u64) {
+        let mut n = 0;
+        let mut bytes = 0;
+        for (k, st) in reference.iter() {
+            if block.field_state(k.0, k.1) != Some(st) {
+                n += 1;
+                let mut b = Vec::new();
+                st.canonical_bytes(&mut b);
+                bytes += b.len() as u64 + 3;
+            }
+        }
+        (n, bytes)
+    }
+
+    fn converged(&self, reference: &Replica) -> bool {
+        self.nodes.iter().all(|n| {
+            n.replica.as_ref().is_some_and(|r| {
+                r.context() == reference.context()
+                    && r.state_hash() == reference.state_hash()
+                    && r.pending_candidates() == 0
+                    && r.committed_hash() == reference.view(View::Pending).hash()
+            })
+        })
+    }
+}
+
+/// Run one simulation.
+#[must_use]
+pub fn run(cfg: &SimConfig) -> Outcome {
+    let mut rng = Rng::new(cfg.seed);
+    let ids: Vec<EndpointId> = (0..cfg.nodes as u32).map(EndpointId::from_index).collect();
+    let mut group = GroupConfig::new(GroupId([7; 16]), Schema::fleet(), 1_000, ids.clone());
+    group.max_future_ms = 2 * cfg.skew_ms + cfg.delay_ms.1 + 100;
+    let nodes = ids
+        .iter()
+        .map(|&id| {
+            let skew = if cfg.skew_ms == 0 { 0 } else { rng.range(0, 2 * cfg.skew_ms) as i64 - cfg.skew_ms as i64 };
+            Node {
+                id,
+                replica: None,
+                disk: Vec::new(),
+                in_flight: BTreeMap::new(),
+                last_persist_at: 0,
+                inc: 0,
+                skew,
+                wake_at: None,
+                frontier_seen: spook_core::Hlc(0),
+            }
+        })
+        .collect();
+    let mut w = World {
+        cfg: cfg.clone(),
+        group,
+        rng,
+        now: START,
+        seq: 0,
+        queue: BTreeMap::new(),
+        nodes,
+        side: None,
+        faults_on: true,
+        faults: FaultCounts::default(),
+        trace: blake3::Hasher::new(),
+        oracle: BTreeMap::new(),
+        bytes_total: 0,
+        delta_bytes: 0,
+        delta_items: 0,
+        rejected: 0,
+        failure: None,
+    };
+    for i in 0..cfg.nodes {
+        let local = w.local(i);
+        w.nodes[i].replica = Some(Replica::new(ids[i], w.group.clone(), local));
+        w.drain(i);
+        let t = START + w.rng.range(1, cfg.write_every_ms);
+        w.at(t, Ev::Write { node: i });
+    }
+    let end = START + cfg.fault_ms;
+    // Partitions: disjoint windows inside the fault phase; the last heals when faults stop.
+    for k in 0..cfg.partitions {
+        let slot = cfg.fault_ms / cfg.partitions as u64;
+        let from = START + k as u64 * slot + w.rng.range(0, slot / 3);
+        let until = if k + 1 == cfg.partitions { end } else { from + slot / 2 };
+        let mut side: Vec<bool> = (0..cfg.nodes).map(|_| w.rng.chance(0.5)).collect();
+        let a = w.rng.below(cfg.nodes);
+        side[a] = !side[(a + 1) % cfg.nodes];
+        w.at(from, Ev::Partition { side });
+        w.at(until, Ev::Heal);
+    }
+    for _ in 0..cfg.crashes {
+        let node = w.rng.below(cfg.nodes);
+        let t = START + w.rng.range(0, cfg.fault_ms.saturating_sub(1));
+        let back = (t + w.rng.range(100, 3_000)).min(end);
+        w.at(t, Ev::Crash { node });
+        w.at(back, Ev::Restart { node });
+    }
+    w.at(end, Ev::EndFaults);
+
+    let mut diverged = (0, 0);
+    let mut realign_from = 0;
+    let mut converged_at = None;
+    let deadline = end + cfg.settle_ms;
+    let mut next_check = end;
+    while let Some(((t, _), ev)) = w.queue.pop_first() {
+        if t > deadline {
+            break;
+        }
+        w.now = t;
+        if matches!(ev, Ev::EndFaults) {
+            w.faults_on = false;
+            w.side = None;
+            let merged = w.merged();
+            for n in &w.nodes {
+                if let Some(r) = &n.replica {
+                    let (f, b) = World::diff(r.view(View::Pending), merged.view(View::Pending));
+                    diverged.0 += f;
+                    diverged.1 += b;
+                }
+            }
+            for i in 0..cfg.nodes {
+                if w.nodes[i].replica.is_none() {
+                    w.step(Ev::Restart { node: i });
+                }
+            }
+            realign_from = w.bytes_total;
+            continue;
+        }
+        w.step(ev);
+        if w.failure.is_some() {
+            break;
+        }
+        if !w.faults_on && t >= next_check {
+            next_check = t + 50;
+            let merged = w.merged();
+            if w.converged(&merged) {
+                converged_at = Some(t);
+                break;
+            }
+        }
+    }
+    for n in &w.nodes {
+        if let Some(r) = &n.replica {
+            w.faults.held += r.stats().frames_held;
+            if r.stats().hash_mismatches > 0 && w.failure.is_none() {
+                w.failure = Some("a replica saw equal causal contexts with different state hashes".into());
+            }
+        }
+    }
+    let merged = w.merged();
+    if std::env::var_os("SPOOK_SIM_DEBUG").is_some() {
+        for (i, n) in w.nodes.iter().enumerate() {
+            let Some(r) = &n.replica else { continue };
+            for (k, st) in merged.view(View::Pending).iter() {
+                let mine = r.view(View::Pending).field_state(k.0, k.1);
+                let canon = |x: &spook_core::field::FieldState| { let mut b = Vec::new(); x.canonical_bytes(&mut b); b };
+                if mine.map(canon) != Some(canon(st)) {
+                    eprintln!("node {i} field {k:?}: has {mine:?}\n  merged {st:?}");
+                }
+            }
+            if r.context() != merged.context() {
+                eprintln!("node {i} context differs: {:?}", r.context().difference(merged.context()));
+            }
+        }
+    }
+    let state_hash = hex(&merged.state_hash().short());
+    let mut failure = w.failure.take();
+    if failure.is_none() && converged_at.is_none() {
+        let lagging: BTreeSet<usize> = (0..cfg.nodes)
+            .filter(|&i| {
+                w.nodes[i].replica.as_ref().is_none_or(|r| {
+                    r.context() != merged.context() || r.state_hash() != merged.state_hash() || r.pending_candidates() > 0
+                })
+            })
+            .collect();
+        failure = Some(format!("not converged within {} ms after faults stopped; lagging nodes {lagging:?}", cfg.settle_ms));
+    }
+    if failure.is_none() && w.rejected > 0 {
+        failure = Some(format!("{} frames rejected in a run without an attacker", w.rejected));
+    }
+    let converged = failure.is_none();
+    let mut trace = w.trace.clone();
+    trace.update(&merged.state_hash().short());
+    Outcome {
+        seed: cfg.seed,
+        converged,
+        failure,
+        trace_hash: trace.finalize().to_hex()[..16].to_string(),
+        state_hash,
+        converge_ms: converged_at.map_or(0, |t| t - end),
+        faults: w.faults,
+        deltas: w.oracle.len() as u64,
+        bytes_per_delta: if w.delta_items == 0 { 0.0 } else { w.delta_bytes as f64 / w.delta_items as f64 },
+        bytes_total: w.bytes_total,
+        realign_bytes: w.bytes_total - realign_from,
+        diverged_bytes: diverged.1,
+        diverged_fields: diverged.0,
+        rejected: w.rejected,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
