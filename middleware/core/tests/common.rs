@@ -1,0 +1,98 @@
+//! Shared helpers for the core's integration tests: generate valid delta sets and drive
+//! replicas with them.
+#![allow(dead_code, unreachable_pub)]
+
+use spook_core::codec::{self, Ack, Digest};
+use spook_core::*;
+
+pub const GENESIS: u64 = 1_000;
+
+pub fn origins(n: u32) -> Vec<EndpointId> {
+    (0..n).map(EndpointId::from_index).collect()
+}
+
+pub fn config(members: &[EndpointId]) -> GroupConfig {
+    let mut c = GroupConfig::new(GroupId([9; 16]), Schema::fleet(), GENESIS, members.to_vec());
+    c.max_future_ms = u64::MAX / 4;
+    c
+}
+
+/// Deltas written by real replicas, one per step; `script` picks (origin, op kind, register, value).
+pub fn generate(members: &[EndpointId], script: &[(u8, u8, u8, i16)]) -> Vec<Delta> {
+    let cfg = config(members);
+    let mut writers: Vec<Replica> = members.iter().map(|m| Replica::new(*m, cfg.clone(), GENESIS)).collect();
+    let mut out = Vec::new();
+    let mut now = GENESIS + 1;
+    for &(o, kind, reg, v) in script {
+        let o = usize::from(o) % writers.len();
+        now += 1 + (v.unsigned_abs() % 3) as u64;
+        let reg = RegisterId(u32::from(reg % 6));
+        let x = f64::from(v) / 8.0;
+        let w = &mut writers[o];
+        let op = match kind % 8 {
+            0 | 1 => Op::Field { reg, field: FieldId(u16::from(kind % 3)), action: Action::Set(Value::F64(x)) },
+            2 => Op::Field { reg, field: FieldId(4), action: Action::Set(Value::F64(x)) },
+            3 => Op::Field { reg, field: FieldId(8), action: Action::Set(Value::F64(x)) },
+            4 => Op::Field { reg, field: FieldId(5), action: Action::Add(i64::from(v)) },
+            5 => Op::Field { reg, field: FieldId(6), action: Action::Insert(Value::I64(i64::from(v % 3))) },
+            6 => {
+                let value = Value::I64(i64::from(v % 3));
+                let observed = w.observed_adds(reg, FieldId(6), &value);
+                Op::Field { reg, field: FieldId(6), action: Action::Remove { value, observed } }
+            }
+            _ => Op::Field { reg, field: FieldId(7), action: Action::Append(Value::I64(i64::from(v))) },
+        };
+        w.write(now, vec![op]).expect("generated write fits the schema");
+        let me = w.me();
+        let mut frames = Vec::new();
+        while let Some(p) = w.poll_persist() {
+            for rec in &p.records {
+                if let Record::Delta(d) = rec {
+                    if d.origin == me {
+                        out.push(d.clone());
+                    }
+                }
+            }
+            w.handle_persisted(p.id, now);
+        }
+        while let Some(t) = w.poll_transmit() {
+            frames.push(t.bytes);
+        }
+        // Writers see each other's deltas at once, so removes observe real adds.
+        for (j, other) in writers.iter_mut().enumerate() {
+            if j != o {
+                for f in &frames {
+                    other.handle_frame(me, f, now);
+                }
+            }
+            settle(other, now);
+        }
+    }
+    out
+}
+
+/// Feed one delta to a replica as its origin's `Deltas` frame, then make everything durable.
+pub fn feed(r: &mut Replica, d: &Delta, now: u64) {
+    let bytes = codec::encode_deltas(r.schema(), GENESIS, std::slice::from_ref(d));
+    r.handle_frame(d.origin, &bytes, now);
+    settle(r, now);
+}
+
+pub fn settle(r: &mut Replica, now: u64) {
+    while let Some(p) = r.poll_persist() {
+        r.handle_persisted(p.id, now);
+    }
+    while r.poll_transmit().is_some() {}
+    while r.poll_event().is_some() {}
+}
+
+/// Deliver acks from every origin, as digests.
+pub fn ack(r: &mut Replica, acks: &[Ack], now: u64) {
+    for a in acks {
+        let d = Digest { context: CausalContext::default(), hash: [0; 16], acks: vec![*a] };
+        let bytes = codec::encode_digest(GENESIS, &d);
+        r.handle_frame(a.member, &bytes, now);
+    }
+    r.handle_timeout(now);
+    settle(r, now);
+}

@@ -1,0 +1,74 @@
+//! Seeded simulation runs inside `cargo test`: several fault mixes, a few hundred seeds, every
+//! one must converge through the protocol; the faults actually injected are counted and must
+//! be non-zero; the same seed gives the same trace hash in another process.
+
+use spook_sim::{run, FaultCounts, SimConfig};
+
+fn mix(name: &str, base: SimConfig, seeds: std::ops::Range<u64>) -> FaultCounts {
+    let mut total = FaultCounts::default();
+    let mut failed = Vec::new();
+    for seed in seeds.clone() {
+        let o = run(&SimConfig { seed, ..base.clone() });
+        if !o.converged {
+            failed.push(format!("seed {seed}: {}", o.failure.unwrap_or_default()));
+        }
+        total.drops += o.faults.drops;
+        total.partition_drops += o.faults.partition_drops;
+        total.dups += o.faults.dups;
+        total.reorders += o.faults.reorders;
+        total.partitions += o.faults.partitions;
+        total.crashes += o.faults.crashes;
+        total.held += o.faults.held;
+    }
+    println!("mix {name}: seeds {}..{} faults {total:?}", seeds.start, seeds.end);
+    assert!(failed.is_empty(), "mix {name}: {} seeds failed (re-run one with `cargo run --release -p spook-sim -- --seed N --seeds 1` and the mix's options):\n{}", failed.len(), failed.join("\n"));
+    total
+}
+
+#[test]
+fn lossy_reordering_links_with_partitions_and_crashes() {
+    let f = mix("lossy", SimConfig { nodes: 5, loss: 0.3, dup: 0.05, reorder: 0.2, fault_ms: 5_000, ..SimConfig::default() }, 1..81);
+    assert!(f.drops > 0 && f.dups > 0 && f.reorders > 0 && f.partitions > 0 && f.crashes > 0, "{f:?}");
+}
+
+#[test]
+fn many_crashes_and_partitions() {
+    let f = mix("crashy", SimConfig { nodes: 4, loss: 0.1, partitions: 3, crashes: 4, fault_ms: 6_000, ..SimConfig::default() }, 1_000..1_060);
+    assert!(f.crashes >= 60 * 2 && f.partitions == 180, "{f:?}");
+}
+
+#[test]
+fn clock_skew_holds_frames_back_but_loses_nothing() {
+    let f = mix("skewed", SimConfig { nodes: 5, skew_ms: 3_000, loss: 0.1, fault_ms: 5_000, ..SimConfig::default() }, 2_000..2_060);
+    assert!(f.held > 0, "skew of ±3 s must hold some frames back: {f:?}");
+}
+
+#[test]
+fn a_larger_group_converges() {
+    mix("twenty", SimConfig { nodes: 20, loss: 0.3, fault_ms: 4_000, write_every_ms: 400, ..SimConfig::default() }, 3_000..3_010);
+}
+
+#[test]
+fn same_seed_same_trace_in_this_process_and_another() {
+    let cfg = SimConfig { seed: 42, loss: 0.2, ..SimConfig::default() };
+    let a = run(&cfg);
+    let b = run(&cfg);
+    assert_eq!(a.trace_hash, b.trace_hash);
+    let c = run(&SimConfig { seed: 43, ..cfg.clone() });
+    assert_ne!(a.trace_hash, c.trace_hash, "different seeds give different traces");
+
+    let exe = env!("CARGO_BIN_EXE_spook-sim");
+    let line = |_: u8| {
+        let out = std::process::Command::new(exe)
+            .args(["--seed", "42", "--seeds", "1", "--loss", "0.2", "--threads", "1"])
+            .output()
+            .expect("the simulator binary runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string()
+    };
+    let (p1, p2) = (line(1), line(2));
+    println!("{p1}");
+    assert!(p1.starts_with("seed 42  trace "), "{p1}");
+    assert_eq!(p1, p2, "two processes, same seed, same trace hash");
+    assert!(p1.contains(&a.trace_hash), "the CLI and the library agree: {p1} vs {}", a.trace_hash);
+}
