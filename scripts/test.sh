@@ -14,10 +14,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 mkdir -p target
-echo "== unit, property, simulation and codec tests (cargo nextest)"
-cargo nextest run --no-fail-fast 2>&1 | tee target/nextest.log
 echo "== doc examples"
 cargo test --doc -p spook-core -p spook-sim 2>&1 | tee target/doctest.log
+echo "== unit, property, simulation and codec tests (cargo nextest)"
+cargo nextest run --no-fail-fast 2>&1 | tee target/nextest.log
 
 skipped=$(grep -Eo '[0-9]+ skipped' target/nextest.log | tail -n1 | grep -Eo '[0-9]+' || echo 0)
 echo "== skipped tests: ${skipped}"

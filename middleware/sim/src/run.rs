@@ -437,6 +437,14 @@ impl World {
 }
 
 /// Run one simulation.
+///
+/// ```
+/// use spook_sim::{run, SimConfig};
+/// let a = run(&SimConfig { seed: 3, nodes: 3, fault_ms: 2_000, ..SimConfig::default() });
+/// assert!(a.converged, "{:?}", a.failure);
+/// let b = run(&SimConfig { seed: 3, nodes: 3, fault_ms: 2_000, ..SimConfig::default() });
+/// assert_eq!(a.trace_hash, b.trace_hash);
+/// ```
 #[must_use]
 pub fn run(cfg: &SimConfig) -> Outcome {
     let mut rng = Rng::new(cfg.seed);
