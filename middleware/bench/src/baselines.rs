@@ -220,7 +220,12 @@ pub fn run_yrs(w: &Workload) -> BaselineResult {
     let apply = start.elapsed();
     let (dump_a, dump_b) = (y::dump(&a, &maps_a), y::dump(&b, &maps_b));
     assert_same(SYSTEM, "stream", &dump_a, &dump_b);
-    assert_same(SYSTEM, "stream vs workload", &dump_a, &w.final_stream_state());
+    assert_same(
+        SYSTEM,
+        "stream vs workload",
+        &dump_a,
+        &w.final_stream_state(),
+    );
 
     let (a, b) = y::synced_pair(w);
     let (maps_a, maps_b) = (
@@ -360,7 +365,12 @@ pub fn run_automerge(w: &Workload) -> BaselineResult {
     let apply = start.elapsed();
     let (dump_a, dump_b) = (am::dump(&a, &objs_a), am::dump(&b, &objs_b));
     assert_same(SYSTEM, "stream", &dump_a, &dump_b);
-    assert_same(SYSTEM, "stream vs workload", &dump_a, &w.final_stream_state());
+    assert_same(
+        SYSTEM,
+        "stream vs workload",
+        &dump_a,
+        &w.final_stream_state(),
+    );
 
     let (mut a, mut b) = am::synced_pair(w);
     let (objs_a, objs_b) = (
@@ -519,7 +529,12 @@ pub fn run_loro(w: &Workload) -> BaselineResult {
     let apply = start.elapsed();
     let (dump_a, dump_b) = (lo::dump(&maps_a), lo::dump(&maps_b));
     assert_same(SYSTEM, "stream", &dump_a, &dump_b);
-    assert_same(SYSTEM, "stream vs workload", &dump_a, &w.final_stream_state());
+    assert_same(
+        SYSTEM,
+        "stream vs workload",
+        &dump_a,
+        &w.final_stream_state(),
+    );
 
     let (a, b) = lo::synced_pair(w);
     let (maps_a, maps_b) = (
@@ -576,8 +591,8 @@ pub fn run_loro(w: &Workload) -> BaselineResult {
 ///   (`frame_id = ""` is also 76: 13 bytes padded to 16.)
 /// * `PoseStamped` carries no battery, so a battery write ships the ROS 2
 ///   standard `BatteryState` with `frame_id = ""`, empty arrays and strings
-///   and `percentage` = the value: header 13 → pad 16, 7×f32 (28) → 44, 3×u8
-///   + bool → 48, two empty f32 sequences (2×4) → 56, `location` (4 + NUL)
+///   and `percentage` = the value: header 13 → pad 16, 7×f32 (28) → 44, three u8
+///   and a bool → 48, two empty f32 sequences (2×4) → 56, `location` (4 + NUL)
 ///   → 61, pad → 64, `serial_number` (4 + NUL) → 69: **73 bytes**.
 ///   `percentage` is an f32, so the full-message replicas store battery
 ///   rounded to f32.
@@ -978,8 +993,8 @@ pub fn run_posestamped(w: &Workload) -> BaselineResult {
         s
     };
     assert_same(SYSTEM, "stream vs workload", &dump_a, &expected);
-    let bytes_per_update = messages.iter().map(|m| m.bytes.len()).sum::<usize>() as f64
-        / messages.len().max(1) as f64;
+    let bytes_per_update =
+        messages.iter().map(|m| m.bytes.len()).sum::<usize>() as f64 / messages.len().max(1) as f64;
 
     // Heal: interleaved distinct stamps (A odd ms, B even ms) give a total order.
     let mut a = RosReplica::initial(w);
@@ -998,8 +1013,14 @@ pub fn run_posestamped(w: &Workload) -> BaselineResult {
         t.sort_unstable();
         t.dedup();
     }
-    let a_to_b: Vec<RosMessage> = touched_a.iter().map(|&(e, bat)| a.message(e, bat)).collect();
-    let b_to_a: Vec<RosMessage> = touched_b.iter().map(|&(e, bat)| b.message(e, bat)).collect();
+    let a_to_b: Vec<RosMessage> = touched_a
+        .iter()
+        .map(|&(e, bat)| a.message(e, bat))
+        .collect();
+    let b_to_a: Vec<RosMessage> = touched_b
+        .iter()
+        .map(|&(e, bat)| b.message(e, bat))
+        .collect();
     for m in &a_to_b {
         b.receive(m);
     }
@@ -1021,7 +1042,12 @@ pub fn run_posestamped(w: &Workload) -> BaselineResult {
 /// Runs all four baselines on `w`, in the order yrs, automerge, loro,
 /// full-message ROS 2.
 pub fn run_all(w: &Workload) -> Vec<BaselineResult> {
-    vec![run_yrs(w), run_automerge(w), run_loro(w), run_posestamped(w)]
+    vec![
+        run_yrs(w),
+        run_automerge(w),
+        run_loro(w),
+        run_posestamped(w),
+    ]
 }
 
 #[cfg(test)]

@@ -6,3 +6,4 @@
 
 pub mod baselines;
 pub mod workload;
+pub mod spook_side;
