@@ -668,6 +668,13 @@ pub fn encode_want(ctx: &CausalContext) -> Vec<u8> {
     out
 }
 
+fn fact_stamps(f: &Fact) -> Vec<Hlc> {
+    match f {
+        Fact::Count { part, .. } => std::iter::once(part.upto_stamp).chain(part.extras.values().map(|(_, s)| *s)).collect(),
+        other => vec![other.stamp()],
+    }
+}
+
 fn put_dot(out: &mut Vec<u8>, origins: &mut Origins, d: Dot) {
     put_uvarint(out, origins.idx(d.origin));
     put_uvarint(out, d.seq);
@@ -686,42 +693,55 @@ pub fn encode_state(schema: &Schema, genesis_ms: u64, s: &StateMsg) -> Vec<u8> {
         put_ops(&mut body, schema, &d.ops);
     }
     put_context(&mut body, &mut origins, &s.context);
-    put_uvarint(&mut body, s.facts.len() as u64);
-    for (reg, field, fact) in &s.facts {
-        put_uvarint(&mut body, u64::from(reg.0));
-        put_uvarint(&mut body, u64::from(field.0));
+    // Facts sorted by register travel as register gaps; stamps as offsets from the frame's
+    // smallest stamp, written once.
+    let mut facts: Vec<&(RegisterId, FieldId, Fact)> = s.facts.iter().collect();
+    facts.sort_by_key(|(r, _, _)| *r);
+    put_uvarint(&mut body, facts.len() as u64);
+    let base = facts.iter().flat_map(|(_, _, f)| fact_stamps(f)).map(Hlc::ms).min().unwrap_or(genesis_ms).max(genesis_ms);
+    if !facts.is_empty() {
+        put_uvarint(&mut body, base - genesis_ms);
+    }
+    let mut prev_reg = 0u32;
+    for (reg, field, fact) in facts {
+        put_uvarint(&mut body, u64::from(reg.0 - prev_reg));
+        prev_reg = reg.0;
         let kind = schema.def(*field).map_or(ValueKind::Any, |d| d.kind);
+        let code: u8 = match fact {
+            Fact::Write(_) => 0,
+            Fact::Count { .. } => 1,
+            Fact::Add { .. } => 2,
+            Fact::Tomb { .. } => 3,
+            Fact::Entry(_) => 4,
+        };
+        put_uvarint(&mut body, (u64::from(field.0) << 3) | u64::from(code));
         match fact {
             Fact::Write(w) | Fact::Entry(w) => {
-                body.push(if matches!(fact, Fact::Write(_)) { 0 } else { 4 });
                 put_value(&mut body, kind, &w.value);
-                put_stamp(&mut body, genesis_ms, w.stamp);
+                put_stamp(&mut body, base, w.stamp);
                 put_dot(&mut body, &mut origins, w.dot);
             }
             Fact::Count { origin, part } => {
-                body.push(1);
                 put_uvarint(&mut body, origins.idx(*origin));
                 put_uvarint(&mut body, part.upto);
                 put_svarint(&mut body, part.sum);
-                put_stamp(&mut body, genesis_ms, part.upto_stamp);
+                put_stamp(&mut body, base, part.upto_stamp);
                 put_uvarint(&mut body, part.extras.len() as u64);
                 for (seq, (n, st)) in &part.extras {
                     put_uvarint(&mut body, *seq);
                     put_svarint(&mut body, *n);
-                    put_stamp(&mut body, genesis_ms, *st);
+                    put_stamp(&mut body, base, *st);
                 }
             }
             Fact::Add { value, dot, stamp } => {
-                body.push(2);
                 put_value(&mut body, kind, value);
                 put_dot(&mut body, &mut origins, *dot);
-                put_stamp(&mut body, genesis_ms, *stamp);
+                put_stamp(&mut body, base, *stamp);
             }
             Fact::Tomb { removed, by, stamp } => {
-                body.push(3);
                 put_dot(&mut body, &mut origins, *removed);
                 put_dot(&mut body, &mut origins, *by);
-                put_stamp(&mut body, genesis_ms, *stamp);
+                put_stamp(&mut body, base, *stamp);
             }
         }
     }
@@ -825,12 +845,20 @@ pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Fra
             let context = read_context(&mut r, &table)?;
             let n = r.count()?;
             let mut facts = Vec::with_capacity(n.min(1 << 16));
+            let base = if n > 0 {
+                g.genesis_ms.checked_add(r.uvarint()?).ok_or(DecodeError::Malformed("stamp base out of range"))?
+            } else {
+                g.genesis_ms
+            };
+            let mut reg_acc = 0u64;
             for _ in 0..n {
-                let reg = RegisterId(u32::try_from(r.uvarint()?).map_err(|_| DecodeError::Malformed("register id out of range"))?);
-                let f = r.uvarint()?;
+                reg_acc = reg_acc.checked_add(r.uvarint()?).ok_or(DecodeError::Malformed("register id out of range"))?;
+                let reg = RegisterId(u32::try_from(reg_acc).map_err(|_| DecodeError::Malformed("register id out of range"))?);
+                let fo = r.uvarint()?;
+                let code = (fo & 7) as u8;
+                let f = fo >> 3;
                 let field = FieldId(u16::try_from(f).map_err(|_| DecodeError::UnknownField(f))?);
                 let def = g.schema.def(field).ok_or(DecodeError::UnknownField(f))?;
-                let code = r.u8()?;
                 let fits = match code {
                     0 => policy_fits(def.policy, 0),
                     1 => policy_fits(def.policy, 1),
@@ -844,7 +872,7 @@ pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Fra
                 let fact = match code {
                     0 | 4 => {
                         let value = r.value(def.kind)?;
-                        let stamp = r.stamp(g.genesis_ms)?;
+                        let stamp = r.stamp(base)?;
                         let w = Write { value, stamp, dot: read_dot(&mut r, &table)? };
                         if code == 0 { Fact::Write(w) } else { Fact::Entry(w) }
                     }
@@ -852,13 +880,13 @@ pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Fra
                         let origin = read_origin(&mut r, &table)?;
                         let upto = r.uvarint()?;
                         let sum = r.svarint()?;
-                        let upto_stamp = r.stamp(g.genesis_ms)?;
+                        let upto_stamp = r.stamp(base)?;
                         let k = r.count()?;
                         let mut extras = BTreeMap::new();
                         for _ in 0..k {
                             let seq = r.uvarint()?;
                             let amount = r.svarint()?;
-                            let st = r.stamp(g.genesis_ms)?;
+                            let st = r.stamp(base)?;
                             if seq <= upto || extras.insert(seq, (amount, st)).is_some() {
                                 return Err(DecodeError::Malformed("counter part extras overlap"));
                             }
@@ -868,12 +896,12 @@ pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Fra
                     2 => {
                         let value = r.value(def.kind)?;
                         let dot = read_dot(&mut r, &table)?;
-                        Fact::Add { value, dot, stamp: r.stamp(g.genesis_ms)? }
+                        Fact::Add { value, dot, stamp: r.stamp(base)? }
                     }
                     _ => {
                         let removed = read_dot(&mut r, &table)?;
                         let by = read_dot(&mut r, &table)?;
-                        Fact::Tomb { removed, by, stamp: r.stamp(g.genesis_ms)? }
+                        Fact::Tomb { removed, by, stamp: r.stamp(base)? }
                     }
                 };
                 facts.push((reg, field, fact));

@@ -242,7 +242,8 @@ pub struct Replica {
     held: Vec<(u64, EndpointId, Frame)>,
     next_digest_at: u64,
     digest_rr: usize,
-    last_push: BTreeMap<EndpointId, u64>,
+    /// What we pushed to each peer recently, so a want that crosses a push is not answered twice.
+    pushed: BTreeMap<EndpointId, (u64, CausalContext)>,
     last_want: BTreeMap<EndpointId, u64>,
     stats: Stats,
 }
@@ -285,7 +286,7 @@ impl Replica {
             held: Vec::new(),
             next_digest_at: now,
             digest_rr: 0,
-            last_push: BTreeMap::new(),
+            pushed: BTreeMap::new(),
             last_want: BTreeMap::new(),
             stats: Stats::default(),
             cfg,
@@ -568,14 +569,24 @@ impl Replica {
     /// Send `to` what it lacks, as state: for each field the facts whose dots it is missing
     /// (for last-writer-wins fields only the winner), plus membership deltas.
     fn push_state(&mut self, to: EndpointId, theirs: &CausalContext, now: u64, asked: bool) {
-        if !asked && self.last_push.get(&to).is_some_and(|t| now < t + self.cfg.resend_after_ms) {
-            return;
+        let mut missing = self.context.difference(theirs);
+        let recent = self.pushed.get(&to).filter(|(t, _)| now < t + self.cfg.resend_after_ms).map(|(_, c)| c.clone());
+        if let Some(sent) = &recent {
+            // Unasked pushes wait out the window; a want gets what it still lacks beyond
+            // what is already on its way.
+            if !asked {
+                return;
+            }
+            missing = missing.difference(sent);
         }
-        let missing = self.context.difference(theirs);
         if missing.is_empty() {
             return;
         }
-        self.last_push.insert(to, now);
+        let mut covered = recent.unwrap_or_default();
+        for (o, set) in &missing.0 {
+            covered.0.entry(*o).or_default().union_with(set);
+        }
+        self.pushed.insert(to, (now, covered));
         let msg = self.state_for(&missing);
         let bytes = codec::encode_state(&self.cfg.schema, self.cfg.genesis_ms, &msg);
         let items = msg.facts.len() + msg.deltas.len();
