@@ -475,12 +475,25 @@ fn opcode(a: &Action) -> u8 {
 
 fn put_ops(out: &mut Vec<u8>, schema: &Schema, ops: &[Op]) {
     put_uvarint(out, ops.len() as u64);
+    put_ops_body(out, schema, ops);
+}
+
+fn put_ops_body(out: &mut Vec<u8>, schema: &Schema, ops: &[Op]) {
     for op in ops {
         match op {
             Op::Field { reg, field, action } => {
-                put_uvarint(out, u64::from(reg.0) + 1);
-                put_uvarint(out, (u64::from(field.0) << 3) | u64::from(opcode(action)));
-                let kind = schema.def(*field).map_or(ValueKind::Any, |d| d.kind);
+                // One varint for register and field (fields 0..14 inline, 15 = the field
+                // follows); the operation is implied by the field's policy, except for sets.
+                let low = u64::from(field.0.min(15));
+                put_uvarint(out, ((u64::from(reg.0) + 1) << 4) | low);
+                if low == 15 {
+                    put_uvarint(out, u64::from(field.0));
+                }
+                let def = schema.def(*field);
+                if def.is_some_and(|d| d.policy == crate::MergePolicy::AddWinsSet) {
+                    out.push(opcode(action));
+                }
+                let kind = def.map_or(ValueKind::Any, |d| d.kind);
                 match action {
                     Action::Set(v) | Action::Insert(v) | Action::Append(v) => put_value(out, kind, v),
                     Action::Add(n) => put_svarint(out, *n),
@@ -542,7 +555,11 @@ pub fn check_op(schema: &Schema, limits: &Limits, op: &Op) -> Result<(), DecodeE
 
 fn read_ops(r: &mut Reader<'_>, g: &GroupView<'_>, added: &mut BTreeMap<u64, EndpointId>) -> Result<Vec<Op>, DecodeError> {
     let n = r.count()?;
-    if n == 0 {
+    read_ops_body(r, g, added, n)
+}
+
+fn read_ops_body(r: &mut Reader<'_>, g: &GroupView<'_>, added: &mut BTreeMap<u64, EndpointId>, n: usize) -> Result<Vec<Op>, DecodeError> {
+    if n == 0 || n > r.limits.max_items {
         return Err(DecodeError::Malformed("a delta with no operations"));
     }
     let mut ops = Vec::with_capacity(n);
@@ -561,17 +578,25 @@ fn read_ops(r: &mut Reader<'_>, g: &GroupView<'_>, added: &mut BTreeMap<u64, End
             });
             continue;
         }
-        let reg = RegisterId(u32::try_from(head - 1).map_err(|_| DecodeError::Malformed("register id out of range"))?);
-        let fo = r.uvarint()?;
-        let code = (fo & 7) as u8;
-        let field = FieldId(u16::try_from(fo >> 3).map_err(|_| DecodeError::UnknownField(fo >> 3))?);
-        let def = g.schema.def(field).ok_or(DecodeError::UnknownField(fo >> 3))?;
-        if code > 4 {
-            return Err(DecodeError::UnknownOp(code));
+        let reg = RegisterId(u32::try_from((head >> 4).wrapping_sub(1)).map_err(|_| DecodeError::Malformed("register id out of range"))?);
+        if head >> 4 == 0 {
+            return Err(DecodeError::Malformed("register id out of range"));
         }
-        if !policy_fits(def.policy, code) {
-            return Err(DecodeError::OpDoesNotFitField(code));
-        }
+        let f = match head & 15 {
+            15 => r.uvarint()?,
+            low => low,
+        };
+        let field = FieldId(u16::try_from(f).map_err(|_| DecodeError::UnknownField(f))?);
+        let def = g.schema.def(field).ok_or(DecodeError::UnknownField(f))?;
+        let code = match def.policy {
+            crate::MergePolicy::LastWriterWins | crate::MergePolicy::Max | crate::MergePolicy::Min => 0,
+            crate::MergePolicy::Counter => 1,
+            crate::MergePolicy::AppendLog => 4,
+            crate::MergePolicy::AddWinsSet => match r.u8()? {
+                c @ (2 | 3) => c,
+                c => return Err(DecodeError::UnknownOp(c)),
+            },
+        };
         let action = match code {
             0 => Action::Set(r.value(def.kind)?),
             1 => Action::Add(r.svarint()?),
@@ -625,13 +650,31 @@ pub fn encode_deltas(schema: &Schema, genesis_ms: u64, deltas: &[Delta]) -> Vec<
             None => {
                 put_uvarint(&mut out, d.seq);
                 put_stamp(&mut out, genesis_ms, d.stamp);
+                put_ops(&mut out, schema, &d.ops);
             }
             Some((ps, ph)) => {
-                put_uvarint(&mut out, d.seq.saturating_sub(ps + 1));
-                put_stamp(&mut out, ph.ms(), d.stamp);
+                // Later deltas of a batch start with one byte: ms since the previous delta
+                // (4 bits, 15 = an explicit stamp follows), op count − 1 (3 bits, 7 = a count
+                // follows) and whether a sequence gap follows (1 bit).
+                let gap = d.seq.saturating_sub(ps + 1);
+                let dms = d.stamp.ms().saturating_sub(ph.ms());
+                let short_stamp = d.stamp.ctr() == 0 && dms < 15;
+                let nib = if short_stamp { dms as u8 } else { 15 };
+                let n = d.ops.len();
+                let nops = if (1..=7).contains(&n) { (n - 1) as u8 } else { 7 };
+                out.push((nib << 4) | (nops << 1) | u8::from(gap > 0));
+                if gap > 0 {
+                    put_uvarint(&mut out, gap);
+                }
+                if !short_stamp {
+                    put_stamp(&mut out, ph.ms(), d.stamp);
+                }
+                if nops == 7 {
+                    put_uvarint(&mut out, n as u64);
+                }
+                put_ops_body(&mut out, schema, &d.ops);
             }
         }
-        put_ops(&mut out, schema, &d.ops);
         prev = Some((d.seq, d.stamp));
     }
     out
@@ -780,18 +823,31 @@ pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Fra
             }
             let mut out: Vec<Delta> = Vec::with_capacity(n);
             for i in 0..n {
-                let (seq, stamp) = match out.last() {
-                    None => (r.uvarint()?, r.stamp(g.genesis_ms)?),
+                let (seq, stamp, ops) = match out.last() {
+                    None => {
+                        let seq = r.uvarint()?;
+                        let stamp = r.stamp(g.genesis_ms)?;
+                        (seq, stamp, read_ops(&mut r, g, &mut added)?)
+                    }
                     Some(p) => {
-                        let gap = r.uvarint()?;
-                        let seq = p.seq.checked_add(gap + 1).ok_or(DecodeError::Malformed("sequence overflow"))?;
-                        (seq, r.stamp(p.stamp.ms())?)
+                        let h = r.u8()?;
+                        let gap = if h & 1 == 1 { r.uvarint()? } else { 0 };
+                        let seq = p.seq.checked_add(gap).and_then(|x| x.checked_add(1)).ok_or(DecodeError::Malformed("sequence overflow"))?;
+                        let nib = u64::from(h >> 4);
+                        let stamp = if nib == 15 {
+                            r.stamp(p.stamp.ms())?
+                        } else {
+                            let ms = p.stamp.ms().checked_add(nib).filter(|ms| *ms < 1 << 48).ok_or(DecodeError::Malformed("stamp out of range"))?;
+                            Hlc::new(ms, 0)
+                        };
+                        let nops = usize::from((h >> 1) & 7);
+                        let count = if nops == 7 { r.count()? } else { nops + 1 };
+                        (seq, stamp, read_ops_body(&mut r, g, &mut added, count)?)
                     }
                 };
                 if seq == 0 || (i > 0 && out.last().is_some_and(|p| stamp <= p.stamp)) {
                     return Err(DecodeError::Malformed("deltas out of order"));
                 }
-                let ops = read_ops(&mut r, g, &mut added)?;
                 out.push(Delta { origin: sender, seq, stamp, ops });
             }
             Frame::Deltas(out)
