@@ -142,7 +142,8 @@ pub struct SetState {
     pub tombs: BTreeMap<Dot, (Dot, Hlc)>,
 }
 
-fn wins(policy: MergePolicy, new: &Write, old: &Write) -> bool {
+/// Whether `new` beats `old` in a field of `policy`.
+pub(crate) fn wins(policy: MergePolicy, new: &Write, old: &Write) -> bool {
     let by_stamp = (new.stamp, new.dot) > (old.stamp, old.dot);
     match policy {
         MergePolicy::Max | MergePolicy::Min => {

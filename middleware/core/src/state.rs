@@ -60,13 +60,19 @@ impl SetHash {
 pub struct StateBlock {
     fields: OrdMap<(RegisterId, FieldId), FieldState>,
     hash: SetHash,
+    scratch: (Vec<u8>, Vec<u8>),
+}
+
+fn entry_bytes_into(b: &mut Vec<u8>, reg: RegisterId, field: FieldId, st: &FieldState) {
+    b.clear();
+    b.extend_from_slice(&reg.0.to_le_bytes());
+    b.extend_from_slice(&field.0.to_le_bytes());
+    st.canonical_bytes(b);
 }
 
 fn entry_bytes(reg: RegisterId, field: FieldId, st: &FieldState) -> Vec<u8> {
     let mut b = Vec::with_capacity(32);
-    b.extend_from_slice(&reg.0.to_le_bytes());
-    b.extend_from_slice(&field.0.to_le_bytes());
-    st.canonical_bytes(&mut b);
+    entry_bytes_into(&mut b, reg, field, st);
     b
 }
 
@@ -77,13 +83,22 @@ impl StateBlock {
         let Some(def) = schema.def(field) else { return false };
         match self.fields.get_mut(&(reg, field)) {
             Some(st) => {
-                let old = entry_bytes(reg, field, st);
+                // A register whose winner did not change keeps its bytes: skip the re-hash.
+                if let (FieldState::Reg(cur), Fact::Write(w)) = (&*st, fact) {
+                    if !crate::field::wins(def.policy, w, cur) {
+                        return false;
+                    }
+                }
+                let mut old = std::mem::take(&mut self.scratch.0);
+                let mut new = std::mem::take(&mut self.scratch.1);
+                entry_bytes_into(&mut old, reg, field, st);
                 let changed = st.apply(def.policy, fact);
-                let new = entry_bytes(reg, field, st);
+                entry_bytes_into(&mut new, reg, field, st);
                 if new != old {
                     self.hash.remove(key, &old);
                     self.hash.add(key, &new);
                 }
+                self.scratch = (old, new);
                 changed
             }
             None => {
