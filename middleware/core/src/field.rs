@@ -181,14 +181,11 @@ impl FieldState {
     /// Merge a fact in; returns whether the field's value changed. Idempotent.
     pub fn apply(&mut self, policy: MergePolicy, fact: &Fact) -> bool {
         match (self, fact) {
-            (FieldState::Reg(cur), Fact::Write(w)) => {
-                if wins(policy, w, cur) {
+            (FieldState::Reg(cur), Fact::Write(w))
+                if wins(policy, w, cur) => {
                     *cur = w.clone();
                     true
-                } else {
-                    false
                 }
-            }
             (FieldState::Counter(parts), Fact::Count { origin, part }) => {
                 let p = parts.entry(*origin).or_default();
                 let before = p.total();

@@ -2,6 +2,8 @@
 //! unknown version, trailing bytes, oversized values, unknown fields) never panics and always
 //! gives a typed error or, for a flipped payload bit, a frame that still obeys the schema.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! replicas with them.
 #![allow(dead_code, unreachable_pub)]
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use spook_core::codec::{self, Ack, Digest};
 use spook_core::*;
 

@@ -2,6 +2,8 @@
 //! subset-then-resend of a delta set yields the same state hash and the same canonical bytes;
 //! with the same acks, the same committed view, which covers at least 90% of the deltas.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use common::*;

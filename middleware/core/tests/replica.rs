@@ -1,6 +1,8 @@
 //! Replica behaviour at its edges: clock skew, durability before send and ack, bad writes,
 //! restart from durable records.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use common::*;
