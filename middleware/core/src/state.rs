@@ -6,22 +6,23 @@ use imbl::OrdMap;
 use crate::field::{Fact, FieldState};
 use crate::{FieldId, RegisterId, Schema, Value};
 
-/// An order-independent set hash (sum of keyed BLAKE3 digests, four 64-bit lanes):
-/// adding or removing one element costs O(1), and the result depends only on the set.
+/// An order-independent set hash: the sum, lane by lane, of a keyed 128-bit SipHash-1-3 of
+/// each element. Adding or removing one element costs O(1) and the result depends only on
+/// the set. SipHash is a keyed PRF, so without the group's key nobody can craft elements
+/// that collide in the digest; it is several times cheaper than BLAKE3 on the 40-80 byte
+/// entries hashed per update.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct SetHash(pub [u64; 4]);
+pub struct SetHash(pub [u64; 2]);
 
 impl SetHash {
-    fn lanes(key: &[u8; 32], bytes: &[u8]) -> [u64; 4] {
-        let h = blake3::keyed_hash(key, bytes);
-        let b = h.as_bytes();
-        let mut out = [0u64; 4];
-        for (i, lane) in out.iter_mut().enumerate() {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-            *lane = u64::from_le_bytes(w);
-        }
-        out
+    fn lanes(key: &[u8; 32], bytes: &[u8]) -> [u64; 2] {
+        use core::hash::Hasher as _;
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&key[..16]);
+        let mut h = siphasher::sip128::SipHasher13::new_with_key(&k);
+        h.write(bytes);
+        let v = siphasher::sip128::Hasher128::finish128(&h);
+        [v.h1, v.h2]
     }
     /// Add an element.
     pub fn add(&mut self, key: &[u8; 32], bytes: &[u8]) {
@@ -44,7 +45,7 @@ impl SetHash {
         }
         out
     }
-    /// The first 16 bytes, as carried in digests.
+    /// The 16 bytes carried in digests.
     #[must_use]
     pub fn short(&self) -> [u8; 16] {
         let mut out = [0u8; 16];
