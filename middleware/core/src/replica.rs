@@ -182,13 +182,33 @@ pub struct Stats {
     pub hash_mismatches: u64,
 }
 
+/// A known, not yet committed piece of state: a delta's facts, or facts adopted as state.
+/// Ordered by stamp (then arrival) as a min-heap: committing applies joins, so only which
+/// candidates are at or below S matters, not their order among themselves.
 #[derive(Clone, Debug)]
 struct Candidate {
+    stamp: Hlc,
+    n: u64,
     facts: Vec<(RegisterId, FieldId, Fact)>,
     batch: u64,
 }
 
-type CandKey = (Hlc, EndpointId, u64, u64);
+impl PartialEq for Candidate {
+    fn eq(&self, o: &Self) -> bool {
+        (self.stamp, self.n) == (o.stamp, o.n)
+    }
+}
+impl Eq for Candidate {}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Candidate {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.stamp, o.n).cmp(&(self.stamp, self.n))
+    }
+}
 
 /// One endpoint's replica of one group.
 ///
@@ -225,7 +245,7 @@ pub struct Replica {
     requested_hwm: Hlc,
     frontier: Hlc,
     frontier_persisted: Hlc,
-    candidates: BTreeMap<CandKey, Candidate>,
+    candidates: std::collections::BinaryHeap<Candidate>,
     cand_counter: u64,
     membership_log: BTreeMap<(Hlc, EndpointId, u64), Delta>,
     roster: BTreeMap<u64, EndpointId>,
@@ -269,7 +289,7 @@ impl Replica {
             requested_hwm: Hlc::new(cfg.genesis_ms, 0),
             frontier: Hlc::new(cfg.genesis_ms, 0),
             frontier_persisted: Hlc::new(cfg.genesis_ms, 0),
-            candidates: BTreeMap::new(),
+            candidates: std::collections::BinaryHeap::new(),
             cand_counter: 0,
             membership_log: BTreeMap::new(),
             roster,
@@ -477,11 +497,16 @@ impl Replica {
         match codec::decode(&g, from, bytes) {
             Ok(frame) => {
                 self.stats.frames_in += 1;
+                // Deltas alone never move S (acks and durability do), so only digests and
+                // state trigger a commit attempt here.
+                let may_commit = !matches!(frame, Frame::Deltas(_));
                 self.handle_decoded(from, frame, now);
+                if may_commit {
+                    self.try_commit(now);
+                }
             }
             Err(e) => self.reject(from, e),
         }
-        self.try_commit(now);
     }
 
     fn reject(&mut self, from: EndpointId, error: DecodeError) {
@@ -760,10 +785,10 @@ impl Replica {
 
     /// Apply facts to the pending view. Counter parts are normalised only after all facts are
     /// in: the context may already name dots whose facts come later in the same batch.
-    fn apply_pending(&mut self, facts: &[(RegisterId, FieldId, Fact)], changed: &mut BTreeSet<RegisterId>) {
+    fn apply_pending(&mut self, facts: &[(RegisterId, FieldId, Fact)], changed: &mut Vec<RegisterId>) {
         for (reg, field, fact) in facts {
-            if self.pending.apply(&self.cfg.hash_key, &self.cfg.schema, *reg, *field, fact) {
-                changed.insert(*reg);
+            if self.pending.apply(&self.cfg.hash_key, &self.cfg.schema, *reg, *field, fact) && !changed.contains(reg) {
+                changed.push(*reg);
             }
         }
     }
@@ -776,10 +801,9 @@ impl Replica {
         }
     }
 
-    fn add_candidate(&mut self, key: (Hlc, EndpointId, u64), facts: Vec<(RegisterId, FieldId, Fact)>) {
+    fn add_candidate(&mut self, stamp: Hlc, facts: Vec<(RegisterId, FieldId, Fact)>) {
         self.cand_counter += 1;
-        let batch = self.next_batch;
-        self.candidates.insert((key.0, key.1, key.2, self.cand_counter), Candidate { facts, batch });
+        self.candidates.push(Candidate { stamp, n: self.cand_counter, facts, batch: self.next_batch });
     }
 
     /// Add a delta to the pending view; false if it was already known.
@@ -794,10 +818,10 @@ impl Replica {
         self.context.insert(d.dot());
         self.ctx_hash.add(&self.cfg.hash_key, &dot_bytes(d.dot()));
         let facts = Self::facts_of(&d);
-        let mut changed = BTreeSet::new();
+        let mut changed = Vec::new();
         self.apply_pending(&facts, &mut changed);
         self.normalize_counters(&facts);
-        self.add_candidate(d.order_key(), facts);
+        self.add_candidate(d.stamp, facts);
         if d.has_membership_ops() {
             self.membership_log.insert(d.order_key(), d.clone());
             for op in &d.ops {
@@ -809,7 +833,8 @@ impl Replica {
         }
         self.events.push_back(Event::CandidateAdded(d.dot()));
         if !changed.is_empty() {
-            self.events.push_back(Event::RegistersChanged { view: View::Pending, registers: changed.into_iter().collect() });
+            changed.sort_unstable();
+            self.events.push_back(Event::RegistersChanged { view: View::Pending, registers: changed });
         }
         self.unpersisted.push(Record::Delta(d));
         true
@@ -818,26 +843,21 @@ impl Replica {
     /// Adopt state from a peer: its causal context (gaps kept) and its facts, atomically.
     fn adopt_state(&mut self, s: StateMsg) {
         let new = s.context.difference(&self.context);
-        let mut changed = BTreeSet::new();
+        let mut changed = Vec::new();
         for d in new.dots() {
             self.ctx_hash.add(&self.cfg.hash_key, &dot_bytes(d));
             self.context.insert(d);
         }
         for (reg, field, fact) in &s.facts {
-            let dot_key = match fact {
-                Fact::Write(w) | Fact::Entry(w) => (w.dot.origin, w.dot.seq),
-                Fact::Count { origin, part } => (*origin, part.upto),
-                Fact::Add { dot, .. } => (dot.origin, dot.seq),
-                Fact::Tomb { by, .. } => (by.origin, by.seq),
-            };
             let one = vec![(*reg, *field, fact.clone())];
             self.apply_pending(&one, &mut changed);
-            self.add_candidate((fact.stamp(), dot_key.0, dot_key.1), one);
+            self.add_candidate(fact.stamp(), one);
         }
         self.normalize_counters(&s.facts);
         self.stats.states_applied += 1;
         if !changed.is_empty() {
-            self.events.push_back(Event::RegistersChanged { view: View::Pending, registers: changed.into_iter().collect() });
+            changed.sort_unstable();
+            self.events.push_back(Event::RegistersChanged { view: View::Pending, registers: changed });
         }
         self.unpersisted.push(Record::State(s));
     }
@@ -900,24 +920,25 @@ impl Replica {
 
     fn commit_to(&mut self, s: Hlc) {
         self.frontier = self.frontier.max(s);
-        let keys: Vec<CandKey> = self
-            .candidates
-            .range(..=(s, EndpointId([0xff; 32]), u64::MAX, u64::MAX))
-            .filter(|(_, c)| c.batch <= self.persisted_batch)
-            .map(|(k, _)| *k)
-            .collect();
-        if keys.is_empty() {
-            return;
-        }
+        let mut waiting = Vec::new();
+        let mut committed = 0usize;
         let mut changed = BTreeSet::new();
-        for k in &keys {
-            if let Some(c) = self.candidates.remove(k) {
-                for (reg, field, fact) in &c.facts {
-                    if self.committed.apply(&self.cfg.hash_key, &self.cfg.schema, *reg, *field, fact) {
-                        changed.insert(*reg);
-                    }
+        while self.candidates.peek().is_some_and(|c| c.stamp <= s) {
+            let Some(c) = self.candidates.pop() else { break };
+            if c.batch > self.persisted_batch {
+                waiting.push(c);
+                continue;
+            }
+            committed += 1;
+            for (reg, field, fact) in &c.facts {
+                if self.committed.apply(&self.cfg.hash_key, &self.cfg.schema, *reg, *field, fact) {
+                    changed.insert(*reg);
                 }
             }
+        }
+        self.candidates.extend(waiting);
+        if committed == 0 {
+            return;
         }
         let before = std::mem::take(&mut self.committed_members);
         self.committed_members = self.fold_membership(Some(self.frontier));
@@ -927,7 +948,7 @@ impl Replica {
         for m in before.difference(&self.committed_members) {
             self.events.push_back(Event::MemberLeft(*m));
         }
-        self.events.push_back(Event::Committed { frontier: self.frontier, candidates: keys.len() });
+        self.events.push_back(Event::Committed { frontier: self.frontier, candidates: committed });
         if !changed.is_empty() {
             self.events.push_back(Event::RegistersChanged { view: View::Committed, registers: changed.into_iter().collect() });
         }

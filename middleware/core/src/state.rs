@@ -26,13 +26,19 @@ impl SetHash {
     }
     /// Add an element.
     pub fn add(&mut self, key: &[u8; 32], bytes: &[u8]) {
-        for (a, b) in self.0.iter_mut().zip(Self::lanes(key, bytes)) {
-            *a = a.wrapping_add(b);
-        }
+        self.add_lanes(Self::lanes(key, bytes));
     }
     /// Remove an element previously added.
     pub fn remove(&mut self, key: &[u8; 32], bytes: &[u8]) {
-        for (a, b) in self.0.iter_mut().zip(Self::lanes(key, bytes)) {
+        self.remove_lanes(Self::lanes(key, bytes));
+    }
+    fn add_lanes(&mut self, l: [u64; 2]) {
+        for (a, b) in self.0.iter_mut().zip(l) {
+            *a = a.wrapping_add(b);
+        }
+    }
+    fn remove_lanes(&mut self, l: [u64; 2]) {
+        for (a, b) in self.0.iter_mut().zip(l) {
             *a = a.wrapping_sub(b);
         }
     }
@@ -59,9 +65,10 @@ impl SetHash {
 /// hold a snapshot while the replica moves on.
 #[derive(Clone, Debug, Default)]
 pub struct StateBlock {
-    fields: OrdMap<(RegisterId, FieldId), FieldState>,
+    /// Each field with the hash lanes of its canonical entry, so replacing it re-hashes once.
+    fields: OrdMap<(RegisterId, FieldId), (FieldState, [u64; 2])>,
     hash: SetHash,
-    scratch: (Vec<u8>, Vec<u8>),
+    scratch: Vec<u8>,
 }
 
 fn entry_bytes_into(b: &mut Vec<u8>, reg: RegisterId, field: FieldId, st: &FieldState) {
@@ -71,49 +78,49 @@ fn entry_bytes_into(b: &mut Vec<u8>, reg: RegisterId, field: FieldId, st: &Field
     st.canonical_bytes(b);
 }
 
-fn entry_bytes(reg: RegisterId, field: FieldId, st: &FieldState) -> Vec<u8> {
-    let mut b = Vec::with_capacity(32);
-    entry_bytes_into(&mut b, reg, field, st);
-    b
-}
-
 impl StateBlock {
-    /// Merge a fact into one field; returns whether the field's value changed. O(1) map work
-    /// plus re-hashing that one field.
+    /// Merge a fact into one field; returns whether the field's value changed. O(log n) map
+    /// work plus hashing that one field once.
     pub fn apply(&mut self, key: &[u8; 32], schema: &Schema, reg: RegisterId, field: FieldId, fact: &Fact) -> bool {
         let Some(def) = schema.def(field) else { return false };
-        match self.fields.get_mut(&(reg, field)) {
-            Some(st) => {
+        let mut buf = std::mem::take(&mut self.scratch);
+        let changed = match self.fields.get_mut(&(reg, field)) {
+            Some((st, lanes)) => {
                 // A register whose winner did not change keeps its bytes: skip the re-hash.
                 if let (FieldState::Reg(cur), Fact::Write(w)) = (&*st, fact) {
                     if !crate::field::wins(def.policy, w, cur) {
+                        self.scratch = buf;
                         return false;
                     }
                 }
-                let mut old = std::mem::take(&mut self.scratch.0);
-                let mut new = std::mem::take(&mut self.scratch.1);
-                entry_bytes_into(&mut old, reg, field, st);
                 let changed = st.apply(def.policy, fact);
-                entry_bytes_into(&mut new, reg, field, st);
-                if new != old {
-                    self.hash.remove(key, &old);
-                    self.hash.add(key, &new);
+                entry_bytes_into(&mut buf, reg, field, st);
+                let new = SetHash::lanes(key, &buf);
+                if new != *lanes {
+                    self.hash.remove_lanes(*lanes);
+                    self.hash.add_lanes(new);
+                    *lanes = new;
                 }
-                self.scratch = (old, new);
                 changed
             }
-            None => {
-                let Some(st) = FieldState::from_fact(def.policy, fact) else { return false };
-                self.hash.add(key, &entry_bytes(reg, field, &st));
-                self.fields.insert((reg, field), st);
-                true
-            }
-        }
+            None => match FieldState::from_fact(def.policy, fact) {
+                Some(st) => {
+                    entry_bytes_into(&mut buf, reg, field, &st);
+                    let lanes = SetHash::lanes(key, &buf);
+                    self.hash.add_lanes(lanes);
+                    self.fields.insert((reg, field), (st, lanes));
+                    true
+                }
+                None => false,
+            },
+        };
+        self.scratch = buf;
+        changed
     }
 
     /// Normalise the counter parts of one field (does not change its value or hash).
     pub fn normalize(&mut self, reg: RegisterId, field: FieldId, ctx: &crate::CausalContext) {
-        if let Some(st) = self.fields.get_mut(&(reg, field)) {
+        if let Some((st, _)) = self.fields.get_mut(&(reg, field)) {
             st.normalize(ctx);
         }
     }
@@ -121,18 +128,18 @@ impl StateBlock {
     /// The value of one field, if it was ever written.
     #[must_use]
     pub fn get(&self, reg: RegisterId, field: FieldId) -> Option<Value> {
-        self.fields.get(&(reg, field)).map(FieldState::value)
+        self.fields.get(&(reg, field)).map(|(st, _)| st.value())
     }
 
     /// The merged state of one field.
     #[must_use]
     pub fn field_state(&self, reg: RegisterId, field: FieldId) -> Option<&FieldState> {
-        self.fields.get(&(reg, field))
+        self.fields.get(&(reg, field)).map(|(st, _)| st)
     }
 
     /// Every written field, in (register, field) order.
     pub fn iter(&self) -> impl Iterator<Item = (&(RegisterId, FieldId), &FieldState)> {
-        self.fields.iter()
+        self.fields.iter().map(|(k, (st, _))| (k, st))
     }
 
     /// Number of written fields.
@@ -157,8 +164,10 @@ impl StateBlock {
     #[must_use]
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        for ((r, f), st) in &self.fields {
-            out.extend_from_slice(&entry_bytes(*r, *f, st));
+        let mut b = Vec::new();
+        for ((r, f), (st, _)) in &self.fields {
+            entry_bytes_into(&mut b, *r, *f, st);
+            out.extend_from_slice(&b);
         }
         out
     }
