@@ -38,11 +38,33 @@ fn bench(c: &mut Criterion) {
     grp.bench_function("decode", |bn| bn.iter(|| codec::decode(&g, a, &frames[500])));
     grp.finish();
 
+    // Steady state: the receiver already holds all 1,000 x 8 fields (written by `a` earlier,
+    // as an 8-field delta per entity), so updates replace existing fields.
+    let initial: Vec<Vec<u8>> = (0..1_000u32)
+        .map(|e| {
+            let d = Delta {
+                origin: b,
+                seq: u64::from(e) + 1,
+                stamp: Hlc::new(1_500 + u64::from(e) / 10, (e % 10) as u16),
+                ops: (0..8u16).map(|f| Op::Field { reg: RegisterId(e), field: FieldId(f), action: Action::Set(Value::F64(0.0)) }).collect(),
+            };
+            codec::encode_deltas(&s, 1_000, &[d])
+        })
+        .collect();
+    let c_id = EndpointId::from_index(3);
+    let fresh = || {
+        let mut r = Replica::new(c_id, GroupConfig::new(GroupId([1; 16]), s.clone(), 1_000, vec![a, b, c_id]), 5_000);
+        for f in &initial {
+            r.handle_frame(b, f, 5_000);
+        }
+        while r.poll_event().is_some() {}
+        r
+    };
     let mut grp = c.benchmark_group("remote apply");
     grp.throughput(Throughput::Elements(frames.len() as u64));
     grp.bench_function("1000 one-update frames", |bn| {
         bn.iter_batched(
-            || Replica::new(b, GroupConfig::new(GroupId([1; 16]), s.clone(), 1_000, vec![a, b]), 5_000),
+            fresh,
             |mut r| {
                 for f in &frames {
                     r.handle_frame(a, f, 5_000);
@@ -55,9 +77,37 @@ fn bench(c: &mut Criterion) {
     let batched: Vec<Vec<u8>> = ds.chunks(100).map(|c| codec::encode_deltas(&s, 1_000, c)).collect();
     grp.bench_function("1000 updates in frames of 100", |bn| {
         bn.iter_batched(
-            || Replica::new(b, GroupConfig::new(GroupId([1; 16]), s.clone(), 1_000, vec![a, b]), 5_000),
+            fresh,
             |mut r| {
                 for f in &batched {
+                    r.handle_frame(a, f, 5_000);
+                }
+                r
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    grp.finish();
+
+    // The same field operations, eight per delta (a whole entity: pose and battery).
+    let wide: Vec<Delta> = (1..=125u64)
+        .map(|i| Delta {
+            origin: a,
+            seq: i,
+            stamp: Hlc::new(2_000 + i, 0),
+            ops: (0..8u16)
+                .map(|f| Op::Field { reg: RegisterId((i * 7919 % 1000) as u32), field: FieldId(f), action: Action::Set(Value::F64(i as f64 + f64::from(f))) })
+                .collect(),
+        })
+        .collect();
+    let wide_frames: Vec<Vec<u8>> = wide.iter().map(|d| codec::encode_deltas(&s, 1_000, std::slice::from_ref(d))).collect();
+    let mut grp = c.benchmark_group("remote apply, field ops");
+    grp.throughput(Throughput::Elements(1_000));
+    grp.bench_function("1000 field ops as 125 eight-field deltas", |bn| {
+        bn.iter_batched(
+            fresh,
+            |mut r| {
+                for f in &wide_frames {
                     r.handle_frame(a, f, 5_000);
                 }
                 r
