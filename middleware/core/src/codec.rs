@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::field::{CounterPart, Fact, Write};
-use crate::{Action, CausalContext, Delta, Dot, EndpointId, FieldId, Hlc, IntervalSet, Op, RegisterId, Schema, Value, ValueKind};
+use crate::{Action, CausalContext, Cmp, Delta, Dot, EndpointId, FieldId, Hlc, IntervalSet, Op, OpId, Precondition, RegisterId, Schema, Txn, TxnWrite, Value, ValueKind};
 
 /// The wire version this build speaks.
 pub const VERSION: u8 = 1;
@@ -518,7 +518,107 @@ fn put_ops_body(out: &mut Vec<u8>, schema: &Schema, ops: &[Op]) {
                 out.extend_from_slice(&member.0);
                 put_uvarint(out, *cut);
             }
+            Op::Txn(t) => {
+                put_uvarint(out, 0);
+                out.push(2);
+                put_txn(out, t);
+            }
         }
+    }
+}
+
+fn put_opid(out: &mut Vec<u8>, id: &OpId) {
+    out.extend_from_slice(&id.client.0);
+    put_uvarint(out, id.seq);
+}
+
+fn put_txn(out: &mut Vec<u8>, t: &Txn) {
+    put_opid(out, &t.id);
+    put_uvarint(out, t.deadline_ms);
+    put_uvarint(out, t.after.len() as u64);
+    t.after.iter().for_each(|a| put_opid(out, a));
+    put_uvarint(out, t.preconditions.len() as u64);
+    for p in &t.preconditions {
+        let (tag, reg, field) = match p {
+            Precondition::VersionEquals { reg, field, .. } => (0u8, reg, field),
+            Precondition::ValueEquals { reg, field, .. } => (1, reg, field),
+            Precondition::Absent { reg, field } => (2, reg, field),
+            Precondition::Compare { reg, field, .. } => (3, reg, field),
+            Precondition::LeaseExpired { reg, field } => (4, reg, field),
+        };
+        out.push(tag);
+        put_uvarint(out, u64::from(reg.0));
+        put_uvarint(out, u64::from(field.0));
+        match p {
+            Precondition::VersionEquals { version, .. } => put_uvarint(out, *version),
+            Precondition::ValueEquals { value, .. } => put_value_tagged(out, value),
+            Precondition::Compare { cmp, value, .. } => {
+                out.push(*cmp as u8);
+                put_value_tagged(out, value);
+            }
+            Precondition::Absent { .. } | Precondition::LeaseExpired { .. } => {}
+        }
+    }
+    put_uvarint(out, t.writes.len() as u64);
+    for w in &t.writes {
+        put_uvarint(out, u64::from(w.reg.0));
+        put_uvarint(out, u64::from(w.field.0));
+        put_value_tagged(out, &w.value);
+        put_uvarint(out, w.lease_ms.map_or(0, |l| l.saturating_add(1)));
+    }
+}
+
+impl Reader<'_> {
+    fn opid(&mut self) -> Result<OpId, DecodeError> {
+        Ok(OpId { client: EndpointId(self.fixed::<32>()?), seq: self.uvarint()? })
+    }
+
+    fn reg_field(&mut self, schema: &Schema) -> Result<(RegisterId, FieldId), DecodeError> {
+        let reg = RegisterId(u32::try_from(self.uvarint()?).map_err(|_| DecodeError::Malformed("register id out of range"))?);
+        let f = self.uvarint()?;
+        let field = FieldId(u16::try_from(f).map_err(|_| DecodeError::UnknownField(f))?);
+        schema.def(field).ok_or(DecodeError::UnknownField(f))?;
+        Ok((reg, field))
+    }
+
+    fn txn(&mut self, schema: &Schema) -> Result<Txn, DecodeError> {
+        let id = self.opid()?;
+        let deadline_ms = self.uvarint()?;
+        let n = self.count()?;
+        let after = (0..n).map(|_| self.opid()).collect::<Result<Vec<_>, _>>()?;
+        let n = self.count()?;
+        let mut preconditions = Vec::with_capacity(n);
+        for _ in 0..n {
+            let tag = self.u8()?;
+            let (reg, field) = self.reg_field(schema)?;
+            preconditions.push(match tag {
+                0 => Precondition::VersionEquals { reg, field, version: self.uvarint()? },
+                1 => Precondition::ValueEquals { reg, field, value: self.value_tagged(0)? },
+                2 => Precondition::Absent { reg, field },
+                3 => {
+                    let cmp = match self.u8()? {
+                        0 => Cmp::Lt,
+                        1 => Cmp::Le,
+                        2 => Cmp::Gt,
+                        3 => Cmp::Ge,
+                        4 => Cmp::Ne,
+                        c => return Err(DecodeError::UnknownOp(c)),
+                    };
+                    Precondition::Compare { reg, field, cmp, value: self.value_tagged(0)? }
+                }
+                4 => Precondition::LeaseExpired { reg, field },
+                t => return Err(DecodeError::UnknownOp(t)),
+            });
+        }
+        let n = self.count()?;
+        let mut writes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (reg, field) = self.reg_field(schema)?;
+            let value = self.value_tagged(0)?;
+            let lease = self.uvarint()?;
+            writes.push(TxnWrite { reg, field, value, lease_ms: lease.checked_sub(1) });
+        }
+        Ok(Txn { id, deadline_ms, after, preconditions, writes })
     }
 }
 
@@ -535,6 +635,19 @@ fn policy_fits(policy: crate::MergePolicy, code: u8) -> bool {
 /// # Errors
 /// The [`DecodeError`] that a frame carrying this operation would get.
 pub fn check_op(schema: &Schema, limits: &Limits, op: &Op) -> Result<(), DecodeError> {
+    if let Op::Txn(t) = op {
+        for w in &t.writes {
+            let def = schema.def(w.field).ok_or(DecodeError::UnknownField(u64::from(w.field.0)))?;
+            if !def.kind.admits(&w.value) {
+                return Err(DecodeError::Malformed("value does not fit the field's kind"));
+            }
+            let len = w.value.encoded_len();
+            if len > limits.max_value_bytes {
+                return Err(DecodeError::Oversized { len: len as u64, limit: limits.max_value_bytes });
+            }
+        }
+        return Ok(());
+    }
     let Op::Field { field, action, .. } = op else { return Ok(()) };
     let def = schema.def(*field).ok_or(DecodeError::UnknownField(u64::from(field.0)))?;
     let code = opcode(action);
@@ -567,6 +680,10 @@ fn read_ops_body(r: &mut Reader<'_>, g: &GroupView<'_>, added: &mut BTreeMap<u64
         let head = r.uvarint()?;
         if head == 0 {
             let kind = r.u8()?;
+            if kind == 2 {
+                ops.push(Op::Txn(r.txn(g.schema)?));
+                continue;
+            }
             let m = EndpointId(r.fixed::<32>()?);
             ops.push(match kind {
                 0 => {

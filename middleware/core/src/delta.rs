@@ -24,6 +24,112 @@ pub enum Action {
     Append(Value),
 }
 
+/// A serial operation's identity: the client that issued it and the client's own sequence
+/// number, so an operation resent through a second node executes once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OpId {
+    /// The client endpoint.
+    pub client: EndpointId,
+    /// The client's sequence number for this operation.
+    pub seq: u64,
+}
+
+/// A comparison for [`Precondition::Compare`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Cmp {
+    /// Cell value < operand.
+    Lt,
+    /// Cell value ≤ operand.
+    Le,
+    /// Cell value > operand.
+    Gt,
+    /// Cell value ≥ operand.
+    Ge,
+    /// Cell value ≠ operand (an absent cell differs from everything).
+    Ne,
+}
+
+/// A condition on the committed serial state, checked at the transaction's position in the
+/// total order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Precondition {
+    /// The cell's version (number of committed writes) equals this (0 = never written).
+    VersionEquals {
+        /// Register.
+        reg: RegisterId,
+        /// Field.
+        field: FieldId,
+        /// Expected version.
+        version: u64,
+    },
+    /// The cell holds exactly this value.
+    ValueEquals {
+        /// Register.
+        reg: RegisterId,
+        /// Field.
+        field: FieldId,
+        /// Expected value.
+        value: Value,
+    },
+    /// The cell was never written.
+    Absent {
+        /// Register.
+        reg: RegisterId,
+        /// Field.
+        field: FieldId,
+    },
+    /// Compare the cell's numeric value with an operand (an absent or non-numeric cell fails,
+    /// except for `Ne`).
+    Compare {
+        /// Register.
+        reg: RegisterId,
+        /// Field.
+        field: FieldId,
+        /// The comparison.
+        cmp: Cmp,
+        /// The operand.
+        value: Value,
+    },
+    /// The cell holds no lease, or its lease ended at or before the transaction's stamp.
+    LeaseExpired {
+        /// Register.
+        reg: RegisterId,
+        /// Field.
+        field: FieldId,
+    },
+}
+
+/// One write of a transaction; with `lease_ms` the cell is leased until the commit stamp's
+/// time plus that many milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TxnWrite {
+    /// Register.
+    pub reg: RegisterId,
+    /// Field.
+    pub field: FieldId,
+    /// New value.
+    pub value: Value,
+    /// Lease length, if this write is a lease.
+    pub lease_ms: Option<u64>,
+}
+
+/// A serial transaction: evaluated in the total order once causally stable; the first whose
+/// preconditions hold commits, later conflicting ones abort, identically on every node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Txn {
+    /// Identity (client, client seq).
+    pub id: OpId,
+    /// Past this time (ms) at its position the transaction aborts; a node still waiting for
+    /// its outcome then reports it decohered.
+    pub deadline_ms: u64,
+    /// Operations that must have committed before this one; if one aborted, this aborts.
+    pub after: Vec<OpId>,
+    /// Conditions on the committed serial state.
+    pub preconditions: Vec<Precondition>,
+    /// Writes applied if it commits.
+    pub writes: Vec<TxnWrite>,
+}
+
 /// One operation of a delta.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
@@ -38,6 +144,8 @@ pub enum Op {
     },
     /// Add a member to the group.
     AddMember(EndpointId),
+    /// A serial transaction.
+    Txn(Txn),
     /// Remove a member; its deltas up to `cut` stay included.
     RemoveMember {
         /// The member removed.
@@ -74,7 +182,8 @@ impl Delta {
         (self.stamp, self.origin, self.seq)
     }
 
-    /// Whether it changes membership.
+    /// Whether it carries operations that travel as whole deltas (membership, transactions)
+    /// rather than as field state.
     #[must_use]
     pub fn has_membership_ops(&self) -> bool {
         self.ops.iter().any(|o| !matches!(o, Op::Field { .. }))

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::codec::{self, Ack, DecodeError, Digest, Frame, FrameKind, GroupView, Limits, StateMsg};
 use crate::field::{CounterPart, Fact, Write};
 use crate::state::{SetHash, StateBlock};
-use crate::{Action, CausalContext, Clock, Delta, Dot, EndpointId, FieldId, GroupId, Hlc, Op, RegisterId, Schema, Value};
+use crate::serial::{SerialState, TxnOutcome};
+use crate::{Action, CausalContext, Clock, Delta, Dot, EndpointId, FieldId, GroupId, Hlc, Op, OpId, RegisterId, Schema, Txn, Value};
 
 /// Everything every member of a group agrees on before the first delta: identity, schema,
 /// creation stamp, first members, and tuning.
@@ -93,6 +94,15 @@ pub enum Event {
     MemberJoined(EndpointId),
     /// A member left (committed view).
     MemberLeft(EndpointId),
+    /// A serial transaction submitted through this replica moved on in its lifecycle
+    /// (Pending → Resolving → Committed | Aborted, or Decohered at its deadline and then
+    /// Committed or Aborted once the outcome is known here).
+    Txn {
+        /// The operation.
+        id: OpId,
+        /// Where it is now.
+        state: TxnState,
+    },
     /// A frame was rejected; nothing of it was applied.
     Rejected {
         /// The sender.
@@ -100,6 +110,20 @@ pub enum Event {
         /// Why.
         error: DecodeError,
     },
+}
+
+/// The lifecycle of a serial transaction as seen by the replica it was submitted through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnState {
+    /// Known here, not yet durable.
+    Pending,
+    /// Durable and sent; waiting to become causally stable.
+    Resolving,
+    /// Its deadline passed before its outcome was known here: the outcome is unknown (it may
+    /// still commit or abort; a later event says which, the same answer as on every node).
+    Decohered,
+    /// Evaluated: committed or aborted.
+    Resolved(TxnOutcome),
 }
 
 /// Where a frame goes.
@@ -190,6 +214,8 @@ struct Candidate {
     stamp: Hlc,
     n: u64,
     facts: Vec<(RegisterId, FieldId, Fact)>,
+    /// Transactions of the delta, with its origin and seq for the total order.
+    txns: Vec<(EndpointId, u64, Txn)>,
     batch: u64,
 }
 
@@ -266,6 +292,10 @@ pub struct Replica {
     pushed: BTreeMap<EndpointId, (u64, CausalContext)>,
     last_want: BTreeMap<EndpointId, u64>,
     stats: Stats,
+    serial: SerialState,
+    /// Transactions submitted here whose outcome is not known yet: deadline and whether
+    /// they were reported decohered.
+    tracked: BTreeMap<OpId, (u64, bool)>,
 }
 
 impl Replica {
@@ -309,6 +339,8 @@ impl Replica {
             pushed: BTreeMap::new(),
             last_want: BTreeMap::new(),
             stats: Stats::default(),
+            serial: SerialState::default(),
+            tracked: BTreeMap::new(),
             cfg,
         }
     }
@@ -404,6 +436,12 @@ impl Replica {
     pub fn members(&self) -> &BTreeSet<EndpointId> {
         &self.members
     }
+    /// The committed serial state (cells written by transactions, and outcomes).
+    #[must_use]
+    pub fn serial(&self) -> &SerialState {
+        &self.serial
+    }
+
     /// Operator counters.
     #[must_use]
     pub fn stats(&self) -> &Stats {
@@ -449,6 +487,22 @@ impl Replica {
         self.ingest_delta(d, now);
         self.reserve_hwm(now);
         Ok(dot)
+    }
+
+    /// Submit a serial transaction. It applies nowhere until causally stable; then every node
+    /// evaluates it at its place in the total order. Progress comes as [`Event::Txn`].
+    ///
+    /// # Errors
+    /// [`WriteError`] if a write does not fit the schema.
+    pub fn submit(&mut self, now: u64, txn: Txn) -> Result<OpId, WriteError> {
+        let id = txn.id;
+        let deadline = txn.deadline_ms;
+        self.write(now, vec![Op::Txn(txn)])?;
+        if self.serial.outcome(&id).is_none() {
+            self.tracked.insert(id, (deadline, false));
+            self.events.push_back(Event::Txn { id, state: TxnState::Pending });
+        }
+        Ok(id)
     }
 
     /// The adds this replica has seen of a set element, for a remove that cancels them.
@@ -644,6 +698,12 @@ impl Replica {
             self.next_digest_at = now + self.cfg.digest_interval_ms;
             self.send_digests(now);
         }
+        for (id, (deadline, decohered)) in self.tracked.iter_mut() {
+            if !*decohered && now > *deadline {
+                *decohered = true;
+                self.events.push_back(Event::Txn { id: *id, state: TxnState::Decohered });
+            }
+        }
         self.reserve_hwm(now);
         self.try_commit(now);
     }
@@ -692,6 +752,15 @@ impl Replica {
         let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsent).into_iter().partition(|(b, _)| *b <= id);
         self.unsent = later;
         let ready: Vec<Delta> = ready.into_iter().map(|(_, d)| d).collect();
+        for d in &ready {
+            for op in &d.ops {
+                if let Op::Txn(t) = op {
+                    if self.tracked.get(&t.id).is_some_and(|(_, dec)| !dec) {
+                        self.events.push_back(Event::Txn { id: t.id, state: TxnState::Resolving });
+                    }
+                }
+            }
+        }
         for chunk in ready.chunks(self.cfg.max_batch.max(1)) {
             let bytes = codec::encode_deltas(&self.cfg.schema, self.cfg.genesis_ms, chunk);
             self.outbox.push_back(Transmit { dest: Dest::Members, kind: FrameKind::Deltas, items: chunk.len(), bytes });
@@ -748,7 +817,8 @@ impl Replica {
     /// When to call [`Replica::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> u64 {
-        self.held.iter().map(|(t, _, _)| *t).fold(self.next_digest_at, u64::min)
+        let deadlines = self.tracked.values().filter(|(_, d)| !d).map(|(t, _)| t + 1);
+        self.held.iter().map(|(t, _, _)| *t).chain(deadlines).fold(self.next_digest_at, u64::min)
     }
 
     // ------------------------------------------------------------ internals
@@ -801,9 +871,9 @@ impl Replica {
         }
     }
 
-    fn add_candidate(&mut self, stamp: Hlc, facts: Vec<(RegisterId, FieldId, Fact)>) {
+    fn add_candidate(&mut self, stamp: Hlc, facts: Vec<(RegisterId, FieldId, Fact)>, txns: Vec<(EndpointId, u64, Txn)>) {
         self.cand_counter += 1;
-        self.candidates.push(Candidate { stamp, n: self.cand_counter, facts, batch: self.next_batch });
+        self.candidates.push(Candidate { stamp, n: self.cand_counter, facts, txns, batch: self.next_batch });
     }
 
     /// Add a delta to the pending view; false if it was already known.
@@ -821,7 +891,8 @@ impl Replica {
         let mut changed = Vec::new();
         self.apply_pending(&facts, &mut changed);
         self.normalize_counters(&facts);
-        self.add_candidate(d.stamp, facts);
+        let txns = d.ops.iter().filter_map(|o| if let Op::Txn(t) = o { Some((d.origin, d.seq, t.clone())) } else { None }).collect();
+        self.add_candidate(d.stamp, facts, txns);
         if d.has_membership_ops() {
             self.membership_log.insert(d.order_key(), d.clone());
             for op in &d.ops {
@@ -851,7 +922,7 @@ impl Replica {
         for (reg, field, fact) in &s.facts {
             let one = vec![(*reg, *field, fact.clone())];
             self.apply_pending(&one, &mut changed);
-            self.add_candidate(fact.stamp(), one);
+            self.add_candidate(fact.stamp(), one, Vec::new());
         }
         self.normalize_counters(&s.facts);
         self.stats.states_applied += 1;
@@ -876,7 +947,7 @@ impl Replica {
                     Op::RemoveMember { member, .. } => {
                         m.remove(member);
                     }
-                    Op::Field { .. } => {}
+                    Op::Field { .. } | Op::Txn(_) => {}
                 }
             }
         }
@@ -912,6 +983,9 @@ impl Replica {
                 self.commit_to(s);
             }
         }
+        if self.candidates.peek().is_some_and(|c| c.stamp <= self.frontier && c.batch <= self.persisted_batch) {
+            self.commit_to(self.frontier);
+        }
         if self.frontier > self.frontier_persisted {
             self.frontier_persisted = self.frontier;
             self.unpersisted.push(Record::Frontier(self.frontier));
@@ -920,25 +994,35 @@ impl Replica {
 
     fn commit_to(&mut self, s: Hlc) {
         self.frontier = self.frontier.max(s);
-        let mut waiting = Vec::new();
         let mut committed = 0usize;
         let mut changed = BTreeSet::new();
+        let mut txns = Vec::new();
         while self.candidates.peek().is_some_and(|c| c.stamp <= s) {
-            let Some(c) = self.candidates.pop() else { break };
-            if c.batch > self.persisted_batch {
-                waiting.push(c);
-                continue;
+            // Transactions must be evaluated in the total order: stop at a candidate that is
+            // not durable yet, and go on once it is.
+            if self.candidates.peek().is_some_and(|c| c.batch > self.persisted_batch) {
+                break;
             }
+            let Some(c) = self.candidates.pop() else { break };
             committed += 1;
             for (reg, field, fact) in &c.facts {
                 if self.committed.apply(&self.cfg.hash_key, &self.cfg.schema, *reg, *field, fact) {
                     changed.insert(*reg);
                 }
             }
+            txns.extend(c.txns.into_iter().map(|(o, seq, t)| ((c.stamp, o, seq), t)));
         }
-        self.candidates.extend(waiting);
         if committed == 0 {
             return;
+        }
+        txns.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((stamp, _, _), t) in txns {
+            if let Some(outcome) = self.serial.evaluate(&self.cfg.hash_key, stamp, &t) {
+                tracing::trace!(id = ?t.id, ?outcome, "transaction evaluated");
+                if self.tracked.remove(&t.id).is_some() {
+                    self.events.push_back(Event::Txn { id: t.id, state: TxnState::Resolved(outcome) });
+                }
+            }
         }
         let before = std::mem::take(&mut self.committed_members);
         self.committed_members = self.fold_membership(Some(self.frontier));

@@ -97,7 +97,8 @@ impl Schema {
     }
 
     /// The fleet schema used by examples and the simulator: a pose (translation as three
-    /// scalar fields, rotation as one atomic quaternion), battery (min) and a distance counter.
+    /// scalar fields, rotation as one atomic quaternion), battery (min), a distance counter,
+    /// tags (set), events (log), peak speed (max) and an owner (for task claims).
     #[must_use]
     pub fn fleet() -> Self {
         Schema::new()
@@ -110,5 +111,6 @@ impl Schema {
             .field("tags", ValueKind::Any, MergePolicy::AddWinsSet)
             .field("events", ValueKind::Any, MergePolicy::AppendLog)
             .field("peak_speed", ValueKind::F64, MergePolicy::Max)
+            .field("owner", ValueKind::Any, MergePolicy::LastWriterWins)
     }
 }

@@ -153,3 +153,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn transactions_round_trip_and_reject_unknown_fields() {
+    let members = origins(2);
+    let schema = Schema::fleet();
+    let ro = roster(&members);
+    let g = GroupView { schema: &schema, genesis_ms: GENESIS, roster: &ro, limits: Limits::default() };
+    let t = Txn {
+        id: OpId { client: EndpointId::from_index(40), seq: 3 },
+        deadline_ms: 99_000,
+        after: vec![OpId { client: members[1], seq: 1 }],
+        preconditions: vec![
+            Precondition::VersionEquals { reg: RegisterId(1), field: FieldId(9), version: 2 },
+            Precondition::ValueEquals { reg: RegisterId(1), field: FieldId(9), value: Value::from("me") },
+            Precondition::Absent { reg: RegisterId(2), field: FieldId(9) },
+            Precondition::Compare { reg: RegisterId(3), field: FieldId(9), cmp: Cmp::Ge, value: Value::I64(10) },
+            Precondition::LeaseExpired { reg: RegisterId(4), field: FieldId(9) },
+        ],
+        writes: vec![TxnWrite { reg: RegisterId(4), field: FieldId(9), value: Value::from("me"), lease_ms: Some(5_000) }],
+    };
+    let d = Delta { origin: members[0], seq: 1, stamp: Hlc::new(GENESIS + 5, 0), ops: vec![Op::Txn(t.clone())] };
+    let bytes = codec::encode_deltas(&schema, GENESIS, std::slice::from_ref(&d));
+    assert_eq!(codec::decode(&g, members[0], &bytes), Ok(Frame::Deltas(vec![d])));
+    let small = Schema::new().field("x", ValueKind::F64, MergePolicy::LastWriterWins);
+    let gs = GroupView { schema: &small, ..g };
+    assert_eq!(codec::decode(&gs, members[0], &bytes), Err(DecodeError::UnknownField(9)));
+    for cut in 0..bytes.len() {
+        assert!(codec::decode(&g, members[0], &bytes[..cut]).is_err());
+    }
+}

@@ -8,45 +8,6 @@ mod common;
 use common::*;
 use spook_core::*;
 
-/// Deliver every frame between the replicas until quiet, ticking clocks by `step` ms.
-fn run(rs: &mut [Replica], now: &mut u64, step: u64, rounds: usize, events: &mut Vec<(usize, Event)>) {
-    for _ in 0..rounds {
-        *now += step;
-        for r in rs.iter_mut() {
-            r.handle_timeout(*now);
-        }
-        for _ in 0..16 {
-            let mut frames = Vec::new();
-            for (i, r) in rs.iter_mut().enumerate() {
-                while let Some(p) = r.poll_persist() {
-                    r.handle_persisted(p.id, *now);
-                }
-                while let Some(e) = r.poll_event() {
-                    events.push((i, e));
-                }
-                while let Some(t) = r.poll_transmit() {
-                    frames.push((i, t));
-                }
-            }
-            if frames.is_empty() {
-                break;
-            }
-            for (i, t) in frames {
-                let from = rs[i].me();
-                for (j, r) in rs.iter_mut().enumerate() {
-                    let to_j = match t.dest {
-                        Dest::Members => j != i,
-                        Dest::Peer(p) => p == r.me(),
-                    };
-                    if to_j {
-                        r.handle_frame(from, &t.bytes, *now);
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[test]
 fn an_added_member_joins_the_committed_view_and_then_counts_for_stability() {
     let ids = origins(3);

@@ -1,0 +1,153 @@
+//! Serial transactions: evaluated in the total order once causally stable, the same outcome
+//! on every node; identity (client, seq) so a resend executes once; dependants of an aborted
+//! operation abort; stale operations abort by their deadline; a replica that cannot learn the
+//! outcome in time reports Decohered, then the outcome every node agrees on.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod common;
+
+use common::*;
+use spook_core::*;
+
+const OWNER: FieldId = FieldId(9);
+
+fn claim(client: EndpointId, seq: u64, task: u32, who: &str, deadline_ms: u64) -> Txn {
+    Txn {
+        id: OpId { client, seq },
+        deadline_ms,
+        after: vec![],
+        preconditions: vec![Precondition::Absent { reg: RegisterId(task), field: OWNER }],
+        writes: vec![TxnWrite { reg: RegisterId(task), field: OWNER, value: Value::from(who), lease_ms: None }],
+    }
+}
+
+fn txn_states(events: &[(usize, Event)], node: usize, id: OpId) -> Vec<TxnState> {
+    events
+        .iter()
+        .filter(|(n, _)| *n == node)
+        .filter_map(|(_, e)| match e {
+            Event::Txn { id: i, state } if *i == id => Some(state.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn conflicting_claims_first_in_total_order_wins_everywhere() {
+    let ids = origins(3);
+    let cfg = config(&ids);
+    let mut now = GENESIS + 1_000;
+    let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
+    let mut events = Vec::new();
+    let a = rs[1].submit(now, claim(ids[1], 1, 5, "b", now + 10_000)).unwrap();
+    let b = rs[2].submit(now + 1, claim(ids[2], 1, 5, "c", now + 10_000)).unwrap();
+    run(&mut rs, &mut now, 100, 20, &mut events);
+    for r in &rs {
+        let cell = r.serial().cell(RegisterId(5), OWNER).unwrap();
+        assert_eq!(cell.value, Value::from("b"), "the claim earlier in the total order wins");
+        assert_eq!(cell.version, 1);
+        assert!(matches!(r.serial().outcome(&a), Some(TxnOutcome::Committed { .. })));
+        assert_eq!(r.serial().outcome(&b), Some(&TxnOutcome::Aborted(AbortReason::Precondition(0))));
+        assert_eq!(r.serial().hash(), rs[0].serial().hash());
+    }
+    let fence = match rs[0].serial().outcome(&a) {
+        Some(TxnOutcome::Committed { fence }) => *fence,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(rs[0].serial().cell(RegisterId(5), OWNER).unwrap().stamp, fence, "the commit stamp is the fencing token");
+    assert_eq!(
+        txn_states(&events, 1, a),
+        vec![TxnState::Pending, TxnState::Resolving, TxnState::Resolved(TxnOutcome::Committed { fence })]
+    );
+    assert_eq!(
+        txn_states(&events, 2, b).last(),
+        Some(&TxnState::Resolved(TxnOutcome::Aborted(AbortReason::Precondition(0))))
+    );
+}
+
+#[test]
+fn an_operation_resent_through_a_second_node_executes_once() {
+    let ids = origins(3);
+    let cfg = config(&ids);
+    let client = EndpointId::from_index(500);
+    let mut now = GENESIS + 1_000;
+    let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
+    let mut events = Vec::new();
+    let transfer = Txn {
+        id: OpId { client, seq: 7 },
+        deadline_ms: now + 10_000,
+        after: vec![],
+        preconditions: vec![],
+        writes: vec![TxnWrite { reg: RegisterId(1), field: OWNER, value: Value::I64(100), lease_ms: None }],
+    };
+    rs[0].submit(now, transfer.clone()).unwrap();
+    rs[1].submit(now + 5, transfer.clone()).unwrap();
+    run(&mut rs, &mut now, 100, 20, &mut events);
+    for r in &rs {
+        assert_eq!(r.serial().cell(RegisterId(1), OWNER).unwrap().version, 1, "executed exactly once");
+        assert!(matches!(r.serial().outcome(&transfer.id), Some(TxnOutcome::Committed { .. })));
+    }
+}
+
+#[test]
+fn dependants_of_an_aborted_operation_abort_and_stale_operations_abort() {
+    let ids = origins(2);
+    let cfg = config(&ids);
+    let mut now = GENESIS + 1_000;
+    let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
+    let mut events = Vec::new();
+    let c = ids[0];
+    let first = claim(c, 1, 3, "x", now + 10_000);
+    let mut failing = claim(c, 2, 3, "y", now + 10_000); // task 3 is taken by `first`
+    failing.preconditions = vec![Precondition::VersionEquals { reg: RegisterId(3), field: OWNER, version: 0 }];
+    let mut dependant = claim(c, 3, 4, "z", now + 10_000);
+    dependant.after = vec![failing.id];
+    let stale = claim(c, 4, 8, "late", now - 1); // its deadline is before its own stamp
+    for t in [first.clone(), failing.clone(), dependant.clone(), stale.clone()] {
+        now += 1;
+        rs[0].submit(now, t).unwrap();
+    }
+    run(&mut rs, &mut now, 100, 20, &mut events);
+    for r in &rs {
+        assert!(matches!(r.serial().outcome(&first.id), Some(TxnOutcome::Committed { .. })));
+        assert_eq!(r.serial().outcome(&failing.id), Some(&TxnOutcome::Aborted(AbortReason::Precondition(0))));
+        assert_eq!(r.serial().outcome(&dependant.id), Some(&TxnOutcome::Aborted(AbortReason::DependencyAborted(failing.id))));
+        assert_eq!(r.serial().outcome(&stale.id), Some(&TxnOutcome::Aborted(AbortReason::DeadlinePassed)));
+        assert!(r.serial().cell(RegisterId(4), OWNER).is_none());
+    }
+}
+
+#[test]
+fn a_pair_whose_counterparty_vanishes_mid_collapse_decoheres_then_agrees_on_heal() {
+    let ids = origins(2);
+    let cfg = config(&ids);
+    let mut now = GENESIS + 1_000;
+    let mut a = vec![Replica::new(ids[0], cfg.clone(), now)];
+    let mut b = vec![Replica::new(ids[1], cfg.clone(), now)];
+    let mut events_a = Vec::new();
+    let mut events_b = Vec::new();
+    // Phase 1 (pending) and 2 (resolving) at both sides, then the link goes.
+    let debit = claim(ids[0], 1, 1, "debit", now + 2_000);
+    let credit = claim(ids[1], 1, 2, "credit", now + 2_000);
+    a[0].submit(now, debit.clone()).unwrap();
+    b[0].submit(now, credit.clone()).unwrap();
+    // Each side runs alone past its deadline.
+    let mut now_b = now;
+    run(&mut a, &mut now, 100, 30, &mut events_a);
+    run(&mut b, &mut now_b, 100, 30, &mut events_b);
+    assert_eq!(txn_states(&events_a, 0, debit.id), vec![TxnState::Pending, TxnState::Resolving, TxnState::Decohered]);
+    assert_eq!(txn_states(&events_b, 0, credit.id), vec![TxnState::Pending, TxnState::Resolving, TxnState::Decohered]);
+    assert!(a[0].serial().outcome(&debit.id).is_none(), "nothing commits while the counterparty is gone");
+    // Heal: both reach the same outcome (here: both within their deadline, so committed).
+    let mut both = vec![a.remove(0), b.remove(0)];
+    let mut events = Vec::new();
+    run(&mut both, &mut now, 100, 20, &mut events);
+    for id in [debit.id, credit.id] {
+        let (x, y) = (both[0].serial().outcome(&id).cloned(), both[1].serial().outcome(&id).cloned());
+        assert!(matches!(x, Some(TxnOutcome::Committed { .. })), "{x:?}");
+        assert_eq!(x, y);
+    }
+    assert!(matches!(txn_states(&events, 0, debit.id).last(), Some(TxnState::Resolved(TxnOutcome::Committed { .. }))));
+    assert_eq!(both[0].serial().hash(), both[1].serial().hash());
+}
