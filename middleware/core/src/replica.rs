@@ -489,6 +489,13 @@ impl Replica {
         Ok(dot)
     }
 
+    /// The group clock's reading at local time `now`. Deadlines are judged against stamps,
+    /// which may run ahead of a slow local clock, so a client sets a deadline as this
+    /// reading's milliseconds plus its budget.
+    pub fn clock_now(&mut self, now: u64) -> Hlc {
+        self.clock.read(now)
+    }
+
     /// Submit a serial transaction. It applies nowhere until causally stable; then every node
     /// evaluates it at its place in the total order. Progress comes as [`Event::Txn`].
     ///

@@ -32,6 +32,8 @@ OPTIONS:
     --settle-ms MS     bound on convergence after faults stop (default 60000)
     --write-every MS   mean time between writes per node (default 200)
     --registers N      registers (entities) written (default 20)
+    --tasks N          task-claim race: 30% of writes are serial claims on N tasks;
+                       each task must end with exactly one owner everywhere (default 0)
     --threads N        worker threads (default: available cores)
     -h, --help         this text
 
@@ -78,6 +80,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--fault-ms" => cfg.fault_ms = num(&v)?.max(1),
             "--settle-ms" => cfg.settle_ms = num(&v)?,
             "--write-every" => cfg.write_every_ms = num(&v)?.max(1),
+            "--tasks" => cfg.tasks = num(&v)?.min(1 << 20) as u32,
             "--registers" => cfg.registers = num(&v)?.clamp(1, u64::from(u32::MAX)) as u32,
             "--threads" => threads = num(&v)?.max(1) as usize,
             _ => return Err(format!("unknown option {a} (see --help)")),
@@ -163,6 +166,9 @@ fn main() -> ExitCode {
     println!("{:<44} drops {}, partition drops {}, dups {}, reorders {}, partitions {}, crashes {}, held {}", "faults injected (all seeds)",
         f(&|o| o.faults.drops), f(&|o| o.faults.partition_drops), f(&|o| o.faults.dups), f(&|o| o.faults.reorders),
         f(&|o| o.faults.partitions), f(&|o| o.faults.crashes), f(&|o| o.faults.held));
+    if args.cfg.tasks > 0 {
+        println!("{:<44} {} claims durable, {} committed (one per claimed task)", "serial task claims (all seeds)", f(&|o| o.txns.0), f(&|o| o.txns.1));
+    }
     println!("{:<44} {:.1} s", "wall time", started.elapsed().as_secs_f64());
     let extra = args.line.join(" ");
     for o in results.iter().filter(|o| !o.converged) {

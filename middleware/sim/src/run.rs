@@ -42,6 +42,10 @@ pub struct SimConfig {
     pub persist_ms: (u64, u64),
     /// Only last-writer-wins f64 writes (the benchmark workload) instead of the mix of policies.
     pub lww_only: bool,
+    /// Task-claim race: when non-zero, 30% of writes are serial transactions claiming one of
+    /// this many tasks (precondition: unclaimed). Every task must end with exactly one owner,
+    /// the same on every node.
+    pub tasks: u32,
 }
 
 impl Default for SimConfig {
@@ -62,6 +66,7 @@ impl Default for SimConfig {
             settle_ms: 60_000,
             persist_ms: (0, 3),
             lww_only: false,
+            tasks: 0,
         }
     }
 }
@@ -117,6 +122,8 @@ pub struct Outcome {
     pub diverged_fields: u64,
     /// Frames rejected by receivers (must be 0 in a run without an attacker).
     pub rejected: u64,
+    /// Serial transactions (task claims) durable at their origin, and how many committed.
+    pub txns: (u64, u64),
 }
 
 #[derive(Debug)]
@@ -162,9 +169,11 @@ struct World {
     delta_items: u64,
     rejected: u64,
     failure: Option<String>,
+    claim_seq: u64,
 }
 
 const START: u64 = 100_000;
+const OWNER: FieldId = FieldId(9);
 
 impl World {
     fn at(&mut self, t: u64, ev: Ev) {
@@ -273,6 +282,19 @@ impl World {
     }
 
     fn random_ops(&mut self, i: usize) -> Vec<Op> {
+        if self.cfg.tasks > 0 && self.rng.chance(0.3) {
+            let task = RegisterId(self.rng.below(self.cfg.tasks as usize) as u32);
+            self.claim_seq += 1;
+            let local = self.local(i);
+            let deadline_ms = self.nodes[i].replica.as_mut().map_or(local, |r| r.clock_now(local).ms()) + 5_000;
+            return vec![Op::Txn(spook_core::Txn {
+                id: spook_core::OpId { client: self.nodes[i].id, seq: self.claim_seq },
+                deadline_ms,
+                after: vec![],
+                preconditions: vec![spook_core::Precondition::Absent { reg: task, field: OWNER }],
+                writes: vec![spook_core::TxnWrite { reg: task, field: OWNER, value: Value::I64(i as i64), lease_ms: None }],
+            })];
+        }
         let reg = RegisterId(self.rng.below(self.cfg.registers as usize) as u32);
         let n = if self.cfg.lww_only { 9 } else { 11 };
         let pick = self.rng.below(n);
@@ -404,6 +426,22 @@ impl World {
         }
     }
 
+    /// The serial state every node must reach: every durable transaction evaluated in the
+    /// total order.
+    fn serial_reference(&self) -> spook_core::SerialState {
+        let mut txns: Vec<_> = self
+            .oracle
+            .values()
+            .flat_map(|d| d.ops.iter().filter_map(move |o| if let Op::Txn(t) = o { Some((d.order_key(), t)) } else { None }))
+            .collect();
+        txns.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut s = spook_core::SerialState::default();
+        for ((stamp, _, _), t) in txns {
+            s.evaluate(&self.group.hash_key, stamp, t);
+        }
+        s
+    }
+
     fn merged(&self) -> Replica {
         let recs: Vec<Record> = self.oracle.values().cloned().map(Record::Delta).collect();
         Replica::restore(EndpointId([0; 32]), self.group.clone(), &recs, self.now)
@@ -424,10 +462,11 @@ impl World {
         (n, bytes)
     }
 
-    fn converged(&self, reference: &Replica) -> bool {
+    fn converged(&self, reference: &Replica, serial: &spook_core::SerialState) -> bool {
         self.nodes.iter().all(|n| {
             n.replica.as_ref().is_some_and(|r| {
-                r.context() == reference.context()
+                r.serial().hash() == serial.hash()
+                    && r.context() == reference.context()
                     && r.state_hash() == reference.state_hash()
                     && r.pending_candidates() == 0
                     && r.committed_hash() == reference.view(View::Pending).hash()
@@ -486,6 +525,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         delta_items: 0,
         rejected: 0,
         failure: None,
+        claim_seq: 0,
     };
     for i in 0..cfg.nodes {
         let local = w.local(i);
@@ -551,7 +591,8 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         if !w.faults_on && t >= next_check {
             next_check = t + 50;
             let merged = w.merged();
-            if w.converged(&merged) {
+            let serial = w.serial_reference();
+            if w.converged(&merged, &serial) {
                 converged_at = Some(t);
                 break;
             }
@@ -593,6 +634,38 @@ pub fn run(cfg: &SimConfig) -> Outcome {
             .collect();
         failure = Some(format!("not converged within {} ms after faults stopped; lagging nodes {lagging:?}", cfg.settle_ms));
     }
+    let serial = w.serial_reference();
+    let mut txns = (0u64, 0u64);
+    if failure.is_none() && cfg.tasks > 0 {
+        // Every durable claim has an outcome at every node, the same everywhere; every claimed
+        // task has exactly one committed claim.
+        let mut committed_per_task: BTreeMap<u32, u64> = BTreeMap::new();
+        let claims: Vec<&spook_core::Txn> = w.oracle.values().flat_map(|d| d.ops.iter()).filter_map(|o| if let Op::Txn(t) = o { Some(t) } else { None }).collect();
+        for t in &claims {
+            txns.0 += 1;
+            let task = t.writes[0].reg.0;
+            let mut outcomes = w.nodes.iter().filter_map(|n| n.replica.as_ref()).map(|r| r.serial().outcome(&t.id).cloned());
+            let first = outcomes.next().flatten();
+            if first.is_none() || outcomes.any(|o| o != first) {
+                failure.get_or_insert(format!("claim {:?}: outcomes differ or missing across nodes", t.id));
+            }
+            if matches!(first, Some(spook_core::TxnOutcome::Committed { .. })) {
+                txns.1 += 1;
+                *committed_per_task.entry(task).or_default() += 1;
+            }
+        }
+        let claimed: BTreeSet<u32> = claims.iter().map(|t| t.writes[0].reg.0).collect();
+        for task in claimed {
+            if committed_per_task.get(&task) != Some(&1) {
+                failure.get_or_insert(format!("task {task}: {:?} committed claims, not exactly one", committed_per_task.get(&task)));
+            }
+        }
+        for n in &w.nodes {
+            if n.replica.as_ref().is_some_and(|r| r.serial().hash() != serial.hash()) {
+                failure.get_or_insert("serial state differs from the reference".into());
+            }
+        }
+    }
     if failure.is_none() && w.rejected > 0 {
         failure = Some(format!("{} frames rejected in a run without an attacker", w.rejected));
     }
@@ -614,6 +687,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         diverged_bytes: diverged.1,
         diverged_fields: diverged.0,
         rejected: w.rejected,
+        txns,
     }
 }
 
