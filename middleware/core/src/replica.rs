@@ -37,6 +37,25 @@ pub struct GroupConfig {
     pub hwm_window_ms: u64,
     /// Most deltas in one `Deltas` frame.
     pub max_batch: usize,
+    /// Convergent or serial.
+    pub kind: GroupKind,
+    /// A member not heard for this long decoheres: a convergent group prunes it.
+    pub decohere_after_ms: u64,
+    /// A pruned member must be heard steadily for this long before it is re-added
+    /// (hysteresis, so a flapping radio does not prune and re-add in a loop).
+    pub rejoin_after_ms: u64,
+}
+
+/// The two kinds of groups (DESIGN.md, "Two kinds of groups").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GroupKind {
+    /// Every delta applies; a silent member is pruned by any member; a heal merges by
+    /// original stamps and reports `ReEntangled`.
+    #[default]
+    Convergent,
+    /// Transactions with preconditions. Membership changes need a majority (not built yet:
+    /// a serial group does not prune on its own; an operator may force-remove).
+    Serial,
 }
 
 impl GroupConfig {
@@ -58,6 +77,9 @@ impl GroupConfig {
             resend_after_ms: 300,
             hwm_window_ms: 5_000,
             max_batch: 256,
+            kind: GroupKind::Convergent,
+            decohere_after_ms: 3_000,
+            rejoin_after_ms: 3_000,
         }
     }
 }
@@ -90,6 +112,14 @@ pub enum Event {
         /// The registers.
         registers: Vec<RegisterId>,
     },
+    /// Late deltas (from a member that was cut off) committed below the frontier and changed
+    /// these registers' committed values: the heal of a split.
+    ReEntangled {
+        /// The registers whose committed value changed.
+        registers: Vec<RegisterId>,
+    },
+    /// This replica proposed to prune a member it has not heard for the decoherence timeout.
+    Decohered(EndpointId),
     /// A member joined (committed view).
     MemberJoined(EndpointId),
     /// A member left (committed view).
@@ -183,6 +213,9 @@ pub enum WriteError {
     /// This endpoint is not a member of the group.
     #[error("this endpoint is not a member of the group")]
     NotAMember,
+    /// Transactions belong in serial groups.
+    #[error("serial transactions need a serial group; this group is convergent")]
+    NotSerial,
 }
 
 /// Counters an operator reads.
@@ -204,6 +237,12 @@ pub struct Stats {
     pub states_applied: u64,
     /// Digests whose context equals ours but whose hash does not: must stay 0.
     pub hash_mismatches: u64,
+    /// Members this replica proposed to prune (decoherence).
+    pub decohered: u64,
+    /// Pruned members this replica proposed to re-add.
+    pub readded: u64,
+    /// Commits below the frontier that changed committed values (re-entanglement).
+    pub reentangled: u64,
 }
 
 /// A known, not yet committed piece of state: a delta's facts, or facts adopted as state.
@@ -293,6 +332,12 @@ pub struct Replica {
     last_want: BTreeMap<EndpointId, u64>,
     stats: Stats,
     serial: SerialState,
+    /// When each member was last heard (directly, or through a newer relayed ack).
+    last_heard: BTreeMap<EndpointId, u64>,
+    /// Local time this replica started (a member never heard counts as heard then).
+    started_at: u64,
+    /// Since when each member has been heard without a long gap.
+    heard_since: BTreeMap<EndpointId, u64>,
     /// Transactions submitted here whose outcome is not known yet: deadline and whether
     /// they were reported decohered.
     tracked: BTreeMap<OpId, (u64, bool)>,
@@ -340,9 +385,20 @@ impl Replica {
             last_want: BTreeMap::new(),
             stats: Stats::default(),
             serial: SerialState::default(),
+            last_heard: BTreeMap::new(),
+            started_at: now,
+            heard_since: BTreeMap::new(),
             tracked: BTreeMap::new(),
             cfg,
         }
+    }
+
+    fn note_heard(&mut self, m: EndpointId, now: u64) {
+        let gap = self.last_heard.get(&m).map_or(u64::MAX, |t| now.saturating_sub(*t));
+        if gap > self.cfg.decohere_after_ms / 2 {
+            self.heard_since.insert(m, now);
+        }
+        self.last_heard.insert(m, now);
     }
 
     /// Rebuild a replica after a restart from the records that were durable.
@@ -472,11 +528,16 @@ impl Replica {
         if ops.is_empty() {
             return Err(WriteError::Empty);
         }
-        if !self.members.contains(&self.me) {
+        // A member pruned while cut off keeps writing: its deltas merge by their original
+        // stamps when it re-entangles.
+        if !self.roster.values().any(|m| *m == self.me) {
             return Err(WriteError::NotAMember);
         }
         for op in &ops {
             codec::check_op(&self.cfg.schema, &self.cfg.limits, op)?;
+            if matches!(op, Op::Txn(_)) && self.cfg.kind != GroupKind::Serial {
+                return Err(WriteError::NotSerial);
+            }
         }
         let ops = self.coalesce_ops(ops);
         self.seq += 1;
@@ -558,6 +619,7 @@ impl Replica {
         match codec::decode(&g, from, bytes) {
             Ok(frame) => {
                 self.stats.frames_in += 1;
+                self.note_heard(from, now);
                 // Deltas alone never move S (acks and durability do), so only digests and
                 // state trigger a commit attempt here.
                 let may_commit = !matches!(frame, Frame::Deltas(_));
@@ -623,9 +685,10 @@ impl Replica {
     fn handle_digest(&mut self, from: EndpointId, d: Digest, now: u64) {
         for a in &d.acks {
             if self.roster.values().any(|m| *m == a.member) && a.member != self.me {
-                let e = self.acks.entry(a.member).or_insert(*a);
-                if a.hlc > e.hlc {
-                    *e = *a;
+                let newer = self.acks.get(&a.member).is_none_or(|e| a.hlc > e.hlc);
+                if newer {
+                    self.acks.insert(a.member, *a);
+                    self.note_heard(a.member, now);
                 }
             }
         }
@@ -705,6 +768,7 @@ impl Replica {
             self.next_digest_at = now + self.cfg.digest_interval_ms;
             self.send_digests(now);
         }
+        self.check_decoherence(now);
         for (id, (deadline, decohered)) in self.tracked.iter_mut() {
             if !*decohered && now > *deadline {
                 *decohered = true;
@@ -724,7 +788,9 @@ impl Replica {
     }
 
     fn send_digests(&mut self, now: u64) {
-        let peers: Vec<EndpointId> = self.members.iter().copied().filter(|m| *m != self.me).collect();
+        // Digests go to every endpoint that was ever a member, pruned ones included, so a
+        // pruned member that comes back is heard and re-added.
+        let peers: Vec<EndpointId> = self.roster.values().copied().filter(|m| *m != self.me).collect();
         if peers.is_empty() {
             return;
         }
@@ -941,36 +1007,101 @@ impl Replica {
     }
 
     fn fold_membership(&self, upto: Option<Hlc>) -> BTreeSet<EndpointId> {
+        self.fold_membership_cuts(upto).0
+    }
+
+    /// Membership in total order up to `upto`: the members, and for each removed endpoint the
+    /// cut of its removal. A membership change proposed by a non-member is void.
+    fn fold_membership_cuts(&self, upto: Option<Hlc>) -> (BTreeSet<EndpointId>, BTreeMap<EndpointId, u64>) {
         let mut m: BTreeSet<EndpointId> = self.cfg.members.iter().copied().collect();
-        for ((stamp, _, _), d) in &self.membership_log {
+        let mut cuts = BTreeMap::new();
+        for ((stamp, origin, _), d) in &self.membership_log {
             if upto.is_some_and(|u| *stamp > u) {
                 break;
+            }
+            if !m.contains(origin) {
+                continue;
             }
             for op in &d.ops {
                 match op {
                     Op::AddMember(x) => {
                         m.insert(*x);
+                        cuts.remove(x);
                     }
-                    Op::RemoveMember { member, .. } => {
-                        m.remove(member);
+                    Op::RemoveMember { member, cut } => {
+                        if m.remove(member) {
+                            cuts.insert(*member, *cut);
+                        }
                     }
                     Op::Field { .. } | Op::Txn(_) => {}
                 }
             }
         }
-        m
+        (m, cuts)
+    }
+
+    /// Prune members not heard for the decoherence timeout (convergent groups), and propose
+    /// the re-add of pruned members heard steadily for the hysteresis time.
+    fn check_decoherence(&mut self, now: u64) {
+        if self.cfg.kind != GroupKind::Convergent || !self.members.contains(&self.me) {
+            return;
+        }
+        let pending_removals = self.pending_removals();
+        let mut ops = Vec::new();
+        for m in self.members.iter().filter(|m| **m != self.me && !pending_removals.contains(m)) {
+            let heard = self.last_heard.get(m).copied().unwrap_or(self.started_at);
+            if now.saturating_sub(heard) > self.cfg.decohere_after_ms {
+                let cut = self.durable.of(m).map_or(0, crate::IntervalSet::contiguous_max);
+                tracing::info!(member = %m, cut, "member decohered: proposing its removal");
+                self.events.push_back(Event::Decohered(*m));
+                self.stats.decohered += 1;
+                ops.push(Op::RemoveMember { member: *m, cut });
+            }
+        }
+        for m in self.roster.values().filter(|m| **m != self.me && !self.members.contains(m)) {
+            let recent = self.last_heard.get(m).is_some_and(|t| now.saturating_sub(*t) <= self.cfg.decohere_after_ms / 2);
+            let steady = self.heard_since.get(m).is_some_and(|t| now.saturating_sub(*t) >= self.cfg.rejoin_after_ms);
+            if recent && steady {
+                tracing::info!(member = %m, "pruned member heard steadily: proposing its re-add");
+                ops.push(Op::AddMember(*m));
+                self.stats.readded += 1;
+            }
+        }
+        if !ops.is_empty() {
+            if let Err(e) = self.write(now, ops) {
+                tracing::warn!(error = %e, "membership proposal refused");
+            }
+        }
+    }
+
+    /// Operator force-remove (for a pair that cannot prune its peer by itself, or a serial
+    /// group without a majority). Logged as a warning: the removed member's operations after
+    /// `cut` stay out until it is re-added.
+    ///
+    /// # Errors
+    /// [`WriteError`] if this replica may not write.
+    pub fn force_remove(&mut self, now: u64, member: EndpointId) -> Result<Dot, WriteError> {
+        let cut = self.durable.of(&member).map_or(0, crate::IntervalSet::contiguous_max);
+        tracing::warn!(%member, cut, "operator force-remove of a group member");
+        self.write(now, vec![Op::RemoveMember { member, cut }])
+    }
+
+    /// Committed members that the pending membership (valid proposals only) removes.
+    fn pending_removals(&self) -> BTreeSet<EndpointId> {
+        self.committed_members.difference(&self.members).copied().collect()
     }
 
     /// The stability frontier S: the smallest ack HLC over the members in force, if every
     /// member has acked and this replica durably holds every delta each origin acknowledged.
     fn stability_frontier(&mut self, now: u64) -> Option<Hlc> {
-        let pending_removals: BTreeSet<EndpointId> = self
-            .membership_log
-            .iter()
-            .filter(|((s, _, _), _)| *s > self.frontier)
-            .flat_map(|(_, d)| d.ops.iter())
-            .filter_map(|op| if let Op::RemoveMember { member, .. } = op { Some(*member) } else { None })
-            .collect();
+        let pending_removals = self.pending_removals();
+        // Survivors hold a removed member's deltas up to its cut before they commit past it.
+        let (_, cuts) = self.fold_membership_cuts(None);
+        for (m, cut) in &cuts {
+            if self.durable.of(m).map_or(0, crate::IntervalSet::contiguous_max) < *cut {
+                return None;
+            }
+        }
         let own = self.own_ack(now);
         let mut s: Option<Hlc> = None;
         for m in self.committed_members.iter().filter(|m| !pending_removals.contains(m)) {
@@ -1000,7 +1131,9 @@ impl Replica {
     }
 
     fn commit_to(&mut self, s: Hlc) {
+        let before_frontier = self.frontier;
         self.frontier = self.frontier.max(s);
+        let mut late = BTreeSet::new();
         let mut committed = 0usize;
         let mut changed = BTreeSet::new();
         let mut txns = Vec::new();
@@ -1012,9 +1145,13 @@ impl Replica {
             }
             let Some(c) = self.candidates.pop() else { break };
             committed += 1;
+            let is_late = c.stamp <= before_frontier;
             for (reg, field, fact) in &c.facts {
                 if self.committed.apply(&self.cfg.hash_key, &self.cfg.schema, *reg, *field, fact) {
                     changed.insert(*reg);
+                    if is_late {
+                        late.insert(*reg);
+                    }
                 }
             }
             txns.extend(c.txns.into_iter().map(|(o, seq, t)| ((c.stamp, o, seq), t)));
@@ -1023,8 +1160,23 @@ impl Replica {
             return;
         }
         txns.sort_by(|a, b| a.0.cmp(&b.0));
-        for ((stamp, _, _), t) in txns {
-            if let Some(outcome) = self.serial.evaluate(&self.cfg.hash_key, stamp, &t) {
+        for ((stamp, origin, seq), t) in txns {
+            // A transaction from an endpoint removed (past its cut) at the transaction's
+            // position aborts; the same decision on every node whenever it arrives.
+            let (members_then, cuts) = if self.membership_log.is_empty() {
+                (BTreeSet::new(), BTreeMap::new())
+            } else {
+                self.fold_membership_cuts(Some(stamp))
+            };
+            let removed = !self.membership_log.is_empty()
+                && !members_then.contains(&origin)
+                && cuts.get(&origin).is_none_or(|c| seq > *c);
+            let decided = if removed {
+                self.serial.abort(&t, crate::serial::AbortReason::OriginRemoved)
+            } else {
+                self.serial.evaluate(&self.cfg.hash_key, stamp, &t)
+            };
+            if let Some(outcome) = decided {
                 tracing::trace!(id = ?t.id, ?outcome, "transaction evaluated");
                 if self.tracked.remove(&t.id).is_some() {
                     self.events.push_back(Event::Txn { id: t.id, state: TxnState::Resolved(outcome) });
@@ -1040,6 +1192,10 @@ impl Replica {
             self.events.push_back(Event::MemberLeft(*m));
         }
         self.events.push_back(Event::Committed { frontier: self.frontier, candidates: committed });
+        if !late.is_empty() {
+            self.stats.reentangled += 1;
+            self.events.push_back(Event::ReEntangled { registers: late.iter().copied().collect() });
+        }
         if !changed.is_empty() {
             self.events.push_back(Event::RegistersChanged { view: View::Committed, registers: changed.into_iter().collect() });
         }

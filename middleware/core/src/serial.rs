@@ -25,10 +25,12 @@ pub struct SerialCell {
 pub enum AbortReason {
     /// Precondition number `0` (index into the list) did not hold.
     Precondition(usize),
-    /// An operation it had to come after aborted.
+    /// An operation it had to come after had not committed before it in the total order
+    /// (it aborted, or it comes later, or it is unknown).
     DependencyAborted(OpId),
-    /// An operation it had to come after had not committed before it in the total order.
-    DependencyNotCommitted(OpId),
+    /// Its origin had been removed from the group (past the removal's cut) at its position;
+    /// its partition-time operations abort deterministically.
+    OriginRemoved,
     /// Its position in the total order is past its deadline.
     DeadlinePassed,
 }
@@ -150,15 +152,24 @@ impl SerialState {
         Some(outcome)
     }
 
+    /// Record that `txn` aborted for `reason` without evaluating it (e.g. its origin was
+    /// removed at its position). Returns `None` if it was already decided.
+    pub fn abort(&mut self, txn: &Txn, reason: AbortReason) -> Option<TxnOutcome> {
+        if self.outcomes.contains_key(&txn.id) {
+            return None;
+        }
+        let o = TxnOutcome::Aborted(reason);
+        self.outcomes.insert(txn.id, o.clone());
+        Some(o)
+    }
+
     fn decide(&self, position: Hlc, txn: &Txn) -> TxnOutcome {
         if position.ms() > txn.deadline_ms {
             return TxnOutcome::Aborted(AbortReason::DeadlinePassed);
         }
         for dep in &txn.after {
-            match self.outcomes.get(dep) {
-                Some(TxnOutcome::Committed { .. }) => {}
-                Some(TxnOutcome::Aborted(_)) => return TxnOutcome::Aborted(AbortReason::DependencyAborted(*dep)),
-                None => return TxnOutcome::Aborted(AbortReason::DependencyNotCommitted(*dep)),
+            if !matches!(self.outcomes.get(dep), Some(TxnOutcome::Committed { .. })) {
+                return TxnOutcome::Aborted(AbortReason::DependencyAborted(*dep));
             }
         }
         match txn.preconditions.iter().position(|p| !self.holds(p, position)) {

@@ -19,6 +19,12 @@ pub fn config(members: &[EndpointId]) -> GroupConfig {
     c
 }
 
+pub fn serial_config(members: &[EndpointId]) -> GroupConfig {
+    let mut c = config(members);
+    c.kind = GroupKind::Serial;
+    c
+}
+
 /// Deltas written by real replicas, one per step; `script` picks (origin, op kind, register, value).
 pub fn generate(members: &[EndpointId], script: &[(u8, u8, u8, i16)]) -> Vec<Delta> {
     let cfg = config(members);

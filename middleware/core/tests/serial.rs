@@ -36,7 +36,7 @@ fn txn_states(events: &[(usize, Event)], node: usize, id: OpId) -> Vec<TxnState>
 #[test]
 fn conflicting_claims_first_in_total_order_wins_everywhere() {
     let ids = origins(3);
-    let cfg = config(&ids);
+    let cfg = serial_config(&ids);
     let mut now = GENESIS + 1_000;
     let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
     let mut events = Vec::new();
@@ -69,7 +69,7 @@ fn conflicting_claims_first_in_total_order_wins_everywhere() {
 #[test]
 fn an_operation_resent_through_a_second_node_executes_once() {
     let ids = origins(3);
-    let cfg = config(&ids);
+    let cfg = serial_config(&ids);
     let client = EndpointId::from_index(500);
     let mut now = GENESIS + 1_000;
     let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
@@ -93,7 +93,7 @@ fn an_operation_resent_through_a_second_node_executes_once() {
 #[test]
 fn dependants_of_an_aborted_operation_abort_and_stale_operations_abort() {
     let ids = origins(2);
-    let cfg = config(&ids);
+    let cfg = serial_config(&ids);
     let mut now = GENESIS + 1_000;
     let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
     let mut events = Vec::new();
@@ -121,7 +121,7 @@ fn dependants_of_an_aborted_operation_abort_and_stale_operations_abort() {
 #[test]
 fn a_pair_whose_counterparty_vanishes_mid_collapse_decoheres_then_agrees_on_heal() {
     let ids = origins(2);
-    let cfg = config(&ids);
+    let cfg = serial_config(&ids);
     let mut now = GENESIS + 1_000;
     let mut a = vec![Replica::new(ids[0], cfg.clone(), now)];
     let mut b = vec![Replica::new(ids[1], cfg.clone(), now)];

@@ -166,6 +166,7 @@ fn main() -> ExitCode {
     println!("{:<44} drops {}, partition drops {}, dups {}, reorders {}, partitions {}, crashes {}, held {}", "faults injected (all seeds)",
         f(&|o| o.faults.drops), f(&|o| o.faults.partition_drops), f(&|o| o.faults.dups), f(&|o| o.faults.reorders),
         f(&|o| o.faults.partitions), f(&|o| o.faults.crashes), f(&|o| o.faults.held));
+    println!("{:<44} prunes {}, re-adds {}, re-entanglements {}", "membership (all seeds)", f(&|o| o.faults.prunes), f(&|o| o.faults.readds), f(&|o| o.faults.reentangled));
     if args.cfg.tasks > 0 {
         println!("{:<44} {} claims durable, {} committed (one per claimed task)", "serial task claims (all seeds)", f(&|o| o.txns.0), f(&|o| o.txns.1));
     }

@@ -88,6 +88,12 @@ pub struct FaultCounts {
     pub crashes: u64,
     /// Frames held back by a receiver for a stamp ahead of its clock.
     pub held: u64,
+    /// Prune proposals (decoherence), re-add proposals, and re-entanglements (late commits).
+    pub prunes: u64,
+    /// Re-add proposals.
+    pub readds: u64,
+    /// Re-entanglements: commits below the frontier that changed committed values.
+    pub reentangled: u64,
 }
 
 /// The result of one run.
@@ -490,6 +496,9 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     let ids: Vec<EndpointId> = (0..cfg.nodes as u32).map(EndpointId::from_index).collect();
     let mut group = GroupConfig::new(GroupId([7; 16]), Schema::fleet(), 1_000, ids.clone());
     group.max_future_ms = 2 * cfg.skew_ms + cfg.delay_ms.1 + 100;
+    if cfg.tasks > 0 {
+        group.kind = spook_core::GroupKind::Serial;
+    }
     let nodes = ids
         .iter()
         .map(|&id| {
@@ -601,6 +610,9 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     for n in &w.nodes {
         if let Some(r) = &n.replica {
             w.faults.held += r.stats().frames_held;
+            w.faults.prunes += r.stats().decohered;
+            w.faults.readds += r.stats().readded;
+            w.faults.reentangled += r.stats().reentangled;
             if r.stats().hash_mismatches > 0 && w.failure.is_none() {
                 w.failure = Some("a replica saw equal causal contexts with different state hashes".into());
             }

@@ -19,6 +19,9 @@ fn mix(name: &str, base: SimConfig, seeds: std::ops::Range<u64>) -> FaultCounts 
         total.partitions += o.faults.partitions;
         total.crashes += o.faults.crashes;
         total.held += o.faults.held;
+        total.prunes += o.faults.prunes;
+        total.readds += o.faults.readds;
+        total.reentangled += o.faults.reentangled;
     }
     println!("mix {name}: seeds {}..{} faults {total:?}", seeds.start, seeds.end);
     assert!(failed.is_empty(), "mix {name}: {} seeds failed (re-run one with `cargo run --release -p spook-sim -- --seed N --seeds 1` and the mix's options):\n{}", failed.len(), failed.join("\n"));
@@ -29,6 +32,7 @@ fn mix(name: &str, base: SimConfig, seeds: std::ops::Range<u64>) -> FaultCounts 
 fn lossy_reordering_links_with_partitions_and_crashes() {
     let f = mix("lossy", SimConfig { nodes: 5, loss: 0.3, dup: 0.05, reorder: 0.2, fault_ms: 5_000, ..SimConfig::default() }, 1..81);
     assert!(f.drops > 0 && f.dups > 0 && f.reorders > 0 && f.partitions > 0 && f.crashes > 0, "{f:?}");
+    assert!(f.prunes > 0 && f.readds > 0, "partitions longer than the decoherence timeout prune and re-add: {f:?}");
 }
 
 #[test]
