@@ -110,8 +110,11 @@ pub struct GroupView<'a> {
 pub struct Ack {
     /// The member acknowledging.
     pub member: EndpointId,
-    /// Every own delta of `member` stamped at or below this is durable and counted in `own_seq`.
+    /// What `member` vouches for: it durably holds every delta of every member in force
+    /// stamped at or below this (S is the smallest of these over the members in force).
     pub hlc: Hlc,
+    /// Every own delta of `member` stamped at or below this is durable and counted in `own_seq`.
+    pub own_hlc: Hlc,
     /// The member's own durable contiguous sequence number.
     pub own_seq: u64,
 }
@@ -808,6 +811,7 @@ pub fn encode_digest(genesis_ms: u64, d: &Digest) -> Vec<u8> {
     for a in &d.acks {
         put_uvarint(&mut body, origins.idx(a.member));
         put_stamp(&mut body, genesis_ms, a.hlc);
+        put_stamp(&mut body, genesis_ms, a.own_hlc);
         put_uvarint(&mut body, a.own_seq);
     }
     let mut out = header(FrameKind::Digest);
@@ -978,7 +982,8 @@ pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Fra
             for _ in 0..n {
                 let member = read_origin(&mut r, &table)?;
                 let hlc = r.stamp(g.genesis_ms)?;
-                acks.push(Ack { member, hlc, own_seq: r.uvarint()? });
+                let own_hlc = r.stamp(g.genesis_ms)?;
+                acks.push(Ack { member, hlc, own_hlc, own_seq: r.uvarint()? });
             }
             Frame::Digest(Digest { context, hash, acks })
         }

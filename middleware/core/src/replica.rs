@@ -317,6 +317,8 @@ pub struct Replica {
     members: BTreeSet<EndpointId>,
     committed_members: BTreeSet<EndpointId>,
     acks: BTreeMap<EndpointId, Ack>,
+    /// Recent acks of each member, oldest first: (own_seq, own_hlc), both increasing.
+    ack_history: BTreeMap<EndpointId, VecDeque<(u64, Hlc)>>,
     next_batch: u64,
     persisted_batch: u64,
     unpersisted: Vec<Record>,
@@ -371,6 +373,7 @@ impl Replica {
             committed_members: members.clone(),
             members,
             acks: BTreeMap::new(),
+            ack_history: BTreeMap::new(),
             next_batch: 1,
             persisted_batch: 0,
             unpersisted: Vec::new(),
@@ -685,9 +688,23 @@ impl Replica {
     fn handle_digest(&mut self, from: EndpointId, d: Digest, now: u64) {
         for a in &d.acks {
             if self.roster.values().any(|m| *m == a.member) && a.member != self.me {
-                let newer = self.acks.get(&a.member).is_none_or(|e| a.hlc > e.hlc);
+                // Both parts of an ack only grow at their source; relayed copies may arrive
+                // out of order, so keep the greatest of each.
+                let e = self.acks.entry(a.member).or_insert(*a);
+                let newer = a.hlc > e.hlc || a.own_hlc > e.own_hlc;
+                e.hlc = e.hlc.max(a.hlc);
+                if a.own_hlc > e.own_hlc {
+                    e.own_hlc = a.own_hlc;
+                    e.own_seq = a.own_seq;
+                }
                 if newer {
-                    self.acks.insert(a.member, *a);
+                    let h = self.ack_history.entry(a.member).or_default();
+                    if h.back().is_none_or(|(seq, own)| a.own_seq >= *seq && a.own_hlc > *own) {
+                        h.push_back((a.own_seq, a.own_hlc));
+                        if h.len() > 32 {
+                            h.pop_front();
+                        }
+                    }
                     self.note_heard(a.member, now);
                 }
             }
@@ -718,24 +735,19 @@ impl Replica {
     /// Send `to` what it lacks, as state: for each field the facts whose dots it is missing
     /// (for last-writer-wins fields only the winner), plus membership deltas.
     fn push_state(&mut self, to: EndpointId, theirs: &CausalContext, now: u64, asked: bool) {
-        let mut missing = self.context.difference(theirs);
-        let recent = self.pushed.get(&to).filter(|(t, _)| now < t + self.cfg.resend_after_ms).map(|(_, c)| c.clone());
-        if let Some(sent) = &recent {
-            // Unasked pushes wait out the window; a want gets what it still lacks beyond
-            // what is already on its way.
-            if !asked {
-                return;
-            }
-            missing = missing.difference(sent);
-        }
+        let missing = self.context.difference(theirs);
         if missing.is_empty() {
             return;
         }
-        let mut covered = recent.unwrap_or_default();
-        for (o, set) in &missing.0 {
-            covered.0.entry(*o).or_default().union_with(set);
+        // Unasked pushes wait out the window; a want is answered unless everything it lacks
+        // is already on its way. A state message always covers the whole difference: a
+        // part of it could adopt a superseded dot without the winner that supersedes it.
+        if let Some((t, sent)) = self.pushed.get(&to) {
+            if now < t + self.cfg.resend_after_ms && (!asked || missing.difference(sent).is_empty()) {
+                return;
+            }
         }
-        self.pushed.insert(to, (now, covered));
+        self.pushed.insert(to, (now, missing.clone()));
         let msg = self.state_for(&missing);
         let bytes = codec::encode_state(&self.cfg.schema, self.cfg.genesis_ms, &msg);
         let items = msg.facts.len() + msg.deltas.len();
@@ -779,12 +791,29 @@ impl Replica {
         self.try_commit(now);
     }
 
+    /// This replica's ack. Its HLC vouches for what this replica durably holds: it is capped,
+    /// for every other member in force, by the newest ack of that member whose own deltas this
+    /// replica durably holds. So S ≥ t means every member in force durably holds every delta
+    /// stamped at or below t, and a removal's cut taken from any member covers every delta of
+    /// the removed member that anyone committed.
     fn own_ack(&mut self, now: u64) -> Ack {
         let mut hlc = self.clock.read(now).min(self.durable_hwm);
         if let Some((_, d)) = self.unsent.iter().find(|(b, _)| *b > self.persisted_batch) {
             hlc = hlc.min(Hlc(d.stamp.0.saturating_sub(1)));
         }
-        Ack { member: self.me, hlc, own_seq: self.durable.of(&self.me).map_or(0, crate::IntervalSet::contiguous_max) }
+        let own_hlc = hlc;
+        let genesis = Hlc::new(self.cfg.genesis_ms, 0);
+        let pending_removals = self.pending_removals();
+        for o in self.committed_members.iter().filter(|o| **o != self.me && !pending_removals.contains(o)) {
+            let cov = self.durable.of(o).map_or(0, crate::IntervalSet::contiguous_max);
+            let vouched = self
+                .ack_history
+                .get(o)
+                .and_then(|h| h.iter().rev().find(|(seq, _)| *seq <= cov))
+                .map_or(genesis, |(_, h)| *h);
+            hlc = hlc.min(vouched);
+        }
+        Ack { member: self.me, hlc, own_hlc, own_seq: self.durable.of(&self.me).map_or(0, crate::IntervalSet::contiguous_max) }
     }
 
     fn send_digests(&mut self, now: u64) {

@@ -31,7 +31,7 @@ fn sample_frames() -> (Vec<EndpointId>, Vec<Vec<u8>>) {
     let digest = Digest {
         context: r.context().clone(),
         hash: r.state_hash().short(),
-        acks: vec![Ack { member: members[0], hlc: Hlc::new(GENESIS + 50, 3), own_seq: 6 }],
+        acks: vec![Ack { member: members[0], hlc: Hlc::new(GENESIS + 50, 3), own_hlc: Hlc::new(GENESIS + 60, 0), own_seq: 6 }],
     };
     frames.push(codec::encode_digest(GENESIS, &digest));
     frames.push(codec::encode_want(r.context()));
@@ -90,7 +90,7 @@ fn typed_errors_for_each_kind_of_bad_frame() {
 
     // A digest naming an origin that is not a member.
     let stranger = EndpointId::from_index(1234);
-    let digest = Digest { context: CausalContext::default(), hash: [0; 16], acks: vec![Ack { member: stranger, hlc: Hlc(0), own_seq: 0 }] };
+    let digest = Digest { context: CausalContext::default(), hash: [0; 16], acks: vec![Ack { member: stranger, hlc: Hlc(0), own_hlc: Hlc(0), own_seq: 0 }] };
     let bytes = codec::encode_digest(GENESIS, &digest);
     assert_eq!(codec::decode(&g, members[0], &bytes), Err(DecodeError::UnknownOrigin(stranger.short())));
 }

@@ -32,7 +32,7 @@ fn shuffled(deltas: &[Delta], picks: &[u16]) -> Vec<Delta> {
 fn acks_at(members: &[EndpointId], deltas: &[Delta], s: Hlc) -> Vec<Ack> {
     members
         .iter()
-        .map(|m| Ack { member: *m, hlc: s, own_seq: deltas.iter().filter(|d| d.origin == *m && d.stamp <= s).count() as u64 })
+        .map(|m| Ack { member: *m, hlc: s, own_hlc: s, own_seq: deltas.iter().filter(|d| d.origin == *m && d.stamp <= s).count() as u64 })
         .collect()
 }
 

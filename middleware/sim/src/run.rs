@@ -453,6 +453,29 @@ impl World {
         Replica::restore(EndpointId([0; 32]), self.group.clone(), &recs, self.now)
     }
 
+    /// Two replicas with equal contexts must hold equal pending views.
+    fn check_pairs(&mut self, verbose: bool) {
+        let live: Vec<(usize, &Replica)> = self.nodes.iter().enumerate().filter_map(|(i, n)| n.replica.as_ref().map(|r| (i, r))).collect();
+        for (a, ra) in &live {
+            for (b, rb) in &live {
+                if a < b && ra.context() == rb.context() && ra.state_hash() != rb.state_hash() {
+                    if !verbose {
+                        self.failure.get_or_insert(format!("t={} nodes {a} and {b}: equal contexts, different pending states", self.now));
+                        return;
+                    }
+                    eprintln!("t={} nodes {a} and {b}: equal contexts, different states", self.now);
+                    for (k, st) in ra.view(View::Pending).iter() {
+                        if rb.view(View::Pending).field_state(k.0, k.1) != Some(st) {
+                            eprintln!("  {k:?}\n    {a}: {st:?}\n    {b}: {:?}", rb.view(View::Pending).field_state(k.0, k.1));
+                        }
+                    }
+                    self.failure.get_or_insert("debug: equal contexts, different states".into());
+                    return;
+                }
+            }
+        }
+    }
+
     /// Fields (count, canonical bytes) in which `block` differs from `reference`.
     fn diff(block: &StateBlock, reference: &StateBlock) -> (u64, u64) {
         let mut n = 0;
@@ -564,11 +587,13 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     }
     w.at(end, Ev::EndFaults);
 
+    let debug = std::env::var_os("SPOOK_SIM_DEBUG").is_some();
     let mut diverged = (0, 0);
     let mut realign_from = 0;
     let mut converged_at = None;
     let deadline = end + cfg.settle_ms;
     let mut next_check = end;
+    let mut next_pair_check = START;
     while let Some(((t, _), ev)) = w.queue.pop_first() {
         if t > deadline {
             break;
@@ -594,6 +619,12 @@ pub fn run(cfg: &SimConfig) -> Outcome {
             continue;
         }
         w.step(ev);
+        // Guarantee 1 as a running invariant: replicas holding the same deltas hold the same
+        // pending state (checked after every event when debugging, else every 100 ms).
+        if debug || t >= next_pair_check {
+            next_pair_check = t + 100;
+            w.check_pairs(debug);
+        }
         if w.failure.is_some() {
             break;
         }
