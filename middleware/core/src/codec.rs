@@ -27,6 +27,8 @@ pub enum FrameKind {
     Want = 3,
     /// Facts (state with dots) and membership deltas answering a want or digest.
     State = 4,
+    /// Consensus on membership (serial groups): prepare, promise, accept, accepted.
+    Paxos = 5,
 }
 
 /// A typed decoding failure. Nothing of a frame that fails to decode is applied.
@@ -153,6 +155,128 @@ pub enum Frame {
     Want(CausalContext),
     /// State.
     State(StateMsg),
+    /// A consensus message.
+    Paxos(PaxosMsg),
+}
+
+/// A ballot: (number, proposer), ordered by number then proposer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ballot {
+    /// The number.
+    pub n: u64,
+    /// The proposer.
+    pub by: EndpointId,
+}
+
+/// Single-decree Paxos on one membership epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PaxosMsg {
+    /// Phase 1a.
+    Prepare {
+        /// The epoch decided (current epoch + 1).
+        epoch: u64,
+        /// The ballot.
+        ballot: Ballot,
+        /// Members the proposer means to remove: an acceptor reports how far it holds their
+        /// deltas and stops vouching for more of them until the epoch is decided.
+        removing: Vec<EndpointId>,
+    },
+    /// Phase 1b: a promise, with the highest accepted value if any.
+    Promise {
+        /// The epoch.
+        epoch: u64,
+        /// The ballot promised.
+        ballot: Ballot,
+        /// What this acceptor accepted before, if anything.
+        accepted: Option<(Ballot, Vec<Op>)>,
+        /// For each member in `removing`: the acceptor's durable contiguous seq of it.
+        coverage: Vec<(EndpointId, u64)>,
+    },
+    /// Phase 2a.
+    Accept {
+        /// The epoch.
+        epoch: u64,
+        /// The ballot.
+        ballot: Ballot,
+        /// The membership operations proposed.
+        value: Vec<Op>,
+    },
+    /// Phase 2b.
+    Accepted {
+        /// The epoch.
+        epoch: u64,
+        /// The ballot accepted.
+        ballot: Ballot,
+    },
+}
+
+fn put_ballot(out: &mut Vec<u8>, b: &Ballot) {
+    put_uvarint(out, b.n);
+    out.extend_from_slice(&b.by.0);
+}
+
+/// Encode a consensus message.
+#[must_use]
+pub fn encode_paxos(schema: &Schema, m: &PaxosMsg) -> Vec<u8> {
+    let mut out = header(FrameKind::Paxos);
+    match m {
+        PaxosMsg::Prepare { epoch, ballot, removing } => {
+            out.push(0);
+            put_uvarint(&mut out, *epoch);
+            put_ballot(&mut out, ballot);
+            put_uvarint(&mut out, removing.len() as u64);
+            for m in removing {
+                out.extend_from_slice(&m.0);
+            }
+        }
+        PaxosMsg::Promise { epoch, ballot, accepted, coverage } => {
+            out.push(1);
+            put_uvarint(&mut out, *epoch);
+            put_ballot(&mut out, ballot);
+            match accepted {
+                None => out.push(0),
+                Some((b, v)) => {
+                    out.push(1);
+                    put_ballot(&mut out, b);
+                    put_ops(&mut out, schema, v);
+                }
+            }
+            put_uvarint(&mut out, coverage.len() as u64);
+            for (m, c) in coverage {
+                out.extend_from_slice(&m.0);
+                put_uvarint(&mut out, *c);
+            }
+        }
+        PaxosMsg::Accept { epoch, ballot, value } => {
+            out.push(2);
+            put_uvarint(&mut out, *epoch);
+            put_ballot(&mut out, ballot);
+            put_ops(&mut out, schema, value);
+        }
+        PaxosMsg::Accepted { epoch, ballot } => {
+            out.push(3);
+            put_uvarint(&mut out, *epoch);
+            put_ballot(&mut out, ballot);
+        }
+    }
+    out
+}
+
+impl Reader<'_> {
+    fn ballot(&mut self) -> Result<Ballot, DecodeError> {
+        Ok(Ballot { n: self.uvarint()?, by: EndpointId(self.fixed::<32>()?) })
+    }
+}
+
+fn read_membership_ops(r: &mut Reader<'_>, g: &GroupView<'_>) -> Result<Vec<Op>, DecodeError> {
+    let mut added = BTreeMap::new();
+    let n = r.count()?;
+    // An empty value is a decision to change nothing (an epoch closed without a change).
+    let ops = if n == 0 { Vec::new() } else { read_ops_body(r, g, &mut added, n)? };
+    if !ops.iter().all(|o| matches!(o, Op::AddMember(_) | Op::RemoveMember { .. })) {
+        return Err(DecodeError::Malformed("a membership value holds only membership operations"));
+    }
+    Ok(ops)
 }
 
 // ---------------------------------------------------------------- primitives
@@ -526,6 +650,12 @@ fn put_ops_body(out: &mut Vec<u8>, schema: &Schema, ops: &[Op]) {
                 out.push(2);
                 put_txn(out, t);
             }
+            Op::Decided { epoch, ops } => {
+                put_uvarint(out, 0);
+                out.push(3);
+                put_uvarint(out, *epoch);
+                put_ops(out, schema, ops);
+            }
         }
     }
 }
@@ -685,6 +815,16 @@ fn read_ops_body(r: &mut Reader<'_>, g: &GroupView<'_>, added: &mut BTreeMap<u64
             let kind = r.u8()?;
             if kind == 2 {
                 ops.push(Op::Txn(r.txn(g.schema)?));
+                continue;
+            }
+            if kind == 3 {
+                let epoch = r.uvarint()?;
+                let n = r.count()?;
+                let inner = if n == 0 { Vec::new() } else { read_ops_body(r, g, added, n)? };
+                if !inner.iter().all(|o| matches!(o, Op::AddMember(_) | Op::RemoveMember { .. })) {
+                    return Err(DecodeError::Malformed("a decided membership change holds only membership operations"));
+                }
+                ops.push(Op::Decided { epoch, ops: inner });
                 continue;
             }
             let m = EndpointId(r.fixed::<32>()?);
@@ -1085,6 +1225,38 @@ pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Fra
                 facts.push((reg, field, fact));
             }
             Frame::State(StateMsg { context, facts, deltas })
+        }
+        5 => {
+            let tag = r.u8()?;
+            let epoch = r.uvarint()?;
+            let ballot = r.ballot()?;
+            Frame::Paxos(match tag {
+                0 => {
+                    let n = r.count()?;
+                    let removing = (0..n).map(|_| r.fixed::<32>().map(EndpointId)).collect::<Result<Vec<_>, _>>()?;
+                    PaxosMsg::Prepare { epoch, ballot, removing }
+                }
+                1 => {
+                    let accepted = match r.u8()? {
+                        0 => None,
+                        1 => {
+                            let b = r.ballot()?;
+                            Some((b, read_membership_ops(&mut r, g)?))
+                        }
+                        _ => return Err(DecodeError::Malformed("promise flag is not 0 or 1")),
+                    };
+                    let n = r.count()?;
+                    let mut coverage = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let m = EndpointId(r.fixed::<32>()?);
+                        coverage.push((m, r.uvarint()?));
+                    }
+                    PaxosMsg::Promise { epoch, ballot, accepted, coverage }
+                }
+                2 => PaxosMsg::Accept { epoch, ballot, value: read_membership_ops(&mut r, g)? },
+                3 => PaxosMsg::Accepted { epoch, ballot },
+                t => return Err(DecodeError::UnknownOp(t)),
+            })
         }
         k => return Err(DecodeError::UnknownFrameKind(k)),
     };

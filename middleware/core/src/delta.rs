@@ -146,6 +146,16 @@ pub enum Op {
     AddMember(EndpointId),
     /// A serial transaction.
     Txn(Txn),
+    /// A membership change decided by consensus for `epoch` (serial groups): the inner
+    /// operations are `AddMember` / `RemoveMember`. Only the first decision for an epoch in
+    /// the total order applies (consensus makes every decision for an epoch carry the same
+    /// operations; an operator's force-remove is the exception and logs a warning).
+    Decided {
+        /// The membership epoch this decision starts (1 for the first change).
+        epoch: u64,
+        /// The membership operations.
+        ops: Vec<Op>,
+    },
     /// Remove a member; its deltas up to `cut` stay included.
     RemoveMember {
         /// The member removed.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::codec::{self, Ack, DecodeError, Digest, Frame, FrameKind, GroupView, Limits, StateMsg};
+use crate::codec::{self, Ack, Ballot, DecodeError, Digest, Frame, FrameKind, GroupView, Limits, PaxosMsg, StateMsg};
 use crate::field::{CounterPart, Fact, Write};
 use crate::state::{SetHash, StateBlock};
 use crate::serial::{SerialState, TxnOutcome};
@@ -189,6 +189,15 @@ pub enum Record {
     Hwm(Hlc),
     /// The committed frontier.
     Frontier(Hlc),
+    /// An acceptor's durable consensus state for one membership epoch.
+    Paxos {
+        /// The epoch being decided.
+        epoch: u64,
+        /// The highest ballot promised.
+        promised: Ballot,
+        /// The value accepted, with its ballot.
+        accepted: Option<(Ballot, Vec<Op>)>,
+    },
 }
 
 /// A batch of records to write durably, then report with [`Replica::handle_persisted`].
@@ -248,6 +257,21 @@ pub struct Stats {
 /// A known, not yet committed piece of state: a delta's facts, or facts adopted as state.
 /// Ordered by stamp (then arrival) as a min-heap: committing applies joins, so only which
 /// candidates are at or below S matters, not their order among themselves.
+/// A membership change being proposed (single-decree Paxos for one epoch).
+#[derive(Clone, Debug)]
+struct Proposer {
+    epoch: u64,
+    ballot: Ballot,
+    value: Vec<Op>,
+    voters: BTreeSet<EndpointId>,
+    promises: BTreeMap<EndpointId, Option<(Ballot, Vec<Op>)>>,
+    /// Most of each member to remove held by any promiser.
+    coverage: BTreeMap<EndpointId, u64>,
+    accepts: BTreeSet<EndpointId>,
+    phase2: bool,
+    started: u64,
+}
+
 #[derive(Clone, Debug)]
 struct Candidate {
     stamp: Hlc,
@@ -340,6 +364,23 @@ pub struct Replica {
     started_at: u64,
     /// Since when each member has been heard without a long gap.
     heard_since: BTreeMap<EndpointId, u64>,
+    /// Acceptor state per epoch (durable before any reply).
+    promised: BTreeMap<u64, Ballot>,
+    accepted: BTreeMap<u64, (Ballot, Vec<Op>)>,
+    /// The membership change this replica is proposing, if any.
+    proposer: Option<Proposer>,
+    /// Highest ballot number seen.
+    max_ballot: u64,
+    /// Members this acceptor stopped vouching for beyond a coverage, until the epoch is
+    /// decided: member → (epoch, coverage).
+    frozen: BTreeMap<EndpointId, (u64, u64)>,
+    /// When this replica accepted a value for an epoch (local time), to complete stalled
+    /// decisions.
+    accepted_at: BTreeMap<u64, u64>,
+    /// When this replica first promised for an epoch (local time).
+    promised_at: BTreeMap<u64, u64>,
+    /// Consensus replies waiting for their record to be durable: (batch, to, message).
+    paxos_out: Vec<(u64, EndpointId, PaxosMsg)>,
     /// Transactions submitted here whose outcome is not known yet: deadline and whether
     /// they were reported decohered.
     tracked: BTreeMap<OpId, (u64, bool)>,
@@ -392,6 +433,14 @@ impl Replica {
             started_at: now,
             heard_since: BTreeMap::new(),
             tracked: BTreeMap::new(),
+            promised: BTreeMap::new(),
+            accepted: BTreeMap::new(),
+            proposer: None,
+            max_ballot: 0,
+            paxos_out: Vec::new(),
+            frozen: BTreeMap::new(),
+            accepted_at: BTreeMap::new(),
+            promised_at: BTreeMap::new(),
             cfg,
         }
     }
@@ -420,6 +469,13 @@ impl Replica {
                     r.durable_hwm = r.durable_hwm.max(*h);
                 }
                 Record::Frontier(f) => frontier = frontier.max(*f),
+                Record::Paxos { epoch, promised, accepted } => {
+                    r.max_ballot = r.max_ballot.max(promised.n);
+                    r.promised.insert(*epoch, *promised);
+                    if let Some(a) = accepted {
+                        r.accepted.insert(*epoch, a.clone());
+                    }
+                }
             }
         }
         r.requested_hwm = r.durable_hwm;
@@ -499,6 +555,23 @@ impl Replica {
     #[must_use]
     pub fn serial(&self) -> &SerialState {
         &self.serial
+    }
+
+    /// A one-line summary of membership and stability, for logs and debugging.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let (_, _, epoch) = self.fold_membership_epochs(None);
+        let short = |s: &BTreeSet<EndpointId>| s.iter().map(|m| m.to_string()[..4].to_string()).collect::<Vec<_>>().join(",");
+        format!(
+            "me {} epoch {epoch} members [{}] committed [{}] frontier {} candidates {} proposer {:?} acks {:?}",
+            &self.me.to_string()[..4],
+            short(&self.members),
+            short(&self.committed_members),
+            self.frontier.ms(),
+            self.candidates.len(),
+            self.proposer.as_ref().map(|p| (p.epoch, p.ballot.n, p.phase2, p.promises.len(), p.accepts.len())),
+            self.acks.iter().map(|(m, a)| (m.to_string()[..4].to_string(), a.hlc.ms(), a.own_hlc.ms(), a.own_seq)).collect::<Vec<_>>()
+        )
     }
 
     /// Operator counters.
@@ -645,7 +718,7 @@ impl Replica {
         match frame {
             Frame::Deltas(ds) => ds.iter().map(|d| d.stamp).max().unwrap_or_default(),
             Frame::Digest(d) => d.acks.iter().map(|a| a.hlc).max().unwrap_or_default(),
-            Frame::Want(_) => Hlc(0),
+            Frame::Want(_) | Frame::Paxos(_) => Hlc(0),
             Frame::State(s) => s
                 .facts
                 .iter()
@@ -676,6 +749,7 @@ impl Replica {
             }
             Frame::Digest(d) => self.handle_digest(from, d, now),
             Frame::Want(ctx) => self.push_state(from, &ctx, now, true),
+            Frame::Paxos(m) => self.handle_paxos(from, m, now),
             Frame::State(s) => {
                 for d in &s.deltas {
                     self.ingest_delta(d.clone(), now);
@@ -698,10 +772,13 @@ impl Replica {
                     e.own_seq = a.own_seq;
                 }
                 if newer {
+                    let cap = self.vouch_cap(&a.member);
                     let h = self.ack_history.entry(a.member).or_default();
                     if h.back().is_none_or(|(seq, own)| a.own_seq >= *seq && a.own_hlc > *own) {
                         h.push_back((a.own_seq, a.own_hlc));
-                        if h.len() > 32 {
+                        // An entry is needed only until a later one is also within what we
+                        // hold (or may vouch for).
+                        while h.len() > 1 && h.get(1).is_some_and(|(seq, _)| *seq <= cap) {
                             h.pop_front();
                         }
                     }
@@ -791,6 +868,16 @@ impl Replica {
         self.try_commit(now);
     }
 
+    /// How far this replica may vouch for `o`'s deltas: what it durably holds contiguously,
+    /// capped while it has promised, in a pending consensus, to vouch no further for `o`.
+    fn vouch_cap(&self, o: &EndpointId) -> u64 {
+        let cov = self.durable.of(o).map_or(0, crate::IntervalSet::contiguous_max);
+        match self.frozen.get(o) {
+            Some((e, c)) if *e > self.fold_membership_epochs(None).2 => cov.min(*c),
+            _ => cov,
+        }
+    }
+
     /// This replica's ack. Its HLC vouches for what this replica durably holds: it is capped,
     /// for every other member in force, by the newest ack of that member whose own deltas this
     /// replica durably holds. So S ≥ t means every member in force durably holds every delta
@@ -804,8 +891,9 @@ impl Replica {
         let own_hlc = hlc;
         let genesis = Hlc::new(self.cfg.genesis_ms, 0);
         let pending_removals = self.pending_removals();
-        for o in self.committed_members.iter().filter(|o| **o != self.me && !pending_removals.contains(o)) {
-            let cov = self.durable.of(o).map_or(0, crate::IntervalSet::contiguous_max);
+        let members: Vec<EndpointId> = self.committed_members.iter().filter(|o| **o != self.me && !pending_removals.contains(o)).copied().collect();
+        for o in &members {
+            let cov = self.vouch_cap(o);
             let vouched = self
                 .ack_history
                 .get(o)
@@ -850,6 +938,11 @@ impl Replica {
                     self.durable_hwm = self.durable_hwm.max(h);
                 }
             }
+        }
+        let (replies, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.paxos_out).into_iter().partition(|(b, _, _)| *b <= id);
+        self.paxos_out = waiting;
+        for (_, to, m) in replies {
+            self.send_paxos(to, m, now);
         }
         let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsent).into_iter().partition(|(b, _)| *b <= id);
         self.unsent = later;
@@ -897,7 +990,7 @@ impl Replica {
                     }
                 }
                 Record::Hwm(h) => hwm = Some(hwm.map_or(*h, |x: Hlc| x.max(*h))),
-                Record::Frontier(_) => {}
+                Record::Frontier(_) | Record::Paxos { .. } => {}
             }
         }
         self.in_flight.insert(id, (ctx, hwm));
@@ -998,8 +1091,14 @@ impl Replica {
         if d.has_membership_ops() {
             self.membership_log.insert(d.order_key(), d.clone());
             for op in &d.ops {
-                if let Op::AddMember(m) = op {
-                    self.roster.insert(m.short(), *m);
+                let inner: &[Op] = match op {
+                    Op::Decided { ops, .. } => ops,
+                    other => std::slice::from_ref(other),
+                };
+                for o in inner {
+                    if let Op::AddMember(m) = o {
+                        self.roster.insert(m.short(), *m);
+                    }
                 }
             }
             self.members = self.fold_membership(None);
@@ -1042,8 +1141,31 @@ impl Replica {
     /// Membership in total order up to `upto`: the members, and for each removed endpoint the
     /// cut of its removal. A membership change proposed by a non-member is void.
     fn fold_membership_cuts(&self, upto: Option<Hlc>) -> (BTreeSet<EndpointId>, BTreeMap<EndpointId, u64>) {
+        let (m, cuts, _) = self.fold_membership_epochs(upto);
+        (m, cuts)
+    }
+
+    /// Membership in total order up to `upto`: members, cuts of removed endpoints, and the
+    /// epoch (number of decided changes, serial groups). A change proposed by a non-member is
+    /// void. Convergent groups apply `AddMember`/`RemoveMember`; serial groups apply only the
+    /// first `Decided` of each next epoch.
+    fn fold_membership_epochs(&self, upto: Option<Hlc>) -> (BTreeSet<EndpointId>, BTreeMap<EndpointId, u64>, u64) {
         let mut m: BTreeSet<EndpointId> = self.cfg.members.iter().copied().collect();
         let mut cuts = BTreeMap::new();
+        let mut epoch = 0u64;
+        let serial = self.cfg.kind == GroupKind::Serial;
+        let apply = |m: &mut BTreeSet<EndpointId>, cuts: &mut BTreeMap<EndpointId, u64>, op: &Op| match op {
+            Op::AddMember(x) => {
+                m.insert(*x);
+                cuts.remove(x);
+            }
+            Op::RemoveMember { member, cut } => {
+                if m.remove(member) {
+                    cuts.insert(*member, *cut);
+                }
+            }
+            _ => {}
+        };
         for ((stamp, origin, _), d) in &self.membership_log {
             if upto.is_some_and(|u| *stamp > u) {
                 break;
@@ -1053,26 +1175,194 @@ impl Replica {
             }
             for op in &d.ops {
                 match op {
-                    Op::AddMember(x) => {
-                        m.insert(*x);
-                        cuts.remove(x);
-                    }
-                    Op::RemoveMember { member, cut } => {
-                        if m.remove(member) {
-                            cuts.insert(*member, *cut);
+                    Op::Decided { epoch: e, ops } if serial && *e == epoch + 1 => {
+                        for o in ops {
+                            apply(&mut m, &mut cuts, o);
                         }
+                        epoch += 1;
                     }
-                    Op::Field { .. } | Op::Txn(_) => {}
+                    Op::AddMember(_) | Op::RemoveMember { .. } if !serial => apply(&mut m, &mut cuts, op),
+                    _ => {}
                 }
             }
         }
-        (m, cuts)
+        (m, cuts, epoch)
+    }
+
+    /// Whether a delta (origin, seq, stamp) lies in a removal episode of its origin: seq past
+    /// the removal's cut and stamp before the re-add that ends it (or no re-add yet).
+    fn inert(&self, origin: EndpointId, seq: u64, stamp: Hlc) -> bool {
+        let mut m: BTreeSet<EndpointId> = self.cfg.members.iter().copied().collect();
+        let mut epoch = 0u64;
+        let serial = self.cfg.kind == GroupKind::Serial;
+        let mut open: Option<u64> = None;
+        for ((at, proposer, _), d) in &self.membership_log {
+            if !m.contains(proposer) {
+                continue;
+            }
+            let mut ops: Vec<&Op> = Vec::new();
+            for op in &d.ops {
+                match op {
+                    Op::Decided { epoch: e, ops: inner } if serial && *e == epoch + 1 => {
+                        epoch += 1;
+                        ops.extend(inner.iter());
+                    }
+                    Op::AddMember(_) | Op::RemoveMember { .. } if !serial => ops.push(op),
+                    _ => {}
+                }
+            }
+            for op in ops {
+                match op {
+                    Op::RemoveMember { member, cut } if m.remove(member) && *member == origin => open = Some(*cut),
+                    Op::AddMember(x) if m.insert(*x) && *x == origin => {
+                        if open.take().is_some_and(|c| seq > c && stamp < *at) {
+                            return true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        open.is_some_and(|c| seq > c)
+    }
+
+    fn send_paxos(&mut self, to: EndpointId, m: PaxosMsg, now: u64) {
+        if to == self.me {
+            self.handle_paxos(to, m, now);
+        } else {
+            let bytes = codec::encode_paxos(&self.cfg.schema, &m);
+            self.outbox.push_back(Transmit { dest: Dest::Peer(to), kind: FrameKind::Paxos, items: 0, bytes });
+        }
+    }
+
+    fn reply_when_durable(&mut self, to: EndpointId, epoch: u64, m: PaxosMsg) {
+        let promised = self.promised.get(&epoch).copied().unwrap_or(Ballot { n: 0, by: EndpointId([0; 32]) });
+        self.unpersisted.push(Record::Paxos { epoch, promised, accepted: self.accepted.get(&epoch).cloned() });
+        self.paxos_out.push((self.next_batch, to, m));
+    }
+
+    /// Consensus on membership: one single-decree Paxos per epoch among the current members;
+    /// promises and acceptances are durable before they are sent.
+    fn handle_paxos(&mut self, from: EndpointId, m: PaxosMsg, now: u64) {
+        if self.cfg.kind != GroupKind::Serial {
+            return;
+        }
+        let (members, _, cur) = self.fold_membership_epochs(None);
+        if !members.contains(&from) {
+            return;
+        }
+        match m {
+            PaxosMsg::Prepare { epoch, ballot, removing } => {
+                self.max_ballot = self.max_ballot.max(ballot.n);
+                if epoch != cur + 1 || self.promised.get(&epoch).is_some_and(|p| *p > ballot) {
+                    return;
+                }
+                self.promised.insert(epoch, ballot);
+                self.promised_at.entry(epoch).or_insert(now);
+                let accepted = self.accepted.get(&epoch).cloned();
+                // Report how far we hold each member to be removed, and vouch no further for
+                // it until this epoch is decided: the decided cut then covers every delta of
+                // it that anyone committed.
+                let mut coverage = Vec::with_capacity(removing.len());
+                for m in removing {
+                    let cov = self.durable.of(&m).map_or(0, crate::IntervalSet::contiguous_max);
+                    let c = match self.frozen.get(&m) {
+                        Some((e, c)) if *e == epoch => (*c).min(cov),
+                        _ => cov,
+                    };
+                    self.frozen.insert(m, (epoch, c));
+                    coverage.push((m, c));
+                }
+                self.reply_when_durable(from, epoch, PaxosMsg::Promise { epoch, ballot, accepted, coverage });
+            }
+            PaxosMsg::Accept { epoch, ballot, value } => {
+                self.max_ballot = self.max_ballot.max(ballot.n);
+                if epoch != cur + 1 || self.promised.get(&epoch).is_some_and(|p| *p > ballot) {
+                    return;
+                }
+                self.promised.insert(epoch, ballot);
+                self.accepted.insert(epoch, (ballot, value));
+                self.accepted_at.insert(epoch, now);
+                self.reply_when_durable(from, epoch, PaxosMsg::Accepted { epoch, ballot });
+            }
+            PaxosMsg::Promise { epoch, ballot, accepted, coverage } => {
+                let Some(p) = self.proposer.as_mut() else { return };
+                if p.epoch != epoch || p.ballot != ballot || p.phase2 || !p.voters.contains(&from) {
+                    return;
+                }
+                p.promises.insert(from, accepted);
+                for (m, c) in coverage {
+                    let e = p.coverage.entry(m).or_insert(0);
+                    *e = (*e).max(c);
+                }
+                if 2 * p.promises.len() > p.voters.len() {
+                    if let Some((_, v)) = p.promises.values().flatten().max_by_key(|(b, _)| *b) {
+                        p.value = v.clone();
+                    } else {
+                        // Our own value, with each removal's cut the most any promiser holds.
+                        for op in &mut p.value {
+                            if let Op::RemoveMember { member, cut } = op {
+                                *cut = p.coverage.get(member).copied().unwrap_or(0);
+                            }
+                        }
+                    }
+                    p.phase2 = true;
+                    let msg = PaxosMsg::Accept { epoch, ballot, value: p.value.clone() };
+                    let voters: Vec<EndpointId> = p.voters.iter().copied().collect();
+                    for v in voters {
+                        self.send_paxos(v, msg.clone(), now);
+                    }
+                }
+            }
+            PaxosMsg::Accepted { epoch, ballot } => {
+                let Some(p) = self.proposer.as_mut() else { return };
+                if p.epoch != epoch || p.ballot != ballot || !p.phase2 || !p.voters.contains(&from) {
+                    return;
+                }
+                p.accepts.insert(from);
+                if 2 * p.accepts.len() > p.voters.len() {
+                    let ops = p.value.clone();
+                    self.proposer = None;
+                    tracing::info!(epoch, ?ops, "membership change decided");
+                    if let Err(e) = self.write(now, vec![Op::Decided { epoch, ops }]) {
+                        tracing::warn!(error = %e, "could not record a decided membership change");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Start (or restart with a higher ballot) a proposal for the next epoch.
+    fn propose(&mut self, value: Vec<Op>, now: u64) {
+        let (members, _, cur) = self.fold_membership_epochs(None);
+        self.max_ballot += 1;
+        let ballot = Ballot { n: self.max_ballot, by: self.me };
+        let epoch = cur + 1;
+        self.proposer = Some(Proposer {
+            epoch,
+            ballot,
+            value,
+            voters: members.clone(),
+            promises: BTreeMap::new(),
+            coverage: BTreeMap::new(),
+            accepts: BTreeSet::new(),
+            phase2: false,
+            started: now,
+        });
+        let removing: Vec<EndpointId> = self
+            .proposer
+            .as_ref()
+            .map(|p| p.value.iter().filter_map(|o| if let Op::RemoveMember { member, .. } = o { Some(*member) } else { None }).collect())
+            .unwrap_or_default();
+        for v in members {
+            self.send_paxos(v, PaxosMsg::Prepare { epoch, ballot, removing: removing.clone() }, now);
+        }
     }
 
     /// Prune members not heard for the decoherence timeout (convergent groups), and propose
     /// the re-add of pruned members heard steadily for the hysteresis time.
     fn check_decoherence(&mut self, now: u64) {
-        if self.cfg.kind != GroupKind::Convergent || !self.members.contains(&self.me) {
+        if !self.members.contains(&self.me) {
             return;
         }
         let pending_removals = self.pending_removals();
@@ -1081,9 +1371,6 @@ impl Replica {
             let heard = self.last_heard.get(m).copied().unwrap_or(self.started_at);
             if now.saturating_sub(heard) > self.cfg.decohere_after_ms {
                 let cut = self.durable.of(m).map_or(0, crate::IntervalSet::contiguous_max);
-                tracing::info!(member = %m, cut, "member decohered: proposing its removal");
-                self.events.push_back(Event::Decohered(*m));
-                self.stats.decohered += 1;
                 ops.push(Op::RemoveMember { member: *m, cut });
             }
         }
@@ -1091,16 +1378,69 @@ impl Replica {
             let recent = self.last_heard.get(m).is_some_and(|t| now.saturating_sub(*t) <= self.cfg.decohere_after_ms / 2);
             let steady = self.heard_since.get(m).is_some_and(|t| now.saturating_sub(*t) >= self.cfg.rejoin_after_ms);
             if recent && steady {
-                tracing::info!(member = %m, "pruned member heard steadily: proposing its re-add");
                 ops.push(Op::AddMember(*m));
-                self.stats.readded += 1;
             }
         }
-        if !ops.is_empty() {
-            if let Err(e) = self.write(now, ops) {
-                tracing::warn!(error = %e, "membership proposal refused");
+        if self.cfg.kind == GroupKind::Serial {
+            self.drive_consensus(ops, now);
+            return;
+        }
+        if ops.is_empty() {
+            return;
+        }
+        self.announce(&ops);
+        if let Err(e) = self.write(now, ops) {
+            tracing::warn!(error = %e, "membership proposal refused");
+        }
+    }
+
+    fn announce(&mut self, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::RemoveMember { member, cut } => {
+                    tracing::info!(%member, cut, "member decohered: proposing its removal");
+                    self.events.push_back(Event::Decohered(*member));
+                    self.stats.decohered += 1;
+                }
+                Op::AddMember(member) => {
+                    tracing::info!(%member, "pruned member heard steadily: proposing its re-add");
+                    self.stats.readded += 1;
+                }
+                _ => {}
             }
         }
+    }
+
+    /// Serial groups: one consensus decision per epoch. A proposal in flight is retried with a
+    /// higher ballot after a delay that grows with this member's rank (so duelling proposers
+    /// settle), with the value it now wants (possibly none: the epoch then closes without a
+    /// change; phase 1 still adopts any value already accepted). A replica that promised or
+    /// accepted but sees no decision proposes itself, so a promise never blocks for ever.
+    fn drive_consensus(&mut self, ops: Vec<Op>, now: u64) {
+        let (members, _, cur) = self.fold_membership_epochs(None);
+        let rank = members.iter().position(|m| *m == self.me).unwrap_or(0) as u64;
+        let retry = self.cfg.resend_after_ms * (2 + rank);
+        if let Some(p) = &self.proposer {
+            if p.epoch == cur + 1 {
+                if now >= p.started + retry {
+                    self.propose(ops, now);
+                }
+                return;
+            }
+            self.proposer = None;
+        }
+        let waiting_since = self.promised_at.get(&(cur + 1)).into_iter().chain(self.accepted_at.get(&(cur + 1))).min().copied();
+        if let Some(t) = waiting_since {
+            if now > t + self.cfg.decohere_after_ms + retry {
+                self.propose(ops, now);
+                return;
+            }
+        }
+        if ops.is_empty() {
+            return;
+        }
+        self.announce(&ops);
+        self.propose(ops, now);
     }
 
     /// Operator force-remove (for a pair that cannot prune its peer by itself, or a serial
@@ -1112,7 +1452,12 @@ impl Replica {
     pub fn force_remove(&mut self, now: u64, member: EndpointId) -> Result<Dot, WriteError> {
         let cut = self.durable.of(&member).map_or(0, crate::IntervalSet::contiguous_max);
         tracing::warn!(%member, cut, "operator force-remove of a group member");
-        self.write(now, vec![Op::RemoveMember { member, cut }])
+        let op = Op::RemoveMember { member, cut };
+        if self.cfg.kind == GroupKind::Serial {
+            let (_, _, epoch) = self.fold_membership_epochs(None);
+            return self.write(now, vec![Op::Decided { epoch: epoch + 1, ops: vec![op] }]);
+        }
+        self.write(now, vec![op])
     }
 
     /// Committed members that the pending membership (valid proposals only) removes.
@@ -1190,16 +1535,11 @@ impl Replica {
         }
         txns.sort_by(|a, b| a.0.cmp(&b.0));
         for ((stamp, origin, seq), t) in txns {
-            // A transaction from an endpoint removed (past its cut) at the transaction's
-            // position aborts; the same decision on every node whenever it arrives.
-            let (members_then, cuts) = if self.membership_log.is_empty() {
-                (BTreeSet::new(), BTreeMap::new())
-            } else {
-                self.fold_membership_cuts(Some(stamp))
-            };
-            let removed = !self.membership_log.is_empty()
-                && !members_then.contains(&origin)
-                && cuts.get(&origin).is_none_or(|c| seq > *c);
+            // A transaction of an endpoint past the cut of one of its removals, stamped before
+            // the re-add that ended that removal, is inert: it aborts, the same decision on
+            // every node whenever it arrives (no node committed it: the cut covers all that
+            // anyone committed).
+            let removed = !self.membership_log.is_empty() && self.inert(origin, seq, stamp);
             let decided = if removed {
                 self.serial.abort(&t, crate::serial::AbortReason::OriginRemoved)
             } else {

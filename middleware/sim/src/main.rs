@@ -168,7 +168,7 @@ fn main() -> ExitCode {
         f(&|o| o.faults.partitions), f(&|o| o.faults.crashes), f(&|o| o.faults.held));
     println!("{:<44} prunes {}, re-adds {}, re-entanglements {}", "membership (all seeds)", f(&|o| o.faults.prunes), f(&|o| o.faults.readds), f(&|o| o.faults.reentangled));
     if args.cfg.tasks > 0 {
-        println!("{:<44} {} claims durable, {} committed (one per claimed task)", "serial task claims (all seeds)", f(&|o| o.txns.0), f(&|o| o.txns.1));
+        println!("{:<44} {} claims durable, {} committed (never two per task)", "serial task claims (all seeds)", f(&|o| o.txns.0), f(&|o| o.txns.1));
     }
     println!("{:<44} {:.1} s", "wall time", started.elapsed().as_secs_f64());
     let extra = args.line.join(" ");

@@ -432,20 +432,31 @@ impl World {
         }
     }
 
-    /// The serial state every node must reach: every durable transaction evaluated in the
-    /// total order.
+    /// The serial state every node must reach: every durable delta committed at once by a
+    /// fresh replica, so every transaction is evaluated in the total order with the whole
+    /// membership history known.
     fn serial_reference(&self) -> spook_core::SerialState {
-        let mut txns: Vec<_> = self
-            .oracle
-            .values()
-            .flat_map(|d| d.ops.iter().filter_map(move |o| if let Op::Txn(t) = o { Some((d.order_key(), t)) } else { None }))
-            .collect();
-        txns.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut s = spook_core::SerialState::default();
-        for ((stamp, _, _), t) in txns {
-            s.evaluate(&self.group.hash_key, stamp, t);
+        let mut recs: Vec<Record> = self.oracle.values().cloned().map(Record::Delta).collect();
+        recs.push(Record::Frontier(spook_core::Hlc(u64::MAX >> 1)));
+        Replica::restore(EndpointId([0; 32]), self.group.clone(), &recs, self.now).serial().clone()
+    }
+
+    /// Consensus safety: at most one value decided per membership epoch.
+    fn check_decisions(&self) -> Option<String> {
+        let mut decided: BTreeMap<u64, &Vec<Op>> = BTreeMap::new();
+        for d in self.oracle.values() {
+            for op in &d.ops {
+                if let Op::Decided { epoch, ops } = op {
+                    match decided.get(epoch) {
+                        Some(v) if *v != ops => return Some(format!("epoch {epoch}: two different decisions {v:?} and {ops:?}")),
+                        _ => {
+                            decided.insert(*epoch, ops);
+                        }
+                    }
+                }
+            }
         }
-        s
+        None
     }
 
     fn merged(&self) -> Replica {
@@ -653,6 +664,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     if std::env::var_os("SPOOK_SIM_DEBUG").is_some() {
         for (i, n) in w.nodes.iter().enumerate() {
             let Some(r) = &n.replica else { continue };
+            eprintln!("node {i}: {}", r.summary());
             for (k, st) in merged.view(View::Pending).iter() {
                 let mine = r.view(View::Pending).field_state(k.0, k.1);
                 let canon = |x: &spook_core::field::FieldState| { let mut b = Vec::new(); x.canonical_bytes(&mut b); b };
@@ -697,11 +709,13 @@ pub fn run(cfg: &SimConfig) -> Outcome {
                 *committed_per_task.entry(task).or_default() += 1;
             }
         }
-        let claimed: BTreeSet<u32> = claims.iter().map(|t| t.writes[0].reg.0).collect();
-        for task in claimed {
-            if committed_per_task.get(&task) != Some(&1) {
-                failure.get_or_insert(format!("task {task}: {:?} committed claims, not exactly one", committed_per_task.get(&task)));
+        for (task, n) in &committed_per_task {
+            if *n > 1 {
+                failure.get_or_insert(format!("task {task}: claimed {n} times"));
             }
+        }
+        if let Some(e) = w.check_decisions() {
+            failure.get_or_insert(e);
         }
         for n in &w.nodes {
             if n.replica.as_ref().is_some_and(|r| r.serial().hash() != serial.hash()) {
