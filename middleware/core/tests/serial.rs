@@ -151,3 +151,61 @@ fn a_pair_whose_counterparty_vanishes_mid_collapse_decoheres_then_agrees_on_heal
     assert!(matches!(txn_states(&events, 0, debit.id).last(), Some(TxnState::Resolved(TxnOutcome::Committed { .. }))));
     assert_eq!(both[0].serial().hash(), both[1].serial().hash());
 }
+
+/// Run `groups` of replicas as separate partitions for `rounds` ticks each (interleaved).
+fn run_split(rs: &mut [Replica], sides: &[usize], now: &mut u64, rounds: usize, events: &mut Vec<(usize, Event)>) {
+    for _ in 0..rounds {
+        let start = *now;
+        let mut end = start;
+        for side in 0..=*sides.iter().max().unwrap() {
+            let idx: Vec<usize> = (0..rs.len()).filter(|i| sides[*i] == side).collect();
+            let mut group: Vec<Replica> = idx.iter().map(|i| std::mem::replace(&mut rs[*i], Replica::new(EndpointId([0; 32]), config(&[]), 0))).collect();
+            let mut t = start;
+            let mut ev = Vec::new();
+            run(&mut group, &mut t, 100, 1, &mut ev);
+            end = end.max(t);
+            for (k, r) in idx.iter().zip(group) {
+                rs[*k] = r;
+            }
+            events.extend(ev.into_iter().map(|(j, e)| (idx[j], e)));
+        }
+        *now = end;
+    }
+}
+
+#[test]
+fn a_five_node_split_two_three_only_the_majority_commits_and_all_agree_after_heal() {
+    let ids = origins(5);
+    let cfg = serial_config(&ids);
+    let mut now = GENESIS + 1_000;
+    let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
+    let mut events = Vec::new();
+    run(&mut rs, &mut now, 100, 10, &mut events);
+    // Split {0, 1} | {2, 3, 4}; both sides claim tasks during the split.
+    let sides = [0, 0, 1, 1, 1];
+    let minority = rs[0].submit(now, claim(ids[0], 1, 1, "minority", now + 3_000)).unwrap();
+    let majority = rs[2].submit(now, claim(ids[2], 1, 2, "majority", now + 60_000)).unwrap();
+    let mut ev = Vec::new();
+    run_split(&mut rs, &sides, &mut now, 200, &mut ev);
+    for i in 2..5 {
+        assert!(!rs[i].members().contains(&ids[0]) && !rs[i].members().contains(&ids[1]), "the majority pruned the minority by consensus");
+        assert!(matches!(rs[i].serial().outcome(&majority), Some(TxnOutcome::Committed { .. })), "the majority keeps committing");
+    }
+    for i in 0..2 {
+        assert!(rs[i].serial().cells().next().is_none(), "the minority commits nothing at all");
+        assert_eq!(rs[i].serial().outcome(&minority), None);
+    }
+    assert!(ev.iter().any(|(n, e)| *n == 0 && *e == Event::Txn { id: minority, state: TxnState::Decohered }));
+    // Heal: everyone converges to one serial state; the minority's partition-time claim
+    // lies in its origin's removal episode and aborts, the same everywhere.
+    let mut events = Vec::new();
+    run(&mut rs, &mut now, 100, 150, &mut events);
+    for r in &rs {
+        assert_eq!(r.serial().hash(), rs[2].serial().hash());
+        assert_eq!(r.serial().outcome(&minority), Some(&TxnOutcome::Aborted(AbortReason::OriginRemoved)));
+        assert!(matches!(r.serial().outcome(&majority), Some(TxnOutcome::Committed { .. })));
+        assert_eq!(r.state_hash(), rs[2].state_hash());
+        assert!(r.members().contains(&ids[0]), "heard steadily again, the minority is re-added by consensus");
+    }
+    assert!(events.iter().any(|(n, e)| *n == 0 && matches!(e, Event::Txn { id, state: TxnState::Resolved(TxnOutcome::Aborted(AbortReason::OriginRemoved)) } if *id == minority)));
+}

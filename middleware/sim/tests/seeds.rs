@@ -97,3 +97,16 @@ fn clock_skew_of_five_seconds_changes_no_outcome() {
     let f = mix("skew 5 s, tasks", SimConfig { nodes: 5, tasks: 10, skew_ms: 5_000, fault_ms: 6_000, ..SimConfig::default() }, 5_000..5_040);
     assert!(f.held > 0, "{f:?}");
 }
+
+#[test]
+fn flapping_membership_never_decides_two_values_for_an_epoch_nor_claims_a_task_twice() {
+    // Six partitions with random sides in a 5-node serial group: different majorities see
+    // each other over time, prune and re-add by consensus. `run` fails a seed if two values
+    // are decided for one epoch or a task is claimed twice.
+    let f = mix(
+        "flapping",
+        SimConfig { nodes: 5, tasks: 10, partitions: 6, crashes: 2, fault_ms: 30_000, write_every_ms: 400, ..SimConfig::default() },
+        6_000..6_030,
+    );
+    assert!(f.prunes > 0 && f.readds > 0, "{f:?}");
+}
