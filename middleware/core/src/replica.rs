@@ -197,6 +197,8 @@ pub enum Record {
         promised: Ballot,
         /// The value accepted, with its ballot.
         accepted: Option<(Ballot, Vec<Op>)>,
+        /// Members it promised not to vouch for beyond these sequence numbers.
+        frozen: Vec<(EndpointId, u64)>,
     },
 }
 
@@ -469,9 +471,12 @@ impl Replica {
                     r.durable_hwm = r.durable_hwm.max(*h);
                 }
                 Record::Frontier(f) => frontier = frontier.max(*f),
-                Record::Paxos { epoch, promised, accepted } => {
+                Record::Paxos { epoch, promised, accepted, frozen } => {
                     r.max_ballot = r.max_ballot.max(promised.n);
                     r.promised.insert(*epoch, *promised);
+                    for (m, c) in frozen {
+                        r.frozen.insert(*m, (*epoch, *c));
+                    }
                     if let Some(a) = accepted {
                         r.accepted.insert(*epoch, a.clone());
                     }
@@ -1237,7 +1242,8 @@ impl Replica {
 
     fn reply_when_durable(&mut self, to: EndpointId, epoch: u64, m: PaxosMsg) {
         let promised = self.promised.get(&epoch).copied().unwrap_or(Ballot { n: 0, by: EndpointId([0; 32]) });
-        self.unpersisted.push(Record::Paxos { epoch, promised, accepted: self.accepted.get(&epoch).cloned() });
+        let frozen = self.frozen.iter().filter(|(_, (e, _))| *e == epoch).map(|(m, (_, c))| (*m, *c)).collect();
+        self.unpersisted.push(Record::Paxos { epoch, promised, accepted: self.accepted.get(&epoch).cloned(), frozen });
         self.paxos_out.push((self.next_batch, to, m));
     }
 

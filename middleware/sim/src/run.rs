@@ -699,10 +699,22 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         for t in &claims {
             txns.0 += 1;
             let task = t.writes[0].reg.0;
-            let mut outcomes = w.nodes.iter().filter_map(|n| n.replica.as_ref()).map(|r| r.serial().outcome(&t.id).cloned());
-            let first = outcomes.next().flatten();
-            if first.is_none() || outcomes.any(|o| o != first) {
-                failure.get_or_insert(format!("claim {:?}: outcomes differ or missing across nodes", t.id));
+            let all: Vec<Option<spook_core::TxnOutcome>> = w.nodes.iter().filter_map(|n| n.replica.as_ref()).map(|r| r.serial().outcome(&t.id).cloned()).collect();
+            let first = all.first().cloned().flatten();
+            if first.is_none() || all.iter().any(|o| *o != first) {
+                failure.get_or_insert(format!("claim {:?}: outcomes differ or missing across nodes: {all:?}; reference {:?}", t.id, serial.outcome(&t.id)));
+                if std::env::var_os("SPOOK_SIM_DEBUG").is_some() {
+                    for d in w.oracle.values() {
+                        if d.ops.iter().any(|o| matches!(o, Op::Txn(x) if x.id == t.id)) {
+                            eprintln!("txn delta: origin {} seq {} stamp {}", &d.origin.to_string()[..4], d.seq, d.stamp.ms());
+                        }
+                        for o in &d.ops {
+                            if let Op::Decided { epoch, ops } = o {
+                                eprintln!("decided epoch {epoch} by {} at {} (seq {}): {:?}", &d.origin.to_string()[..4], d.stamp.ms(), d.seq, ops.iter().map(|x| match x { Op::RemoveMember { member, cut } => format!("-{}@{cut}", &member.to_string()[..4]), Op::AddMember(m) => format!("+{}", &m.to_string()[..4]), _ => String::new() }).collect::<Vec<_>>());
+                            }
+                        }
+                    }
+                }
             }
             if matches!(first, Some(spook_core::TxnOutcome::Committed { .. })) {
                 txns.1 += 1;
