@@ -895,8 +895,7 @@ impl Replica {
         }
         let own_hlc = hlc;
         let genesis = Hlc::new(self.cfg.genesis_ms, 0);
-        let pending_removals = self.pending_removals();
-        let members: Vec<EndpointId> = self.committed_members.iter().filter(|o| **o != self.me && !pending_removals.contains(o)).copied().collect();
+        let members: Vec<EndpointId> = self.in_force().into_iter().filter(|o| *o != self.me).collect();
         for o in &members {
             let cov = self.vouch_cap(o);
             let vouched = self
@@ -1371,9 +1370,8 @@ impl Replica {
         if !self.members.contains(&self.me) {
             return;
         }
-        let pending_removals = self.pending_removals();
         let mut ops = Vec::new();
-        for m in self.members.iter().filter(|m| **m != self.me && !pending_removals.contains(m)) {
+        for m in self.members.iter().filter(|m| **m != self.me) {
             let heard = self.last_heard.get(m).copied().unwrap_or(self.started_at);
             if now.saturating_sub(heard) > self.cfg.decohere_after_ms {
                 let cut = self.durable.of(m).map_or(0, crate::IntervalSet::contiguous_max);
@@ -1466,15 +1464,18 @@ impl Replica {
         self.write(now, vec![op])
     }
 
-    /// Committed members that the pending membership (valid proposals only) removes.
-    fn pending_removals(&self) -> BTreeSet<EndpointId> {
-        self.committed_members.difference(&self.members).copied().collect()
+    /// The members S is computed over: the pending membership (valid proposals only). A
+    /// pending removal is left out, so a prune can commit among the rest; a pending addition
+    /// is already in, so S cannot pass the addition, and the new member's deltas after it,
+    /// without that member's ack and without holding what it acknowledged.
+    fn in_force(&self) -> Vec<EndpointId> {
+        self.members.iter().copied().collect()
     }
+
 
     /// The stability frontier S: the smallest ack HLC over the members in force, if every
     /// member has acked and this replica durably holds every delta each origin acknowledged.
     fn stability_frontier(&mut self, now: u64) -> Option<Hlc> {
-        let pending_removals = self.pending_removals();
         // Survivors hold a removed member's deltas up to its cut before they commit past it.
         let (_, cuts) = self.fold_membership_cuts(None);
         for (m, cut) in &cuts {
@@ -1484,7 +1485,7 @@ impl Replica {
         }
         let own = self.own_ack(now);
         let mut s: Option<Hlc> = None;
-        for m in self.committed_members.iter().filter(|m| !pending_removals.contains(m)) {
+        for m in &self.in_force() {
             let a = if *m == self.me { own } else { *self.acks.get(m)? };
             let have = self.durable.of(m).map_or(0, crate::IntervalSet::contiguous_max);
             if have < a.own_seq {
