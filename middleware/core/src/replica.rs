@@ -322,6 +322,9 @@ impl Ord for Candidate {
 /// while let Some(t) = ra.poll_transmit() { rb.handle_frame(a, &t.bytes, 11); }
 /// assert_eq!(rb.get(View::Pending, RegisterId(7), battery), Some(Value::F64(0.9)));
 /// ```
+///
+/// A replica is `Clone`, so a model checker can fork it at every step.
+#[derive(Clone)]
 pub struct Replica {
     me: EndpointId,
     cfg: GroupConfig,
@@ -560,6 +563,16 @@ impl Replica {
     #[must_use]
     pub fn serial(&self) -> &SerialState {
         &self.serial
+    }
+
+    /// Every membership decision this replica knows, in the total order: (epoch, operations).
+    #[must_use]
+    pub fn decisions(&self) -> Vec<(u64, Vec<Op>)> {
+        self.membership_log
+            .values()
+            .flat_map(|d| d.ops.iter())
+            .filter_map(|o| if let Op::Decided { epoch, ops } = o { Some((*epoch, ops.clone())) } else { None })
+            .collect()
     }
 
     /// A one-line summary of membership and stability, for logs and debugging.

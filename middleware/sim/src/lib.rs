@@ -10,6 +10,7 @@
 //!
 //! Depends on `spook-core` only: no tokio, no real clock, no OS randomness.
 
+pub mod mc;
 pub mod rng;
 mod run;
 

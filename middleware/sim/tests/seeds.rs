@@ -110,3 +110,14 @@ fn flapping_membership_never_decides_two_values_for_an_epoch_nor_claims_a_task_t
     );
     assert!(f.prunes > 0 && f.readds > 0, "{f:?}");
 }
+
+#[test]
+fn model_check_a_small_serial_group_exhaustively_within_bounds() {
+    // Every interleaving of delivery, loss (≤ 2), time steps (≤ 4) and one crash, to depth 8,
+    // of three members of which two race for one task.
+    let cfg = spook_sim::mc::McConfig { depth: 8, max_states: 30_000, max_leaves: 300, ..spook_sim::mc::McConfig::default() };
+    let r = spook_sim::mc::explore(cfg);
+    println!("model check: {} states, deepest {}, {} leaves healed", r.states, r.max_depth, r.leaves_checked);
+    assert!(r.violations.is_empty(), "{:?}", &r.violations[..r.violations.len().min(3)]);
+    assert!(r.states > 5_000 && r.leaves_checked > 0, "{r:?}");
+}
