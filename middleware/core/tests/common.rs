@@ -106,7 +106,8 @@ pub fn ack(r: &mut Replica, acks: &[Ack], now: u64) {
 }
 
 /// Deliver every frame between the replicas until quiet, ticking clocks by `step` ms.
-pub fn run(rs: &mut [Replica], now: &mut u64, step: u64, rounds: usize, events: &mut Vec<(usize, Event)>) {
+pub fn run(rs: &mut [Replica], now: &mut u64, step: u64, rounds: usize, events: &mut Vec<(usize, Event)>) -> usize {
+    let mut bytes = 0;
     for _ in 0..rounds {
         *now += step;
         for r in rs.iter_mut() {
@@ -136,11 +137,13 @@ pub fn run(rs: &mut [Replica], now: &mut u64, step: u64, rounds: usize, events: 
                         Dest::Peer(p) => p == r.me(),
                     };
                     if to_j {
+                        bytes += t.bytes.len();
                         r.handle_frame(from, &t.bytes, *now);
                     }
                 }
             }
         }
     }
+    bytes
 }
 

@@ -209,3 +209,96 @@ fn a_five_node_split_two_three_only_the_majority_commits_and_all_agree_after_hea
     }
     assert!(events.iter().any(|(n, e)| *n == 0 && matches!(e, Event::Txn { id, state: TxnState::Resolved(TxnOutcome::Aborted(AbortReason::OriginRemoved)) } if *id == minority)));
 }
+
+#[test]
+fn a_decohered_claimant_loses_its_lease_when_it_runs_out_and_fences_go_up() {
+    let ids = origins(3);
+    let cfg = serial_config(&ids);
+    let mut now = GENESIS + 1_000;
+    let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
+    let mut events = Vec::new();
+    let lease = |client: EndpointId, seq: u64, who: &str, deadline: u64| Txn {
+        id: OpId { client, seq },
+        deadline_ms: deadline,
+        after: vec![],
+        preconditions: vec![Precondition::LeaseExpired { reg: RegisterId(1), field: OWNER }],
+        writes: vec![TxnWrite { reg: RegisterId(1), field: OWNER, value: Value::from(who), lease_ms: Some(5_000) }],
+    };
+    let first = rs[0].submit(now, lease(ids[0], 1, "a", now + 60_000)).unwrap();
+    run(&mut rs, &mut now, 100, 20, &mut events);
+    let fence_a = match rs[1].serial().outcome(&first) {
+        Some(TxnOutcome::Committed { fence }) => *fence,
+        other => panic!("{other:?}"),
+    };
+    // A vanishes. B claims at once: the lease still runs, so this claim aborts.
+    let mut bc = rs.split_off(1);
+    let early = bc[0].submit(now, lease(ids[1], 1, "b", now + 60_000)).unwrap();
+    run(&mut bc, &mut now, 100, 80, &mut events);
+    assert!(!bc[0].members().contains(&ids[0]), "B and C prune the silent holder by consensus");
+    assert_eq!(bc[0].serial().outcome(&early), Some(&TxnOutcome::Aborted(AbortReason::Precondition(0))));
+    // Once the lease has run out, B's claim commits with a greater fence.
+    let later = bc[0].submit(now, lease(ids[1], 2, "b", now + 60_000)).unwrap();
+    run(&mut bc, &mut now, 100, 20, &mut events);
+    let fence_b = match bc[1].serial().outcome(&later) {
+        Some(TxnOutcome::Committed { fence }) => *fence,
+        other => panic!("{other:?}"),
+    };
+    assert!(fence_b > fence_a, "a later holder's fencing token is greater");
+    assert_eq!(bc[1].serial().cell(RegisterId(1), OWNER).unwrap().value, Value::from("b"));
+}
+
+#[test]
+fn a_ten_hour_two_three_split_with_writes_on_both_sides() {
+    // Simulated time in 1 s steps (digests every second, decoherence after 3 s).
+    let ids = origins(5);
+    let mut cfg = serial_config(&ids);
+    cfg.digest_interval_ms = 1_000;
+    let mut now = GENESIS + 1_000;
+    let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
+    let mut events = Vec::new();
+    run(&mut rs, &mut now, 1_000, 10, &mut events);
+    let sides = [0, 0, 1, 1, 1];
+    let mut claims = Vec::new();
+    let hours = 10;
+    for slot in 0..hours * 6 {
+        // Every ten minutes each side writes poses and claims a task.
+        for (i, r) in rs.iter_mut().enumerate() {
+            let value = Value::F64(f64::from(slot as u32) + i as f64 / 10.0);
+            r.set(now, RegisterId(i as u32), FieldId(0), value).unwrap();
+            if i == 0 || i == 2 {
+                let t = claim(ids[i], 1 + slot as u64, 100 + slot as u32, if i == 0 { "minority" } else { "majority" }, now + 120_000);
+                claims.push((i, r.submit(now, t).unwrap()));
+            }
+        }
+        let mut ev = Vec::new();
+        run_split(&mut rs, &sides, &mut now, 600, &mut ev);
+    }
+    let diverged: usize = {
+        let (a, b) = (rs[0].view(View::Pending), rs[2].view(View::Pending));
+        a.iter().filter(|(k, st)| b.field_state(k.0, k.1) != Some(*st)).count() + b.iter().filter(|(k, _)| a.field_state(k.0, k.1).is_none()).count()
+    };
+    for (i, id) in &claims {
+        let o = rs[*i].serial().outcome(id);
+        if *i == 0 {
+            assert_eq!(o, None, "the minority commits nothing in ten hours");
+        } else {
+            assert!(matches!(o, Some(TxnOutcome::Committed { .. })), "the majority commits");
+        }
+    }
+    let mut events = Vec::new();
+    let (mut bytes, mut secs) = (0, 0);
+    while secs < 300 && !rs.iter().all(|r| r.state_hash() == rs[2].state_hash() && r.serial().hash() == rs[2].serial().hash() && r.pending_candidates() == 0) {
+        bytes += run(&mut rs, &mut now, 1_000, 1, &mut events);
+        secs += 1;
+    }
+    println!("ten-hour split: {} claims; re-aligned in {secs} s with {bytes} bytes (all frames) for {diverged} diverged fields and {} minority claims", claims.len(), claims.len() / 2);
+    for r in &rs {
+        assert_eq!(r.state_hash(), rs[2].state_hash(), "byte-identical after the heal");
+        assert_eq!(r.serial().hash(), rs[2].serial().hash());
+        assert_eq!(r.committed_hash(), rs[2].committed_hash());
+    }
+    for (i, id) in &claims {
+        let expected = if *i == 0 { Some(TxnOutcome::Aborted(AbortReason::OriginRemoved)) } else { rs[2].serial().outcome(id).cloned() };
+        assert_eq!(rs[0].serial().outcome(id).cloned(), expected);
+    }
+}

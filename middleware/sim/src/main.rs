@@ -36,6 +36,7 @@ OPTIONS:
     --settle-ms MS     bound on convergence after faults stop (default 60000)
     --write-every MS   mean time between writes per node (default 200)
     --registers N      registers (entities) written (default 20)
+    --split K          every partition splits nodes 0..K from the rest (e.g. 2 for 2 | 3)
     --tasks N          task-claim race: 30% of writes are serial claims on N tasks;
                        each task must end with exactly one owner everywhere (default 0)
     --threads N        worker threads (default: available cores)
@@ -84,6 +85,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--fault-ms" => cfg.fault_ms = num(&v)?.max(1),
             "--settle-ms" => cfg.settle_ms = num(&v)?,
             "--write-every" => cfg.write_every_ms = num(&v)?.max(1),
+            "--split" => cfg.split = Some(num(&v)? as usize),
             "--tasks" => cfg.tasks = num(&v)?.min(1 << 20) as u32,
             "--registers" => cfg.registers = num(&v)?.clamp(1, u64::from(u32::MAX)) as u32,
             "--threads" => threads = num(&v)?.max(1) as usize,

@@ -43,9 +43,12 @@ pub struct SimConfig {
     /// Only last-writer-wins f64 writes (the benchmark workload) instead of the mix of policies.
     pub lww_only: bool,
     /// Task-claim race: when non-zero, 30% of writes are serial transactions claiming one of
-    /// this many tasks (precondition: unclaimed). Every task must end with exactly one owner,
-    /// the same on every node.
+    /// this many tasks (precondition: unclaimed). No task may be claimed twice, and every
+    /// claim must have the same outcome on every node.
     pub tasks: u32,
+    /// When set to k, every partition splits nodes `0..k` from the rest (e.g. 2 | 3), instead
+    /// of random sides.
+    pub split: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -67,6 +70,7 @@ impl Default for SimConfig {
             persist_ms: (0, 3),
             lww_only: false,
             tasks: 0,
+            split: None,
         }
     }
 }
@@ -586,6 +590,9 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         let mut side: Vec<bool> = (0..cfg.nodes).map(|_| w.rng.chance(0.5)).collect();
         let a = w.rng.below(cfg.nodes);
         side[a] = !side[(a + 1) % cfg.nodes];
+        if let Some(k) = cfg.split {
+            side = (0..cfg.nodes).map(|i| i < k).collect();
+        }
         w.at(from, Ev::Partition { side });
         w.at(until, Ev::Heal);
     }
