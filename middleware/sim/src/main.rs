@@ -16,7 +16,7 @@ every replica converges to the merge of every durable delta and commits it.
 
 USAGE:
     spook-sim [OPTIONS]
-    spook-sim mc [--nodes N] [--depth N] [--crashes N] [--ticks N] [--losses N]
+    spook-sim mc [--nodes N] [--claimants N] [--depth N] [--crashes N] [--ticks N] [--losses N]
                  [--max-states N] [--max-leaves N]
         bounded exhaustive model check of a serial group racing for one task: every
         interleaving of delivery, loss, time steps and crashes up to the depth
@@ -116,6 +116,7 @@ fn model_check() -> ExitCode {
         };
         match a.as_str() {
             "--nodes" => cfg.nodes = v.clamp(2, 7),
+            "--claimants" => cfg.claimants = v,
             "--depth" => cfg.depth = v,
             "--crashes" => cfg.crashes = v,
             "--ticks" => cfg.ticks = v,
