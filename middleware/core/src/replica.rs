@@ -259,6 +259,38 @@ pub struct Stats {
 /// A known, not yet committed piece of state: a delta's facts, or facts adopted as state.
 /// Ordered by stamp (then arrival) as a min-heap: committing applies joins, so only which
 /// candidates are at or below S matters, not their order among themselves.
+/// Membership folded in total order.
+#[derive(Default)]
+struct MembershipFold {
+    members: BTreeSet<EndpointId>,
+    cuts: BTreeMap<EndpointId, u64>,
+    epoch: u64,
+    /// (member, cut, stamp of the re-add that ended the removal, if any).
+    episodes: Vec<(EndpointId, u64, Option<Hlc>)>,
+}
+
+impl MembershipFold {
+    fn apply(&mut self, op: &Op, stamp: Hlc) {
+        match op {
+            Op::AddMember(x) => {
+                if self.members.insert(*x) {
+                    if let Some(e) = self.episodes.iter_mut().rev().find(|(m, _, readd)| m == x && readd.is_none()) {
+                        e.2 = Some(stamp);
+                    }
+                }
+                self.cuts.remove(x);
+            }
+            Op::RemoveMember { member, cut } => {
+                if self.members.remove(member) {
+                    self.cuts.insert(*member, *cut);
+                    self.episodes.push((*member, *cut, None));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A membership change being proposed (single-decree Paxos for one epoch).
 #[derive(Clone, Debug)]
 struct Proposer {
@@ -342,6 +374,8 @@ pub struct Replica {
     candidates: std::collections::BinaryHeap<Candidate>,
     cand_counter: u64,
     membership_log: BTreeMap<(Hlc, EndpointId, u64), Delta>,
+    /// Deltas that travel whole in state messages (transactions, membership), by dot.
+    whole_log: BTreeMap<Dot, Delta>,
     roster: BTreeMap<u64, EndpointId>,
     members: BTreeSet<EndpointId>,
     committed_members: BTreeSet<EndpointId>,
@@ -415,6 +449,7 @@ impl Replica {
             candidates: std::collections::BinaryHeap::new(),
             cand_counter: 0,
             membership_log: BTreeMap::new(),
+            whole_log: BTreeMap::new(),
             roster,
             committed_members: members.clone(),
             members,
@@ -858,7 +893,7 @@ impl Replica {
             st.facts_for(missing, &mut buf);
             facts.extend(buf.drain(..).map(|f| (*reg, *field, f)));
         }
-        let deltas = self.membership_log.values().filter(|d| missing.contains(d.dot())).cloned().collect();
+        let deltas = self.whole_log.values().filter(|d| missing.contains(d.dot())).cloned().collect();
         StateMsg { context: missing.clone(), facts, deltas }
     }
 
@@ -1106,6 +1141,9 @@ impl Replica {
         let txns = d.ops.iter().filter_map(|o| if let Op::Txn(t) = o { Some((d.origin, d.seq, t.clone())) } else { None }).collect();
         self.add_candidate(d.stamp, facts, txns);
         if d.has_membership_ops() {
+            self.whole_log.insert(d.dot(), d.clone());
+        }
+        if d.ops.iter().any(|o| matches!(o, Op::AddMember(_) | Op::RemoveMember { .. } | Op::Decided { .. })) {
             self.membership_log.insert(d.order_key(), d.clone());
             for op in &d.ops {
                 let inner: &[Op] = match op {
@@ -1162,85 +1200,48 @@ impl Replica {
         (m, cuts)
     }
 
-    /// Membership in total order up to `upto`: members, cuts of removed endpoints, and the
-    /// epoch (number of decided changes, serial groups). A change proposed by a non-member is
-    /// void. Convergent groups apply `AddMember`/`RemoveMember`; serial groups apply only the
-    /// first `Decided` of each next epoch.
     fn fold_membership_epochs(&self, upto: Option<Hlc>) -> (BTreeSet<EndpointId>, BTreeMap<EndpointId, u64>, u64) {
-        let mut m: BTreeSet<EndpointId> = self.cfg.members.iter().copied().collect();
-        let mut cuts = BTreeMap::new();
-        let mut epoch = 0u64;
+        let f = self.fold_membership_full(upto);
+        (f.members, f.cuts, f.epoch)
+    }
+
+    /// Membership in total order up to `upto`: members, cuts of removed endpoints, the epoch
+    /// (number of decided changes, serial groups) and every removal episode. A change
+    /// proposed by a non-member is void. Convergent groups apply `AddMember`/`RemoveMember`;
+    /// serial groups apply only the first `Decided` of each next epoch.
+    fn fold_membership_full(&self, upto: Option<Hlc>) -> MembershipFold {
+        let mut f = MembershipFold { members: self.cfg.members.iter().copied().collect(), ..MembershipFold::default() };
         let serial = self.cfg.kind == GroupKind::Serial;
-        let apply = |m: &mut BTreeSet<EndpointId>, cuts: &mut BTreeMap<EndpointId, u64>, op: &Op| match op {
-            Op::AddMember(x) => {
-                m.insert(*x);
-                cuts.remove(x);
-            }
-            Op::RemoveMember { member, cut } => {
-                if m.remove(member) {
-                    cuts.insert(*member, *cut);
-                }
-            }
-            _ => {}
-        };
         for ((stamp, origin, _), d) in &self.membership_log {
             if upto.is_some_and(|u| *stamp > u) {
                 break;
             }
-            if !m.contains(origin) {
+            if !f.members.contains(origin) {
                 continue;
             }
             for op in &d.ops {
                 match op {
-                    Op::Decided { epoch: e, ops } if serial && *e == epoch + 1 => {
+                    Op::Decided { epoch: e, ops } if serial && *e == f.epoch + 1 => {
+                        f.epoch += 1;
                         for o in ops {
-                            apply(&mut m, &mut cuts, o);
+                            f.apply(o, *stamp);
                         }
-                        epoch += 1;
                     }
-                    Op::AddMember(_) | Op::RemoveMember { .. } if !serial => apply(&mut m, &mut cuts, op),
+                    Op::AddMember(_) | Op::RemoveMember { .. } if !serial => f.apply(op, *stamp),
                     _ => {}
                 }
             }
         }
-        (m, cuts, epoch)
+        f
     }
 
     /// Whether a delta (origin, seq, stamp) lies in a removal episode of its origin: seq past
     /// the removal's cut and stamp before the re-add that ends it (or no re-add yet).
     fn inert(&self, origin: EndpointId, seq: u64, stamp: Hlc) -> bool {
-        let mut m: BTreeSet<EndpointId> = self.cfg.members.iter().copied().collect();
-        let mut epoch = 0u64;
-        let serial = self.cfg.kind == GroupKind::Serial;
-        let mut open: Option<u64> = None;
-        for ((at, proposer, _), d) in &self.membership_log {
-            if !m.contains(proposer) {
-                continue;
-            }
-            let mut ops: Vec<&Op> = Vec::new();
-            for op in &d.ops {
-                match op {
-                    Op::Decided { epoch: e, ops: inner } if serial && *e == epoch + 1 => {
-                        epoch += 1;
-                        ops.extend(inner.iter());
-                    }
-                    Op::AddMember(_) | Op::RemoveMember { .. } if !serial => ops.push(op),
-                    _ => {}
-                }
-            }
-            for op in ops {
-                match op {
-                    Op::RemoveMember { member, cut } if m.remove(member) && *member == origin => open = Some(*cut),
-                    Op::AddMember(x) if m.insert(*x) && *x == origin => {
-                        if open.take().is_some_and(|c| seq > c && stamp < *at) {
-                            return true;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        open.is_some_and(|c| seq > c)
+        self.fold_membership_full(None)
+            .episodes
+            .iter()
+            .any(|(m, cut, readd)| *m == origin && seq > *cut && readd.is_none_or(|t| stamp < t))
     }
 
     fn send_paxos(&mut self, to: EndpointId, m: PaxosMsg, now: u64) {
