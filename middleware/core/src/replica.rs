@@ -374,6 +374,8 @@ pub struct Replica {
     candidates: std::collections::BinaryHeap<Candidate>,
     cand_counter: u64,
     membership_log: BTreeMap<(Hlc, EndpointId, u64), Delta>,
+    /// Transactions inside a removal episode with no re-add yet: evaluated at the re-add.
+    deferred: Vec<((Hlc, EndpointId, u64), Txn)>,
     /// Deltas that travel whole in state messages (transactions, membership), by dot.
     whole_log: BTreeMap<Dot, Delta>,
     roster: BTreeMap<u64, EndpointId>,
@@ -450,6 +452,7 @@ impl Replica {
             cand_counter: 0,
             membership_log: BTreeMap::new(),
             whole_log: BTreeMap::new(),
+            deferred: Vec::new(),
             roster,
             committed_members: members.clone(),
             members,
@@ -487,7 +490,7 @@ impl Replica {
 
     fn note_heard(&mut self, m: EndpointId, now: u64) {
         let gap = self.last_heard.get(&m).map_or(u64::MAX, |t| now.saturating_sub(*t));
-        if gap > self.cfg.decohere_after_ms / 2 {
+        if gap > self.cfg.decohere_after_ms {
             self.heard_since.insert(m, now);
         }
         self.last_heard.insert(m, now);
@@ -824,6 +827,11 @@ impl Replica {
                     e.own_hlc = a.own_hlc;
                     e.own_seq = a.own_seq;
                 }
+                // A relayed ack is evidence the member is alive only if it is fresh: a stale
+                // one passed around inside one side of a split must not re-add the other side.
+                if newer && a.own_hlc.ms().saturating_add(self.cfg.decohere_after_ms / 2) >= now {
+                    self.note_heard(a.member, now);
+                }
                 if newer {
                     let cap = self.vouch_cap(&a.member);
                     let h = self.ack_history.entry(a.member).or_default();
@@ -835,7 +843,6 @@ impl Replica {
                             h.pop_front();
                         }
                     }
-                    self.note_heard(a.member, now);
                 }
             }
         }
@@ -1156,7 +1163,14 @@ impl Replica {
                     }
                 }
             }
-            self.members = self.fold_membership(None);
+            let now_members = self.fold_membership(None);
+            let before = std::mem::replace(&mut self.members, now_members);
+            // Hearing a member again starts afresh once it is removed: evidence from before
+            // the removal never counts towards its re-add.
+            for gone in before.difference(&self.members) {
+                self.heard_since.remove(gone);
+                self.last_heard.insert(*gone, 0);
+            }
         }
         self.events.push_back(Event::CandidateAdded(d.dot()));
         if !changed.is_empty() {
@@ -1235,13 +1249,18 @@ impl Replica {
         f
     }
 
-    /// Whether a delta (origin, seq, stamp) lies in a removal episode of its origin: seq past
-    /// the removal's cut and stamp before the re-add that ends it (or no re-add yet).
-    fn inert(&self, origin: EndpointId, seq: u64, stamp: Hlc) -> bool {
-        self.fold_membership_full(None)
-            .episodes
-            .iter()
-            .any(|(m, cut, readd)| *m == origin && seq > *cut && readd.is_none_or(|t| stamp < t))
+    /// Where a delta (origin, seq, stamp) sorts among transactions: at its stamp, or, if it
+    /// lies in a removal episode of its origin (seq past the cut, stamp before the re-add),
+    /// at the re-add's stamp; `None` while the episode has no re-add yet (inert).
+    fn rejoin_position(&self, origin: EndpointId, seq: u64, stamp: Hlc) -> Option<Hlc> {
+        let episodes = self.fold_membership_full(None).episodes;
+        let mut position = stamp;
+        for (m, cut, readd) in episodes {
+            if m == origin && seq > cut && readd.is_none_or(|t| stamp < t) {
+                position = position.max(readd?);
+            }
+        }
+        Some(position)
     }
 
     fn send_paxos(&mut self, to: EndpointId, m: PaxosMsg, now: u64) {
@@ -1393,7 +1412,7 @@ impl Replica {
             }
         }
         for m in self.roster.values().filter(|m| **m != self.me && !self.members.contains(m)) {
-            let recent = self.last_heard.get(m).is_some_and(|t| now.saturating_sub(*t) <= self.cfg.decohere_after_ms / 2);
+            let recent = self.last_heard.get(m).is_some_and(|t| now.saturating_sub(*t) <= self.cfg.decohere_after_ms);
             let steady = self.heard_since.get(m).is_some_and(|t| now.saturating_sub(*t) >= self.cfg.rejoin_after_ms);
             if recent && steady {
                 ops.push(Op::AddMember(*m));
@@ -1554,19 +1573,22 @@ impl Replica {
         if committed == 0 {
             return;
         }
-        txns.sort_by(|a, b| a.0.cmp(&b.0));
-        for ((stamp, origin, seq), t) in txns {
-            // A transaction of an endpoint past the cut of one of its removals, stamped before
-            // the re-add that ended that removal, is inert: it aborts, the same decision on
-            // every node whenever it arrives (no node committed it: the cut covers all that
-            // anyone committed).
-            let removed = !self.membership_log.is_empty() && self.inert(origin, seq, stamp);
-            let decided = if removed {
-                self.serial.abort(&t, crate::serial::AbortReason::OriginRemoved)
-            } else {
-                self.serial.evaluate(&self.cfg.hash_key, stamp, &t)
-            };
-            if let Some(outcome) = decided {
+        // Rejoin position (DESIGN.md): a transaction of an endpoint past the cut of one of its
+        // removals, stamped before the re-add that ended it, sorts at (re-add stamp, origin,
+        // seq) and its deadline is judged there; until a re-add it is inert (kept aside). No
+        // node evaluated it earlier: the cut covers everything anyone committed.
+        let mut ready = Vec::with_capacity(txns.len());
+        let deferred = std::mem::take(&mut self.deferred);
+        for ((stamp, origin, seq), t) in txns.into_iter().chain(deferred) {
+            let position = if self.membership_log.is_empty() { Some(stamp) } else { self.rejoin_position(origin, seq, stamp) };
+            match position {
+                Some(p) if p <= s => ready.push(((p, origin, seq), t)),
+                _ => self.deferred.push(((stamp, origin, seq), t)),
+            }
+        }
+        ready.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((position, _, _), t) in ready {
+            if let Some(outcome) = self.serial.evaluate(&self.cfg.hash_key, position, &t) {
                 tracing::trace!(id = ?t.id, ?outcome, "transaction evaluated");
                 if self.tracked.remove(&t.id).is_some() {
                     self.events.push_back(Event::Txn { id: t.id, state: TxnState::Resolved(outcome) });

@@ -153,7 +153,7 @@ fn a_pair_whose_counterparty_vanishes_mid_collapse_decoheres_then_agrees_on_heal
 }
 
 /// Run `groups` of replicas as separate partitions for `rounds` ticks each (interleaved).
-fn run_split(rs: &mut [Replica], sides: &[usize], now: &mut u64, rounds: usize, events: &mut Vec<(usize, Event)>) {
+fn run_split(rs: &mut [Replica], sides: &[usize], now: &mut u64, step: u64, rounds: usize, events: &mut Vec<(usize, Event)>) {
     for _ in 0..rounds {
         let start = *now;
         let mut end = start;
@@ -162,7 +162,7 @@ fn run_split(rs: &mut [Replica], sides: &[usize], now: &mut u64, rounds: usize, 
             let mut group: Vec<Replica> = idx.iter().map(|i| std::mem::replace(&mut rs[*i], Replica::new(EndpointId([0; 32]), config(&[]), 0))).collect();
             let mut t = start;
             let mut ev = Vec::new();
-            run(&mut group, &mut t, 100, 1, &mut ev);
+            run(&mut group, &mut t, step, 1, &mut ev);
             end = end.max(t);
             for (k, r) in idx.iter().zip(group) {
                 rs[*k] = r;
@@ -184,9 +184,10 @@ fn a_five_node_split_two_three_only_the_majority_commits_and_all_agree_after_hea
     // Split {0, 1} | {2, 3, 4}; both sides claim tasks during the split.
     let sides = [0, 0, 1, 1, 1];
     let minority = rs[0].submit(now, claim(ids[0], 1, 1, "minority", now + 3_000)).unwrap();
+    let patient = rs[1].submit(now, claim(ids[1], 1, 3, "patient", now + 600_000)).unwrap();
     let majority = rs[2].submit(now, claim(ids[2], 1, 2, "majority", now + 60_000)).unwrap();
     let mut ev = Vec::new();
-    run_split(&mut rs, &sides, &mut now, 200, &mut ev);
+    run_split(&mut rs, &sides, &mut now, 100, 200, &mut ev);
     for i in 2..5 {
         assert!(!rs[i].members().contains(&ids[0]) && !rs[i].members().contains(&ids[1]), "the majority pruned the minority by consensus");
         assert!(matches!(rs[i].serial().outcome(&majority), Some(TxnOutcome::Committed { .. })), "the majority keeps committing");
@@ -196,18 +197,26 @@ fn a_five_node_split_two_three_only_the_majority_commits_and_all_agree_after_hea
         assert_eq!(rs[i].serial().outcome(&minority), None);
     }
     assert!(ev.iter().any(|(n, e)| *n == 0 && *e == Event::Txn { id: minority, state: TxnState::Decohered }));
-    // Heal: everyone converges to one serial state; the minority's partition-time claim
-    // lies in its origin's removal episode and aborts, the same everywhere.
+    // Heal: everyone converges to one serial state. The minority's partition-time claims sort
+    // at the stamp of its re-add (never re-sent, never re-stamped): the stale one aborts by
+    // its deadline there, the patient one commits there, the same everywhere.
     let mut events = Vec::new();
     run(&mut rs, &mut now, 100, 150, &mut events);
     for r in &rs {
         assert_eq!(r.serial().hash(), rs[2].serial().hash());
-        assert_eq!(r.serial().outcome(&minority), Some(&TxnOutcome::Aborted(AbortReason::OriginRemoved)));
+        assert_eq!(r.serial().outcome(&minority), Some(&TxnOutcome::Aborted(AbortReason::DeadlinePassed)));
+        assert!(matches!(r.serial().outcome(&patient), Some(TxnOutcome::Committed { .. })));
         assert!(matches!(r.serial().outcome(&majority), Some(TxnOutcome::Committed { .. })));
         assert_eq!(r.state_hash(), rs[2].state_hash());
         assert!(r.members().contains(&ids[0]), "heard steadily again, the minority is re-added by consensus");
     }
-    assert!(events.iter().any(|(n, e)| *n == 0 && matches!(e, Event::Txn { id, state: TxnState::Resolved(TxnOutcome::Aborted(AbortReason::OriginRemoved)) } if *id == minority)));
+    let fence = match rs[0].serial().outcome(&patient) {
+        Some(TxnOutcome::Committed { fence }) => *fence,
+        other => panic!("{other:?}"),
+    };
+    let readd = rs[0].decisions().iter().any(|(_, ops)| ops.contains(&Op::AddMember(ids[1])));
+    assert!(readd && fence.ms() > now - 15_000 + 3_000, "the patient claim committed at the re-add, not at its own stamp");
+    assert!(events.iter().any(|(n, e)| *n == 0 && matches!(e, Event::Txn { id, state: TxnState::Resolved(TxnOutcome::Aborted(AbortReason::DeadlinePassed)) } if *id == minority)));
 }
 
 #[test]
@@ -271,7 +280,7 @@ fn a_ten_hour_two_three_split_with_writes_on_both_sides() {
             }
         }
         let mut ev = Vec::new();
-        run_split(&mut rs, &sides, &mut now, 600, &mut ev);
+        run_split(&mut rs, &sides, &mut now, 1_000, 600, &mut ev);
     }
     let diverged: usize = {
         let (a, b) = (rs[0].view(View::Pending), rs[2].view(View::Pending));
@@ -287,18 +296,28 @@ fn a_ten_hour_two_three_split_with_writes_on_both_sides() {
     }
     let mut events = Vec::new();
     let (mut bytes, mut secs) = (0, 0);
-    while secs < 300 && !rs.iter().all(|r| r.state_hash() == rs[2].state_hash() && r.serial().hash() == rs[2].serial().hash() && r.pending_candidates() == 0) {
+    let done = |rs: &[Replica]| {
+        rs.iter().all(|r| {
+            r.state_hash() == rs[2].state_hash()
+                && r.serial().hash() == rs[2].serial().hash()
+                && r.pending_candidates() == 0
+                && claims.iter().all(|(_, id)| r.serial().outcome(id).is_some())
+        })
+    };
+    while secs < 300 && !done(&rs) {
         bytes += run(&mut rs, &mut now, 1_000, 1, &mut events);
         secs += 1;
     }
-    println!("ten-hour split: {} claims; re-aligned in {secs} s with {bytes} bytes (all frames) for {diverged} diverged fields and {} minority claims", claims.len(), claims.len() / 2);
+    println!("ten-hour split: {} claims; re-aligned and re-added (every claim resolved everywhere) in {secs} s with {bytes} bytes (all frames) for {diverged} diverged fields and {} minority claims", claims.len(), claims.len() / 2);
     for r in &rs {
         assert_eq!(r.state_hash(), rs[2].state_hash(), "byte-identical after the heal");
         assert_eq!(r.serial().hash(), rs[2].serial().hash());
         assert_eq!(r.committed_hash(), rs[2].committed_hash());
     }
+    // The minority's claims sort at the re-add, ten minutes or more after each was issued
+    // with a two-minute deadline: all stale, all aborted by their deadline, everywhere.
     for (i, id) in &claims {
-        let expected = if *i == 0 { Some(TxnOutcome::Aborted(AbortReason::OriginRemoved)) } else { rs[2].serial().outcome(id).cloned() };
-        assert_eq!(rs[0].serial().outcome(id).cloned(), expected);
+        let expected = if *i == 0 { Some(TxnOutcome::Aborted(AbortReason::DeadlinePassed)) } else { rs[2].serial().outcome(id).cloned() };
+        assert_eq!(rs[0].serial().outcome(id).cloned(), expected, "claim {id:?} of node {i}");
     }
 }

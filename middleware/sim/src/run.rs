@@ -507,9 +507,14 @@ impl World {
     }
 
     fn converged(&self, reference: &Replica, serial: &spook_core::SerialState) -> bool {
+        // Every durable transaction must have ended (a claim of a pruned member waits, inert,
+        // for its re-add, and is then evaluated at the re-add).
+        let txns: Vec<spook_core::OpId> =
+            self.oracle.values().flat_map(|d| d.ops.iter()).filter_map(|o| if let Op::Txn(t) = o { Some(t.id) } else { None }).collect();
         self.nodes.iter().all(|n| {
             n.replica.as_ref().is_some_and(|r| {
-                r.serial().hash() == serial.hash()
+                txns.iter().all(|id| r.serial().outcome(id).is_some())
+                    && r.serial().hash() == serial.hash()
                     && r.context() == reference.context()
                     && r.state_hash() == reference.state_hash()
                     && r.pending_candidates() == 0
