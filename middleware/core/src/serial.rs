@@ -28,9 +28,6 @@ pub enum AbortReason {
     /// An operation it had to come after had not committed before it in the total order
     /// (it aborted, or it comes later, or it is unknown).
     DependencyAborted(OpId),
-    /// Its origin had been removed from the group (past the removal's cut) at its position;
-    /// its partition-time operations abort deterministically.
-    OriginRemoved,
     /// Its position in the total order is past its deadline.
     DeadlinePassed,
 }
@@ -150,17 +147,6 @@ impl SerialState {
         }
         self.outcomes.insert(txn.id, outcome.clone());
         Some(outcome)
-    }
-
-    /// Record that `txn` aborted for `reason` without evaluating it (e.g. its origin was
-    /// removed at its position). Returns `None` if it was already decided.
-    pub fn abort(&mut self, txn: &Txn, reason: AbortReason) -> Option<TxnOutcome> {
-        if self.outcomes.contains_key(&txn.id) {
-            return None;
-        }
-        let o = TxnOutcome::Aborted(reason);
-        self.outcomes.insert(txn.id, o.clone());
-        Some(o)
     }
 
     fn decide(&self, position: Hlc, txn: &Txn) -> TxnOutcome {
