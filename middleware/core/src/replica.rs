@@ -280,12 +280,11 @@ impl MembershipFold {
                 }
                 self.cuts.remove(x);
             }
-            Op::RemoveMember { member, cut } => {
-                if self.members.remove(member) {
+            Op::RemoveMember { member, cut }
+                if self.members.remove(member) => {
                     self.cuts.insert(*member, *cut);
                     self.episodes.push((*member, *cut, None));
                 }
-            }
             _ => {}
         }
     }
@@ -1586,7 +1585,7 @@ impl Replica {
                 _ => self.deferred.push(((stamp, origin, seq), t)),
             }
         }
-        ready.sort_by(|a, b| a.0.cmp(&b.0));
+        ready.sort_by_key(|a| a.0);
         for ((position, _, _), t) in ready {
             if let Some(outcome) = self.serial.evaluate(&self.cfg.hash_key, position, &t) {
                 tracing::trace!(id = ?t.id, ?outcome, "transaction evaluated");
