@@ -260,7 +260,7 @@ pub struct Stats {
 /// Ordered by stamp (then arrival) as a min-heap: committing applies joins, so only which
 /// candidates are at or below S matters, not their order among themselves.
 /// Membership folded in total order.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct MembershipFold {
     members: BTreeSet<EndpointId>,
     cuts: BTreeMap<EndpointId, u64>,
@@ -373,6 +373,8 @@ pub struct Replica {
     candidates: std::collections::BinaryHeap<Candidate>,
     cand_counter: u64,
     membership_log: BTreeMap<(Hlc, EndpointId, u64), Delta>,
+    /// The membership fold of the whole log (pending view), recomputed when it changes.
+    fold_cache: MembershipFold,
     /// Transactions inside a removal episode with no re-add yet: evaluated at the re-add.
     deferred: Vec<((Hlc, EndpointId, u64), Txn)>,
     /// Deltas that travel whole in state messages (transactions, membership), by dot.
@@ -451,6 +453,7 @@ impl Replica {
             cand_counter: 0,
             membership_log: BTreeMap::new(),
             whole_log: BTreeMap::new(),
+            fold_cache: MembershipFold { members: cfg.members.iter().copied().collect(), ..MembershipFold::default() },
             deferred: Vec::new(),
             roster,
             committed_members: members.clone(),
@@ -1162,7 +1165,8 @@ impl Replica {
                     }
                 }
             }
-            let now_members = self.fold_membership(None);
+            self.fold_cache = self.compute_fold(None);
+            let now_members = self.fold_cache.members.clone();
             let before = std::mem::replace(&mut self.members, now_members);
             // Hearing a member again starts afresh once it is removed: evidence from before
             // the removal never counts towards its re-add.
@@ -1223,6 +1227,14 @@ impl Replica {
     /// proposed by a non-member is void. Convergent groups apply `AddMember`/`RemoveMember`;
     /// serial groups apply only the first `Decided` of each next epoch.
     fn fold_membership_full(&self, upto: Option<Hlc>) -> MembershipFold {
+        // The fold of the whole log is cached: digests, acks and commits read it often.
+        if upto.is_none() {
+            return self.fold_cache.clone();
+        }
+        self.compute_fold(upto)
+    }
+
+    fn compute_fold(&self, upto: Option<Hlc>) -> MembershipFold {
         let mut f = MembershipFold { members: self.cfg.members.iter().copied().collect(), ..MembershipFold::default() };
         let serial = self.cfg.kind == GroupKind::Serial;
         for ((stamp, origin, _), d) in &self.membership_log {
