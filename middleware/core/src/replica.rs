@@ -380,7 +380,6 @@ pub struct Replica {
     /// Deltas that travel whole in state messages (transactions, membership), by dot.
     whole_log: BTreeMap<Dot, Delta>,
     roster: BTreeMap<u64, EndpointId>,
-    members: BTreeSet<EndpointId>,
     committed_members: BTreeSet<EndpointId>,
     acks: BTreeMap<EndpointId, Ack>,
     /// Recent acks of each member, oldest first: (own_seq, own_hlc), both increasing.
@@ -456,8 +455,7 @@ impl Replica {
             fold_cache: MembershipFold { members: cfg.members.iter().copied().collect(), ..MembershipFold::default() },
             deferred: Vec::new(),
             roster,
-            committed_members: members.clone(),
-            members,
+            committed_members: members,
             acks: BTreeMap::new(),
             ack_history: BTreeMap::new(),
             next_batch: 1,
@@ -597,7 +595,7 @@ impl Replica {
     /// Members in the pending view.
     #[must_use]
     pub fn members(&self) -> &BTreeSet<EndpointId> {
-        &self.members
+        &self.fold_cache.members
     }
     /// The committed serial state (cells written by transactions, and outcomes).
     #[must_use]
@@ -618,12 +616,12 @@ impl Replica {
     /// A one-line summary of membership and stability, for logs and debugging.
     #[must_use]
     pub fn summary(&self) -> String {
-        let (_, _, epoch) = self.fold_membership_epochs(None);
+        let epoch = self.fold_cache.epoch;
         let short = |s: &BTreeSet<EndpointId>| s.iter().map(|m| m.to_string()[..4].to_string()).collect::<Vec<_>>().join(",");
         format!(
             "me {} epoch {epoch} members [{}] committed [{}] frontier {} candidates {} proposer {:?} acks {:?}",
             &self.me.to_string()[..4],
-            short(&self.members),
+            short(&self.fold_cache.members),
             short(&self.committed_members),
             self.frontier.ms(),
             self.candidates.len(),
@@ -935,7 +933,7 @@ impl Replica {
     fn vouch_cap(&self, o: &EndpointId) -> u64 {
         let cov = self.durable.of(o).map_or(0, crate::IntervalSet::contiguous_max);
         match self.frozen.get(o) {
-            Some((e, c)) if *e > self.fold_membership_epochs(None).2 => cov.min(*c),
+            Some((e, c)) if *e > self.fold_cache.epoch => cov.min(*c),
             _ => cov,
         }
     }
@@ -973,7 +971,7 @@ impl Replica {
             return;
         }
         let mut acks = vec![self.own_ack(now)];
-        acks.extend(self.acks.values().filter(|a| self.members.contains(&a.member)).copied());
+        acks.extend(self.acks.values().filter(|a| self.fold_cache.members.contains(&a.member)).copied());
         let digest = Digest { context: self.context.clone(), hash: self.state_hash().short(), acks };
         let bytes = codec::encode_digest(self.cfg.genesis_ms, &digest);
         for i in 0..self.cfg.digest_fanout.min(peers.len()) {
@@ -1165,12 +1163,11 @@ impl Replica {
                     }
                 }
             }
-            self.fold_cache = self.compute_fold(None);
-            let now_members = self.fold_cache.members.clone();
-            let before = std::mem::replace(&mut self.members, now_members);
+            let fold = self.compute_fold(None);
+            let before = std::mem::replace(&mut self.fold_cache, fold).members;
             // Hearing a member again starts afresh once it is removed: evidence from before
             // the removal never counts towards its re-add.
-            for gone in before.difference(&self.members) {
+            for gone in before.difference(&self.fold_cache.members) {
                 self.heard_since.remove(gone);
                 self.last_heard.insert(*gone, 0);
             }
@@ -1206,34 +1203,11 @@ impl Replica {
         self.unpersisted.push(Record::State(s));
     }
 
-    fn fold_membership(&self, upto: Option<Hlc>) -> BTreeSet<EndpointId> {
-        self.fold_membership_cuts(upto).0
-    }
-
-    /// Membership in total order up to `upto`: the members, and for each removed endpoint the
-    /// cut of its removal. A membership change proposed by a non-member is void.
-    fn fold_membership_cuts(&self, upto: Option<Hlc>) -> (BTreeSet<EndpointId>, BTreeMap<EndpointId, u64>) {
-        let (m, cuts, _) = self.fold_membership_epochs(upto);
-        (m, cuts)
-    }
-
-    fn fold_membership_epochs(&self, upto: Option<Hlc>) -> (BTreeSet<EndpointId>, BTreeMap<EndpointId, u64>, u64) {
-        let f = self.fold_membership_full(upto);
-        (f.members, f.cuts, f.epoch)
-    }
-
-    /// Membership in total order up to `upto`: members, cuts of removed endpoints, the epoch
-    /// (number of decided changes, serial groups) and every removal episode. A change
-    /// proposed by a non-member is void. Convergent groups apply `AddMember`/`RemoveMember`;
-    /// serial groups apply only the first `Decided` of each next epoch.
-    fn fold_membership_full(&self, upto: Option<Hlc>) -> MembershipFold {
-        // The fold of the whole log is cached: digests, acks and commits read it often.
-        if upto.is_none() {
-            return self.fold_cache.clone();
-        }
-        self.compute_fold(upto)
-    }
-
+    /// Membership in total order up to `upto` (`None`: the whole log): members, cuts of
+    /// removed endpoints, the epoch (number of decided changes, serial groups) and every
+    /// removal episode. A change proposed by a non-member is void. Convergent groups apply
+    /// `AddMember`/`RemoveMember`; serial groups apply only the first `Decided` of each next
+    /// epoch. The fold of the whole log is kept in `fold_cache`, recomputed when it changes.
     fn compute_fold(&self, upto: Option<Hlc>) -> MembershipFold {
         let mut f = MembershipFold { members: self.cfg.members.iter().copied().collect(), ..MembershipFold::default() };
         let serial = self.cfg.kind == GroupKind::Serial;
@@ -1264,11 +1238,10 @@ impl Replica {
     /// lies in a removal episode of its origin (seq past the cut, stamp before the re-add),
     /// at the re-add's stamp; `None` while the episode has no re-add yet (inert).
     fn rejoin_position(&self, origin: EndpointId, seq: u64, stamp: Hlc) -> Option<Hlc> {
-        let episodes = self.fold_membership_full(None).episodes;
         let mut position = stamp;
-        for (m, cut, readd) in episodes {
-            if m == origin && seq > cut && readd.is_none_or(|t| stamp < t) {
-                position = position.max(readd?);
+        for (m, cut, readd) in &self.fold_cache.episodes {
+            if *m == origin && seq > *cut && readd.is_none_or(|t| stamp < t) {
+                position = position.max((*readd)?);
             }
         }
         Some(position)
@@ -1296,10 +1269,10 @@ impl Replica {
         if self.cfg.kind != GroupKind::Serial {
             return;
         }
-        let (members, _, cur) = self.fold_membership_epochs(None);
-        if !members.contains(&from) {
+        if !self.fold_cache.members.contains(&from) {
             return;
         }
+        let cur = self.fold_cache.epoch;
         match m {
             PaxosMsg::Prepare { epoch, ballot, removing } => {
                 self.max_ballot = self.max_ballot.max(ballot.n);
@@ -1383,7 +1356,7 @@ impl Replica {
 
     /// Start (or restart with a higher ballot) a proposal for the next epoch.
     fn propose(&mut self, value: Vec<Op>, now: u64) {
-        let (members, _, cur) = self.fold_membership_epochs(None);
+        let (members, cur) = (self.fold_cache.members.clone(), self.fold_cache.epoch);
         self.max_ballot += 1;
         let ballot = Ballot { n: self.max_ballot, by: self.me };
         let epoch = cur + 1;
@@ -1411,18 +1384,18 @@ impl Replica {
     /// Prune members not heard for the decoherence timeout (convergent groups), and propose
     /// the re-add of pruned members heard steadily for the hysteresis time.
     fn check_decoherence(&mut self, now: u64) {
-        if !self.members.contains(&self.me) {
+        if !self.fold_cache.members.contains(&self.me) {
             return;
         }
         let mut ops = Vec::new();
-        for m in self.members.iter().filter(|m| **m != self.me) {
+        for m in self.fold_cache.members.iter().filter(|m| **m != self.me) {
             let heard = self.last_heard.get(m).copied().unwrap_or(self.started_at);
             if now.saturating_sub(heard) > self.cfg.decohere_after_ms {
                 let cut = self.durable.of(m).map_or(0, crate::IntervalSet::contiguous_max);
                 ops.push(Op::RemoveMember { member: *m, cut });
             }
         }
-        for m in self.roster.values().filter(|m| **m != self.me && !self.members.contains(m)) {
+        for m in self.roster.values().filter(|m| **m != self.me && !self.fold_cache.members.contains(m)) {
             let recent = self.last_heard.get(m).is_some_and(|t| now.saturating_sub(*t) <= self.cfg.decohere_after_ms);
             let steady = self.heard_since.get(m).is_some_and(|t| now.saturating_sub(*t) >= self.cfg.rejoin_after_ms);
             if recent && steady {
@@ -1465,7 +1438,7 @@ impl Replica {
     /// change; phase 1 still adopts any value already accepted). A replica that promised or
     /// accepted but sees no decision proposes itself, so a promise never blocks for ever.
     fn drive_consensus(&mut self, ops: Vec<Op>, now: u64) {
-        let (members, _, cur) = self.fold_membership_epochs(None);
+        let (members, cur) = (self.fold_cache.members.clone(), self.fold_cache.epoch);
         let rank = members.iter().position(|m| *m == self.me).unwrap_or(0) as u64;
         let retry = self.cfg.resend_after_ms * (2 + rank);
         if let Some(p) = &self.proposer {
@@ -1502,7 +1475,7 @@ impl Replica {
         tracing::warn!(%member, cut, "operator force-remove of a group member");
         let op = Op::RemoveMember { member, cut };
         if self.cfg.kind == GroupKind::Serial {
-            let (_, _, epoch) = self.fold_membership_epochs(None);
+            let epoch = self.fold_cache.epoch;
             return self.write(now, vec![Op::Decided { epoch: epoch + 1, ops: vec![op] }]);
         }
         self.write(now, vec![op])
@@ -1513,7 +1486,7 @@ impl Replica {
     /// is already in, so S cannot pass the addition, and the new member's deltas after it,
     /// without that member's ack and without holding what it acknowledged.
     fn in_force(&self) -> Vec<EndpointId> {
-        self.members.iter().copied().collect()
+        self.fold_cache.members.iter().copied().collect()
     }
 
 
@@ -1521,8 +1494,7 @@ impl Replica {
     /// member has acked and this replica durably holds every delta each origin acknowledged.
     fn stability_frontier(&mut self, now: u64) -> Option<Hlc> {
         // Survivors hold a removed member's deltas up to its cut before they commit past it.
-        let (_, cuts) = self.fold_membership_cuts(None);
-        for (m, cut) in &cuts {
+        for (m, cut) in &self.fold_cache.cuts {
             if self.durable.of(m).map_or(0, crate::IntervalSet::contiguous_max) < *cut {
                 return None;
             }
@@ -1591,7 +1563,7 @@ impl Replica {
         let mut ready = Vec::with_capacity(txns.len());
         let deferred = std::mem::take(&mut self.deferred);
         for ((stamp, origin, seq), t) in txns.into_iter().chain(deferred) {
-            let position = if self.membership_log.is_empty() { Some(stamp) } else { self.rejoin_position(origin, seq, stamp) };
+            let position = self.rejoin_position(origin, seq, stamp);
             match position {
                 Some(p) if p <= s => ready.push(((p, origin, seq), t)),
                 _ => self.deferred.push(((stamp, origin, seq), t)),
@@ -1607,7 +1579,7 @@ impl Replica {
             }
         }
         let before = std::mem::take(&mut self.committed_members);
-        self.committed_members = self.fold_membership(Some(self.frontier));
+        self.committed_members = self.compute_fold(Some(self.frontier)).members;
         for m in self.committed_members.difference(&before) {
             self.events.push_back(Event::MemberJoined(*m));
         }
