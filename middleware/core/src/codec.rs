@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::field::{CounterPart, Fact, Write};
-use crate::{Action, CausalContext, Cmp, Delta, Dot, EndpointId, FieldId, Hlc, IntervalSet, Op, OpId, Precondition, RegisterId, Schema, Txn, TxnWrite, Value, ValueKind};
+use crate::{Action, CausalContext, Cmp, Delta, Dot, EndpointId, FieldId, Hlc, IntervalSet, Op, OpId, Precondition, Record, RegisterId, Schema, Txn, TxnWrite, Value, ValueKind};
 
 /// The wire version this build speaks.
 pub const VERSION: u8 = 1;
@@ -1264,4 +1264,120 @@ pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Fra
         return Err(DecodeError::TrailingBytes(bytes.len() - r.pos));
     }
     Ok(frame)
+}
+
+// ---------------------------------------------------------------- durable records
+
+/// The version of the record encoding (the ledger's on-disk format of [`Record`]s).
+pub const RECORD_VERSION: u8 = 1;
+
+/// Encode a durable record for storage. Deltas carry their origin's full id, since no sender
+/// frames them; other origins are short ids resolved against the group's roster on decode, so
+/// the store must keep the roster (it only grows) with the records.
+///
+/// ```
+/// # use spook_core::{codec, Hlc, Record, Schema};
+/// # use std::collections::BTreeMap;
+/// let schema = Schema::fleet();
+/// let bytes = codec::encode_record(&schema, 1_000, &Record::Hwm(Hlc::new(2_000, 3)));
+/// let roster = BTreeMap::new();
+/// let g = codec::GroupView { schema: &schema, genesis_ms: 1_000, roster: &roster, limits: Default::default() };
+/// assert_eq!(codec::decode_record(&g, &bytes), Ok(Record::Hwm(Hlc::new(2_000, 3))));
+/// ```
+#[must_use]
+pub fn encode_record(schema: &Schema, genesis_ms: u64, rec: &Record) -> Vec<u8> {
+    let mut out = vec![RECORD_VERSION];
+    match rec {
+        Record::Delta(d) => {
+            out.push(1);
+            out.extend_from_slice(&d.origin.0);
+            out.extend_from_slice(&encode_deltas(schema, genesis_ms, std::slice::from_ref(d)));
+        }
+        Record::State(s) => {
+            out.push(2);
+            out.extend_from_slice(&encode_state(schema, genesis_ms, s));
+        }
+        Record::Hwm(h) => {
+            out.push(3);
+            out.extend_from_slice(&h.0.to_le_bytes());
+        }
+        Record::Frontier(h) => {
+            out.push(4);
+            out.extend_from_slice(&h.0.to_le_bytes());
+        }
+        Record::Paxos { epoch, promised, accepted, frozen } => {
+            out.push(5);
+            put_uvarint(&mut out, *epoch);
+            put_ballot(&mut out, promised);
+            match accepted {
+                None => out.push(0),
+                Some((b, v)) => {
+                    out.push(1);
+                    put_ballot(&mut out, b);
+                    put_ops(&mut out, schema, v);
+                }
+            }
+            put_uvarint(&mut out, frozen.len() as u64);
+            for (m, c) in frozen {
+                out.extend_from_slice(&m.0);
+                put_uvarint(&mut out, *c);
+            }
+        }
+    }
+    out
+}
+
+/// Decode a record written by [`encode_record`]. Never panics; a damaged record is a
+/// [`DecodeError`].
+pub fn decode_record(g: &GroupView<'_>, bytes: &[u8]) -> Result<Record, DecodeError> {
+    let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if version != RECORD_VERSION {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    let (&tag, body) = rest.split_first().ok_or(DecodeError::Truncated(1))?;
+    let stamp = |b: &[u8]| -> Result<Hlc, DecodeError> {
+        let a: [u8; 8] = b.try_into().map_err(|_| DecodeError::Malformed("a stamp record holds 8 bytes"))?;
+        Ok(Hlc(u64::from_le_bytes(a)))
+    };
+    match tag {
+        1 => {
+            let origin = body.get(..32).ok_or(DecodeError::Truncated(bytes.len()))?;
+            let mut id = [0u8; 32];
+            id.copy_from_slice(origin);
+            match decode(g, EndpointId(id), &body[32..])? {
+                Frame::Deltas(mut v) if v.len() == 1 => Ok(Record::Delta(v.remove(0))),
+                _ => Err(DecodeError::Malformed("a delta record holds one delta")),
+            }
+        }
+        2 => match decode(g, EndpointId([0; 32]), body)? {
+            Frame::State(s) => Ok(Record::State(s)),
+            _ => Err(DecodeError::Malformed("a state record holds a state frame")),
+        },
+        3 => Ok(Record::Hwm(stamp(body)?)),
+        4 => Ok(Record::Frontier(stamp(body)?)),
+        5 => {
+            let mut r = Reader { b: bytes, pos: 2, limits: g.limits };
+            let epoch = r.uvarint()?;
+            let promised = r.ballot()?;
+            let accepted = match r.u8()? {
+                0 => None,
+                1 => {
+                    let b = r.ballot()?;
+                    Some((b, read_membership_ops(&mut r, g)?))
+                }
+                _ => return Err(DecodeError::Malformed("accepted flag is not 0 or 1")),
+            };
+            let n = r.count()?;
+            let mut frozen = Vec::with_capacity(n);
+            for _ in 0..n {
+                let m = EndpointId(r.fixed::<32>()?);
+                frozen.push((m, r.uvarint()?));
+            }
+            if r.pos != bytes.len() {
+                return Err(DecodeError::TrailingBytes(bytes.len() - r.pos));
+            }
+            Ok(Record::Paxos { epoch, promised, accepted, frozen })
+        }
+        t => Err(DecodeError::UnknownFrameKind(t)),
+    }
 }

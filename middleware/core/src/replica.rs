@@ -246,6 +246,8 @@ pub struct Stats {
     pub deltas_duplicate: u64,
     /// State messages applied.
     pub states_applied: u64,
+    /// State pushes postponed because they would carry own deltas not yet durable.
+    pub pushes_deferred: u64,
     /// Digests whose context equals ours but whose hash does not: must stay 0.
     pub hash_mismatches: u64,
     /// Members this replica proposed to prune (decoherence).
@@ -515,6 +517,11 @@ impl Replica {
                 Record::Paxos { epoch, promised, accepted, frozen } => {
                     r.max_ballot = r.max_ballot.max(promised.n);
                     r.promised.insert(*epoch, *promised);
+                    // A restored promise (and its frozen coverage) must still end in a
+                    // decision: wait for one from now, as after a fresh promise, then
+                    // propose (`drive_consensus`). Else nobody may ever close the epoch and
+                    // the frozen coverage caps our ack for good.
+                    r.promised_at.entry(*epoch).or_insert(now);
                     for (m, c) in frozen {
                         r.frozen.insert(*m, (*epoch, *c));
                     }
@@ -544,6 +551,69 @@ impl Replica {
     pub fn me(&self) -> EndpointId {
         self.me
     }
+    /// Every endpoint this replica knows by short id (members, pruned ones, added ones): it
+    /// only grows. A store keeps it beside the records, to decode them.
+    #[must_use]
+    pub fn roster(&self) -> &BTreeMap<u64, EndpointId> {
+        &self.roster
+    }
+
+    /// Records that restore this replica's durable state on their own, to replace its log
+    /// (compaction): the whole-delta log (transactions, membership), the state with dots of
+    /// every convergent field (pending facts, plus committed facts where the committed view
+    /// differs, so the restored committed view is the same), the clock's high-water mark, the
+    /// frontier and the consensus records. `None` while records wait to be persisted: a
+    /// snapshot must not claim what is not durable yet.
+    ///
+    /// ```
+    /// # use spook_core::{EndpointId, GroupConfig, GroupId, Replica, Schema, Value, RegisterId};
+    /// let me = EndpointId::from_index(1);
+    /// let cfg = GroupConfig::new(GroupId([1; 16]), Schema::fleet(), 0, vec![me]);
+    /// let mut r = Replica::new(me, cfg.clone(), 0);
+    /// let battery = r.schema().field_id("battery").unwrap();
+    /// r.set(10, RegisterId(1), battery, Value::F64(0.9)).unwrap();
+    /// assert!(r.snapshot().is_none()); // not durable yet
+    /// let req = r.poll_persist().unwrap();
+    /// r.handle_persisted(req.id, 11);
+    /// let snap = r.snapshot().unwrap();
+    /// let back = Replica::restore(me, cfg, &snap, 12);
+    /// assert_eq!(back.state_hash(), r.state_hash());
+    /// ```
+    #[must_use]
+    pub fn snapshot(&self) -> Option<Vec<Record>> {
+        if !self.unpersisted.is_empty() || !self.in_flight.is_empty() {
+            return None;
+        }
+        let mut out: Vec<Record> = self.whole_log.values().cloned().map(Record::Delta).collect();
+        let mut state = self.state_for(&self.context);
+        state.deltas.clear();
+        let mut buf = Vec::new();
+        for (key, st) in self.committed.iter() {
+            let pending = self.pending.field_state(key.0, key.1);
+            if pending != Some(st) {
+                let mut have = Vec::new();
+                if let Some(p) = pending {
+                    p.facts_for(&self.context, &mut have);
+                }
+                st.facts_for(&self.context, &mut buf);
+                state.facts.extend(buf.drain(..).filter(|f| !have.contains(f)).map(|f| (key.0, key.1, f)));
+            }
+        }
+        out.push(Record::State(state));
+        out.push(Record::Hwm(self.durable_hwm));
+        out.push(Record::Frontier(self.frontier_persisted));
+        let epochs: BTreeSet<u64> = self.promised.keys().chain(self.accepted.keys()).copied().collect();
+        for epoch in epochs {
+            out.push(Record::Paxos {
+                epoch,
+                promised: self.promised.get(&epoch).copied().unwrap_or(Ballot { n: 0, by: self.me }),
+                accepted: self.accepted.get(&epoch).cloned(),
+                frozen: self.frozen.iter().filter(|(_, (e, _))| *e == epoch).map(|(m, (_, c))| (*m, *c)).collect(),
+            });
+        }
+        Some(out)
+    }
+
     /// The group schema.
     #[must_use]
     pub fn schema(&self) -> &Schema {
@@ -875,6 +945,18 @@ impl Replica {
         let missing = self.context.difference(theirs);
         if missing.is_empty() {
             return;
+        }
+        // No own delta leaves before it is durable, in a state push either: a crash would
+        // reuse its seq for a different delta. It cannot simply be left out (its facts
+        // replaced what it superseded), so the push waits until it is durable; the next
+        // digest or want asks again.
+        if let Some(own) = missing.of(&self.me) {
+            let mut mine = CausalContext::default();
+            mine.0.insert(self.me, own.clone());
+            if !mine.difference(&self.durable).is_empty() {
+                self.stats.pushes_deferred += 1;
+                return;
+            }
         }
         // Unasked pushes wait out the window; a want is answered unless everything it lacks
         // is already on its way. A state message always covers the whole difference: a

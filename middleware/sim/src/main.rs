@@ -37,6 +37,8 @@ OPTIONS:
     --write-every MS   mean time between writes per node (default 200)
     --registers N      registers (entities) written (default 20)
     --split K          every partition splits nodes 0..K from the rest (e.g. 2 for 2 | 3)
+    --compact N        compact a node's disk to a snapshot after 1 in N persisted batches
+                       (0: never; default 8)
     --tasks N          task-claim race: 30% of writes are serial claims on N tasks;
                        each task must end with exactly one owner everywhere (default 0)
     --threads N        worker threads (default: available cores)
@@ -86,6 +88,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--settle-ms" => cfg.settle_ms = num(&v)?,
             "--write-every" => cfg.write_every_ms = num(&v)?.max(1),
             "--split" => cfg.split = Some(num(&v)? as usize),
+            "--compact" => cfg.compact_one_in = num(&v)?,
             "--tasks" => cfg.tasks = num(&v)?.min(1 << 20) as u32,
             "--registers" => cfg.registers = num(&v)?.clamp(1, u64::from(u32::MAX)) as u32,
             "--threads" => threads = num(&v)?.max(1) as usize,

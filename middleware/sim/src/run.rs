@@ -49,6 +49,10 @@ pub struct SimConfig {
     /// When set to k, every partition splits nodes `0..k` from the rest (e.g. 2 | 3), instead
     /// of random sides.
     pub split: Option<usize>,
+    /// After one persisted batch in this many (0: never), a node compacts its disk: the log is
+    /// replaced by the replica's snapshot, round-tripped through the record codec, as the
+    /// ledger does. Crashes then restore from snapshots.
+    pub compact_one_in: u64,
 }
 
 impl Default for SimConfig {
@@ -71,6 +75,7 @@ impl Default for SimConfig {
             lww_only: false,
             tasks: 0,
             split: None,
+            compact_one_in: 8,
         }
     }
 }
@@ -200,6 +205,38 @@ impl World {
         self.trace.update(&[tag]);
         self.trace.update(&a.to_le_bytes());
         self.trace.update(blake3::hash(b).as_bytes());
+    }
+
+    /// Replace node `i`'s disk by its replica's snapshot, through the record codec. Records
+    /// still in flight are not part of it: they land after it, as in the ledger.
+    fn compact(&mut self, i: usize) {
+        let Some(r) = self.nodes[i].replica.as_ref() else { return };
+        let Some(snap) = r.snapshot() else { return };
+        let roster = r.roster().clone();
+        let g = spook_core::codec::GroupView {
+            schema: &self.group.schema,
+            genesis_ms: self.group.genesis_ms,
+            roster: &roster,
+            limits: spook_core::Limits::default(),
+        };
+        let mut disk = Vec::with_capacity(snap.len());
+        for rec in &snap {
+            let bytes = spook_core::codec::encode_record(&self.group.schema, self.group.genesis_ms, rec);
+            match spook_core::codec::decode_record(&g, &bytes) {
+                Ok(back) => disk.push(back),
+                Err(e) => {
+                    self.failure.get_or_insert(format!("node {i}: a snapshot record does not decode: {e}"));
+                    return;
+                }
+            }
+        }
+        // The snapshot must stand for the log it replaces.
+        let back = Replica::restore(r.me(), self.group.clone(), &disk, 0);
+        if back.state_hash() != r.state_hash() || back.committed_hash() != r.committed_hash() || back.context() != r.context() {
+            self.failure.get_or_insert(format!("node {i}: a replica restored from its snapshot differs from the live one"));
+            return;
+        }
+        self.nodes[i].disk = disk;
     }
 
     /// Collect everything node `i` wants done after an input.
@@ -382,8 +419,11 @@ impl World {
                 let local = self.local(node);
                 if let Some(r) = self.nodes[node].replica.as_mut() {
                     r.handle_persisted(id, local);
-                    self.drain(node);
                 }
+                if self.cfg.compact_one_in > 0 && self.rng.range(0, self.cfg.compact_one_in) == 0 {
+                    self.compact(node);
+                }
+                self.drain(node);
             }
             Ev::Write { node } => {
                 if !self.faults_on {

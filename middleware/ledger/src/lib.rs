@@ -1,0 +1,563 @@
+//! `spook-ledger` (SpookDB): the node's embedded store, one [redb](https://docs.rs/redb) file.
+//! It owns the durable half of a node: the identity key, the allow-list of peers, group
+//! configurations, each group's record log (the core's [`Record`]s, written in the core's
+//! record codec) with the roster needed to decode it, and the sender keys other members
+//! handed over. It implements the core's persistence contract: a [`PersistRequest`] is
+//! durable (fsynced) before [`Replica::handle_persisted`] is called, which is what lets the
+//! core ack received deltas and send its own.
+//!
+//! It must not depend on networking, async runtimes or the crypto crate: identities, peers and
+//! keys are opaque bytes here, so the store can be tested and benchmarked on its own.
+//!
+//! Failure is explicit. Every value carries a checksum that is verified on read; a damaged
+//! file is reported by [`LedgerError::Corrupt`], never silently skipped. After an I/O error
+//! (a full disk, typically) redb refuses further use of the handle, so the ledger marks
+//! itself failed, refuses writes with a typed error and must be [`Ledger::reopen`]ed;
+//! [`GroupStore`] keeps the unwritten batches in memory meanwhile and writes them after.
+
+mod store;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use spook_core::{codec, EndpointId, GroupConfig, GroupId, PersistRequest, Record};
+
+pub use store::{GroupStore, LocalWriteError};
+
+#[cfg(doc)]
+use spook_core::Replica;
+
+/// Format of the ledger file this build reads and writes.
+pub const FORMAT: u32 = 1;
+const MAGIC: &[u8] = b"spookdb";
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers");
+const GROUPS: TableDefinition<u128, &[u8]> = TableDefinition::new("groups");
+const ROSTERS: TableDefinition<u128, &[u8]> = TableDefinition::new("rosters");
+const LOG: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("log");
+const SENDER_KEYS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("sender_keys");
+
+/// Errors of the ledger. Each names the file and says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The disk is full. Writes are refused until space is freed and the ledger reopened.
+    #[error("disk full writing ledger {path}: local writes are refused until space is freed and the ledger is reopened")]
+    DiskFull {
+        /// The ledger file.
+        path: PathBuf,
+    },
+    /// An I/O error other than a full disk.
+    #[error("I/O error on ledger {path}: {detail}")]
+    Io {
+        /// The ledger file.
+        path: PathBuf,
+        /// What the system said.
+        detail: String,
+    },
+    /// An earlier I/O error made redb refuse this handle: reopen the ledger.
+    #[error("ledger {path} failed earlier ({cause}); reopen it once the cause is fixed")]
+    NeedsReopen {
+        /// The ledger file.
+        path: PathBuf,
+        /// The error that failed it.
+        cause: String,
+    },
+    /// The file is damaged: a page or a record fails its checksum, or a record does not decode.
+    #[error("ledger {path} is corrupt: {detail}; restore it from a backup or re-align from peers with a new ledger")]
+    Corrupt {
+        /// The ledger file.
+        path: PathBuf,
+        /// Where.
+        detail: String,
+    },
+    /// The file is a redb database but not a Spook ledger, or of another format version.
+    #[error("{path} is not a Spook ledger of format {FORMAT}: {detail}")]
+    NotALedger {
+        /// The file.
+        path: PathBuf,
+        /// What was found.
+        detail: String,
+    },
+    /// Another process holds the ledger open.
+    #[error("ledger {path} is already open in another process")]
+    Locked {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A value is larger than the ledger stores.
+    #[error("a record of {0} bytes is too large for the ledger")]
+    TooLarge(usize),
+}
+
+/// The outcome of [`Ledger::compact`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compaction {
+    /// Records in the group's log before.
+    pub before: u64,
+    /// Records after (the snapshot).
+    pub after: u64,
+}
+
+/// The ledger: one redb file. Methods that write commit one durable transaction each.
+///
+/// ```
+/// # use spook_core::{EndpointId, GroupConfig, GroupId, Replica, Schema, Value, RegisterId};
+/// # use spook_ledger::Ledger;
+/// let dir = std::env::temp_dir().join(format!("spook-ledger-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("node.spookdb");
+/// let me = EndpointId::from_index(1);
+/// let cfg = GroupConfig::new(GroupId([1; 16]), Schema::fleet(), 0, vec![me]);
+/// let mut r = Replica::new(me, cfg.clone(), 0);
+/// let battery = r.schema().field_id("battery").unwrap();
+/// r.set(10, RegisterId(3), battery, Value::F64(0.8)).unwrap();
+///
+/// let mut ledger = Ledger::open(&path).unwrap();
+/// let req = r.poll_persist().unwrap();
+/// ledger.persist(&[(&cfg, r.roster(), &req)]).unwrap();   // fsynced
+/// r.handle_persisted(req.id, 11);
+/// drop(ledger);
+///
+/// let ledger = Ledger::open(&path).unwrap();              // recovery on open
+/// let back = Replica::restore(me, cfg.clone(), &ledger.load(&cfg).unwrap(), 20);
+/// assert_eq!(back.state_hash(), r.state_hash());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub struct Ledger {
+    path: PathBuf,
+    db: Option<Database>,
+    failed: Option<String>,
+    /// Next log index per group.
+    next: BTreeMap<GroupId, u64>,
+    /// Roster length last written per group (rosters only grow).
+    roster_len: BTreeMap<GroupId, usize>,
+}
+
+fn gkey(g: &GroupId) -> u128 {
+    u128::from_be_bytes(g.0)
+}
+
+fn seal_value(payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(payload.len() + 8);
+    v.extend_from_slice(&blake3::hash(payload).as_bytes()[..8]);
+    v.extend_from_slice(payload);
+    v
+}
+
+impl Ledger {
+    /// Open the ledger at `path`, creating it (mode 0600: it holds the identity key) if it does
+    /// not exist. Recovery happens here: redb rolls back to the last durable commit, and the
+    /// format marker is checked.
+    pub fn open(path: impl AsRef<Path>) -> Result<Ledger, LedgerError> {
+        let path = path.as_ref().to_path_buf();
+        let db = Self::open_db(&path)?;
+        let mut l = Ledger { path, db: Some(db), failed: None, next: BTreeMap::new(), roster_len: BTreeMap::new() };
+        l.init()?;
+        Ok(l)
+    }
+
+    fn open_db(path: &Path) -> Result<Database, LedgerError> {
+        let exists = path.exists();
+        let res = if exists {
+            Database::open(path)
+        } else {
+            let mut o = std::fs::OpenOptions::new();
+            o.read(true).write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            let file = o.open(path).map_err(|e| io_error(path, &e))?;
+            Database::builder().create_file(file)
+        };
+        res.map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => LedgerError::Locked { path: path.to_path_buf() },
+            redb::DatabaseError::Storage(s) => storage_error(path, s),
+            other => LedgerError::NotALedger { path: path.to_path_buf(), detail: other.to_string() },
+        })
+    }
+
+    fn init(&mut self) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(|e| self.fail(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| fail_on(&path, e))?;
+            let found = meta.get("format").map_err(|e| fail_on(&path, e))?.map(|v| v.value().to_vec());
+            match found {
+                None => {
+                    let is_empty = meta.len().map_err(|e| fail_on(&path, e))? == 0;
+                    if !is_empty {
+                        return Err(LedgerError::NotALedger { path, detail: "no format marker".into() });
+                    }
+                    let mut v = MAGIC.to_vec();
+                    v.extend_from_slice(&FORMAT.to_le_bytes());
+                    meta.insert("format", v.as_slice()).map_err(|e| fail_on(&path, e))?;
+                }
+                Some(v) => {
+                    if v.len() != MAGIC.len() + 4 || &v[..MAGIC.len()] != MAGIC {
+                        return Err(LedgerError::NotALedger { path, detail: "the format marker is not Spook's".into() });
+                    }
+                    let mut f = [0u8; 4];
+                    f.copy_from_slice(&v[MAGIC.len()..]);
+                    let f = u32::from_le_bytes(f);
+                    if f != FORMAT {
+                        return Err(LedgerError::NotALedger { path, detail: format!("format {f}") });
+                    }
+                }
+            }
+            for t in [PEERS] {
+                txn.open_table(t).map_err(|e| fail_on(&path, e))?;
+            }
+            txn.open_table(GROUPS).map_err(|e| fail_on(&path, e))?;
+            txn.open_table(ROSTERS).map_err(|e| fail_on(&path, e))?;
+            txn.open_table(SENDER_KEYS).map_err(|e| fail_on(&path, e))?;
+            let log = txn.open_table(LOG).map_err(|e| fail_on(&path, e))?;
+            // Next index per group: one past the last key of each group's range.
+            let mut next = BTreeMap::new();
+            let mut cursor: Option<u128> = None;
+            loop {
+                let from = match cursor {
+                    None => (0u128, 0u64),
+                    Some(g) if g == u128::MAX => break,
+                    Some(g) => (g + 1, 0),
+                };
+                let Some(first) = log.range(from..).map_err(|e| fail_on(&path, e))?.next() else { break };
+                let (k, _) = first.map_err(|e| fail_on(&path, e))?;
+                let g = k.value().0;
+                let last = log.range((g, 0)..=(g, u64::MAX)).map_err(|e| fail_on(&path, e))?.next_back();
+                let n = match last {
+                    Some(x) => x.map_err(|e| fail_on(&path, e))?.0.value().1 + 1,
+                    None => 0,
+                };
+                next.insert(GroupId(g.to_be_bytes()), n);
+                cursor = Some(g);
+            }
+            self.next = next;
+        }
+        txn.commit().map_err(|e| fail_on(&path, e))?;
+        Ok(())
+    }
+
+    /// The ledger file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the ledger accepts writes (no I/O error since it was opened).
+    #[must_use]
+    pub fn is_healthy(&self) -> bool {
+        self.failed.is_none() && self.db.is_some()
+    }
+
+    /// Close and open the file again: the way back after an I/O error, once its cause (a full
+    /// disk) is fixed. Recovery runs as on [`Ledger::open`].
+    pub fn reopen(&mut self) -> Result<(), LedgerError> {
+        self.db = None;
+        let db = Self::open_db(&self.path)?;
+        self.db = Some(db);
+        self.failed = None;
+        self.roster_len.clear();
+        self.init()
+    }
+
+    fn db(&self) -> Result<&Database, LedgerError> {
+        if let Some(cause) = &self.failed {
+            return Err(LedgerError::NeedsReopen { path: self.path.clone(), cause: cause.clone() });
+        }
+        self.db.as_ref().ok_or_else(|| LedgerError::NeedsReopen { path: self.path.clone(), cause: "closed".into() })
+    }
+
+    /// Record a failure of the handle (redb refuses further use after an I/O error).
+    fn fail(&self, e: impl Into<redb::Error>) -> LedgerError {
+        fail_on(&self.path, e)
+    }
+
+    fn note(&mut self, e: LedgerError) -> LedgerError {
+        if matches!(e, LedgerError::DiskFull { .. } | LedgerError::Io { .. }) {
+            self.failed = Some(e.to_string());
+        }
+        e
+    }
+
+    /// Run one durable write transaction.
+    fn write<T>(&mut self, f: impl FnOnce(&redb::WriteTransaction, &Path) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+        let r = (|| {
+            let db = self.db()?;
+            let mut txn = db.begin_write().map_err(|e| self.fail(e))?;
+            txn.set_durability(Durability::Immediate);
+            let out = f(&txn, &self.path)?;
+            txn.commit().map_err(|e| self.fail(e))?;
+            Ok(out)
+        })();
+        r.map_err(|e| self.note(e))
+    }
+
+    // ------------------------------------------------------------ identity, peers, groups
+
+    /// The stored identity (opaque bytes: the crypto crate's key material), if any.
+    pub fn identity(&self) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.get_meta("identity")
+    }
+
+    /// Store the identity. It is written once: a second call fails rather than replace a key.
+    pub fn set_identity(&mut self, bytes: &[u8]) -> Result<(), LedgerError> {
+        if self.identity()?.is_some() {
+            return Err(LedgerError::NotALedger { path: self.path.clone(), detail: "an identity exists already; refusing to replace it".into() });
+        }
+        let v = seal_value(bytes);
+        self.write(|txn, path| {
+            txn.open_table(META).map_err(|e| fail_on(path, e)).and_then(|mut t| t.insert("identity", v.as_slice()).map(|_| ()).map_err(|e| fail_on(path, e)))
+        })
+    }
+
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| self.fail(e))?;
+        let t = txn.open_table(META).map_err(|e| self.fail(e))?;
+        let v = t.get(key).map_err(|e| self.fail(e))?;
+        v.map(|v| open_value(&self.path, &format!("meta/{key}"), v.value())).transpose()
+    }
+
+    /// Add or replace a peer entry (opaque bytes, keyed by the peer's id).
+    pub fn put_peer(&mut self, id: &EndpointId, entry: &[u8]) -> Result<(), LedgerError> {
+        let v = seal_value(entry);
+        self.write(|txn, path| txn.open_table(PEERS).map_err(|e| fail_on(path, e)).and_then(|mut t| t.insert(id.0.as_slice(), v.as_slice()).map(|_| ()).map_err(|e| fail_on(path, e))))
+    }
+
+    /// Remove a peer entry; whether it was there.
+    pub fn remove_peer(&mut self, id: &EndpointId) -> Result<bool, LedgerError> {
+        self.write(|txn, path| txn.open_table(PEERS).map_err(|e| fail_on(path, e)).and_then(|mut t| t.remove(id.0.as_slice()).map(|v| v.is_some()).map_err(|e| fail_on(path, e))))
+    }
+
+    /// Every peer entry.
+    pub fn peers(&self) -> Result<Vec<(EndpointId, Vec<u8>)>, LedgerError> {
+        self.scan(PEERS, "peers", |k: &[u8]| {
+            let mut id = [0u8; 32];
+            (k.len() == 32).then(|| {
+                id.copy_from_slice(k);
+                EndpointId(id)
+            })
+        })
+    }
+
+    /// Store a group's configuration (opaque bytes encoded by the node).
+    pub fn put_group(&mut self, group: &GroupId, config: &[u8]) -> Result<(), LedgerError> {
+        let v = seal_value(config);
+        self.write(|txn, path| txn.open_table(GROUPS).map_err(|e| fail_on(path, e)).and_then(|mut t| t.insert(gkey(group), v.as_slice()).map(|_| ()).map_err(|e| fail_on(path, e))))
+    }
+
+    /// Every stored group configuration.
+    pub fn groups(&self) -> Result<Vec<(GroupId, Vec<u8>)>, LedgerError> {
+        self.scan(GROUPS, "groups", |k: u128| Some(GroupId(k.to_be_bytes())))
+    }
+
+    /// Store a sender key another member handed over (opaque bytes). An endpoint's own sending
+    /// key is never stored: it is fresh at every start, so no nonce is ever reused.
+    pub fn put_sender_key(&mut self, group: &GroupId, key_id: u32, key: &[u8]) -> Result<(), LedgerError> {
+        let v = seal_value(key);
+        self.write(|txn, path| txn.open_table(SENDER_KEYS).map_err(|e| fail_on(path, e)).and_then(|mut t| t.insert((gkey(group), key_id), v.as_slice()).map(|_| ()).map_err(|e| fail_on(path, e))))
+    }
+
+    /// The sender keys stored for a group.
+    pub fn sender_keys(&self, group: &GroupId) -> Result<Vec<(u32, Vec<u8>)>, LedgerError> {
+        let g = gkey(group);
+        Ok(self.scan(SENDER_KEYS, "sender_keys", |k: (u128, u32)| (k.0 == g).then_some(k.1))?)
+    }
+
+    fn scan<K: redb::Key + 'static, O>(
+        &self,
+        def: TableDefinition<K, &'static [u8]>,
+        name: &str,
+        key: impl Fn(K::SelfType<'_>) -> Option<O>,
+    ) -> Result<Vec<(O, Vec<u8>)>, LedgerError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| self.fail(e))?;
+        let t = txn.open_table(def).map_err(|e| self.fail(e))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| self.fail(e))? {
+            let (k, v) = item.map_err(|e| self.fail(e))?;
+            if let Some(o) = key(k.value()) {
+                out.push((o, open_value(&self.path, name, v.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------ records
+
+    /// Write batches of records durably, in one transaction (group commit): when this returns
+    /// `Ok`, every batch is on disk and may be reported with `handle_persisted`. Each batch
+    /// comes with its group's configuration (to encode it) and roster (stored beside the log,
+    /// to decode it later).
+    pub fn persist(&mut self, batches: &[(&GroupConfig, &BTreeMap<u64, EndpointId>, &PersistRequest)]) -> Result<(), LedgerError> {
+        let mut rows: Vec<(GroupId, Vec<Vec<u8>>)> = Vec::with_capacity(batches.len());
+        let mut rosters = Vec::new();
+        for (cfg, roster, req) in batches {
+            let recs = req.records.iter().map(|r| seal_value(&codec::encode_record(&cfg.schema, cfg.genesis_ms, r))).collect();
+            rows.push((cfg.group, recs));
+            if self.roster_len.get(&cfg.group) != Some(&roster.len()) {
+                rosters.push((cfg.group, roster_bytes(roster), roster.len()));
+            }
+        }
+        let mut next = self.next.clone();
+        self.write(|txn, path| {
+            let mut log = txn.open_table(LOG).map_err(|e| fail_on(path, e))?;
+            for (g, recs) in &rows {
+                let n = next.entry(*g).or_insert(0);
+                for v in recs {
+                    log.insert((gkey(g), *n), v.as_slice()).map_err(|e| fail_on(path, e))?;
+                    *n += 1;
+                }
+            }
+            let mut rt = txn.open_table(ROSTERS).map_err(|e| fail_on(path, e))?;
+            for (g, bytes, _) in &rosters {
+                rt.insert(gkey(g), bytes.as_slice()).map_err(|e| fail_on(path, e))?;
+            }
+            Ok(())
+        })?;
+        self.next = next;
+        for (g, _, len) in rosters {
+            self.roster_len.insert(g, len);
+        }
+        Ok(())
+    }
+
+    /// Every durable record of a group, in the order written: what `Replica::restore` takes.
+    pub fn load(&self, cfg: &GroupConfig) -> Result<Vec<Record>, LedgerError> {
+        let g = gkey(&cfg.group);
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| self.fail(e))?;
+        let roster = {
+            let t = txn.open_table(ROSTERS).map_err(|e| self.fail(e))?;
+            let v = t.get(g).map_err(|e| self.fail(e))?;
+            match v {
+                Some(v) => parse_roster(&self.path, &open_value(&self.path, "rosters", v.value())?)?,
+                None => BTreeMap::new(),
+            }
+        };
+        let view = codec::GroupView { schema: &cfg.schema, genesis_ms: cfg.genesis_ms, roster: &roster, limits: codec::Limits::default() };
+        let log = txn.open_table(LOG).map_err(|e| self.fail(e))?;
+        let mut out = Vec::new();
+        for item in log.range((g, 0)..=(g, u64::MAX)).map_err(|e| self.fail(e))? {
+            let (k, v) = item.map_err(|e| self.fail(e))?;
+            let where_ = format!("log record {} of group {}", k.value().1, hex(&cfg.group.0));
+            let bytes = open_value(&self.path, &where_, v.value())?;
+            let rec = codec::decode_record(&view, &bytes)
+                .map_err(|e| LedgerError::Corrupt { path: self.path.clone(), detail: format!("{where_} does not decode: {e}") })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Records in a group's log.
+    pub fn record_count(&self, group: &GroupId) -> Result<u64, LedgerError> {
+        let g = gkey(group);
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| self.fail(e))?;
+        let log = txn.open_table(LOG).map_err(|e| self.fail(e))?;
+        let n = log.range((g, 0)..=(g, u64::MAX)).map_err(|e| self.fail(e))?.count();
+        Ok(n as u64)
+    }
+
+    /// Replace a group's log by a snapshot ([`Replica::snapshot`]) in one durable
+    /// transaction: a crash leaves either the old log or the snapshot, never a mix. Call it
+    /// only when no batch of the group is waiting to be written.
+    pub fn compact(&mut self, cfg: &GroupConfig, roster: &BTreeMap<u64, EndpointId>, snapshot: &[Record]) -> Result<Compaction, LedgerError> {
+        let g = gkey(&cfg.group);
+        let recs: Vec<Vec<u8>> = snapshot.iter().map(|r| seal_value(&codec::encode_record(&cfg.schema, cfg.genesis_ms, r))).collect();
+        let start = self.next.get(&cfg.group).copied().unwrap_or(0);
+        let rbytes = roster_bytes(roster);
+        let before = self.write(|txn, path| {
+            let mut log = txn.open_table(LOG).map_err(|e| fail_on(path, e))?;
+            let before = log.extract_from_if((g, 0)..=(g, u64::MAX), |_, _| true).map_err(|e| fail_on(path, e))?.count() as u64;
+            for (i, v) in recs.iter().enumerate() {
+                log.insert((g, start + i as u64), v.as_slice()).map_err(|e| fail_on(path, e))?;
+            }
+            txn.open_table(ROSTERS).map_err(|e| fail_on(path, e)).and_then(|mut t| t.insert(g, rbytes.as_slice()).map(|_| ()).map_err(|e| fail_on(path, e)))?;
+            Ok(before)
+        })?;
+        self.next.insert(cfg.group, start + recs.len() as u64);
+        self.roster_len.insert(cfg.group, roster.len());
+        Ok(Compaction { before, after: recs.len() as u64 })
+    }
+
+    /// Give freed pages back to the file system (redb's compaction of the file itself).
+    pub fn shrink(&mut self) -> Result<bool, LedgerError> {
+        let path = self.path.clone();
+        let db = self.db.as_mut().ok_or_else(|| LedgerError::NeedsReopen { path: path.clone(), cause: "closed".into() })?;
+        db.compact().map_err(|e| fail_on(&path, e))
+    }
+
+    /// Size of the ledger file in bytes.
+    pub fn file_size(&self) -> Result<u64, LedgerError> {
+        std::fs::metadata(&self.path).map(|m| m.len()).map_err(|e| io_error(&self.path, &e))
+    }
+}
+
+fn roster_bytes(roster: &BTreeMap<u64, EndpointId>) -> Vec<u8> {
+    seal_value(&roster.values().flat_map(|id| id.0).collect::<Vec<u8>>())
+}
+
+fn parse_roster(path: &Path, b: &[u8]) -> Result<BTreeMap<u64, EndpointId>, LedgerError> {
+    if b.len() % 32 != 0 {
+        return Err(LedgerError::Corrupt { path: path.to_path_buf(), detail: "a roster is not a list of 32-byte ids".into() });
+    }
+    Ok(b.chunks_exact(32)
+        .map(|c| {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(c);
+            let id = EndpointId(id);
+            (id.short(), id)
+        })
+        .collect())
+}
+
+fn open_value(path: &Path, what: &str, v: &[u8]) -> Result<Vec<u8>, LedgerError> {
+    let corrupt = |d: &str| LedgerError::Corrupt { path: path.to_path_buf(), detail: format!("{what}: {d}") };
+    if v.len() < 8 {
+        return Err(corrupt("shorter than its checksum"));
+    }
+    let (sum, payload) = v.split_at(8);
+    if sum != &blake3::hash(payload).as_bytes()[..8] {
+        return Err(corrupt("checksum mismatch"));
+    }
+    Ok(payload.to_vec())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> LedgerError {
+    if e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull {
+        LedgerError::DiskFull { path: path.to_path_buf() }
+    } else if e.kind() == std::io::ErrorKind::InvalidData {
+        LedgerError::Corrupt { path: path.to_path_buf(), detail: e.to_string() }
+    } else {
+        LedgerError::Io { path: path.to_path_buf(), detail: e.to_string() }
+    }
+}
+
+fn storage_error(path: &Path, e: redb::StorageError) -> LedgerError {
+    match e {
+        redb::StorageError::Io(io) => io_error(path, &io),
+        redb::StorageError::Corrupted(d) => LedgerError::Corrupt { path: path.to_path_buf(), detail: d },
+        redb::StorageError::ValueTooLarge(n) => LedgerError::TooLarge(n),
+        redb::StorageError::PreviousIo => LedgerError::NeedsReopen { path: path.to_path_buf(), cause: "an earlier I/O error".into() },
+        other => LedgerError::Io { path: path.to_path_buf(), detail: other.to_string() },
+    }
+}
+
+fn fail_on(path: &Path, e: impl Into<redb::Error>) -> LedgerError {
+    match e.into() {
+        redb::Error::Io(io) => io_error(path, &io),
+        redb::Error::Corrupted(d) => LedgerError::Corrupt { path: path.to_path_buf(), detail: d },
+        redb::Error::ValueTooLarge(n) => LedgerError::TooLarge(n),
+        redb::Error::PreviousIo => LedgerError::NeedsReopen { path: path.to_path_buf(), cause: "an earlier I/O error".into() },
+        redb::Error::DatabaseAlreadyOpen => LedgerError::Locked { path: path.to_path_buf() },
+        other => LedgerError::Io { path: path.to_path_buf(), detail: other.to_string() },
+    }
+}
