@@ -20,7 +20,7 @@ mod store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use spook_core::{codec, EndpointId, GroupConfig, GroupId, PersistRequest, Record};
 
 pub use store::{GroupStore, LocalWriteError};
@@ -36,7 +36,14 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers");
 const GROUPS: TableDefinition<u128, &[u8]> = TableDefinition::new("groups");
 const ROSTERS: TableDefinition<u128, &[u8]> = TableDefinition::new("rosters");
-const LOG: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("log");
+/// Each group's log is its own table, `log-<group hex>`, so compaction drops a whole table
+/// instead of deleting a million rows in one copy-on-write transaction.
+type LogTable<'a> = TableDefinition<'a, u64, &'static [u8]>;
+const LOG_PREFIX: &str = "log-";
+
+fn log_name(g: &GroupId) -> String {
+    format!("{LOG_PREFIX}{}", hex(&g.0))
+}
 const SENDER_KEYS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("sender_keys");
 
 /// Errors of the ledger. Each names the file and says what to do.
@@ -213,26 +220,16 @@ impl Ledger {
             txn.open_table(GROUPS).map_err(|e| fail_on(&path, e))?;
             txn.open_table(ROSTERS).map_err(|e| fail_on(&path, e))?;
             txn.open_table(SENDER_KEYS).map_err(|e| fail_on(&path, e))?;
-            let log = txn.open_table(LOG).map_err(|e| fail_on(&path, e))?;
-            // Next index per group: one past the last key of each group's range.
+            // Next index per group: one past the last key of each group's table.
             let mut next = BTreeMap::new();
-            let mut cursor: Option<u128> = None;
-            loop {
-                let from = match cursor {
-                    None => (0u128, 0u64),
-                    Some(g) if g == u128::MAX => break,
-                    Some(g) => (g + 1, 0),
+            let names: Vec<String> = txn.list_tables().map_err(|e| fail_on(&path, e))?.map(|h| h.name().to_string()).collect();
+            for name in names.iter().filter(|n| n.starts_with(LOG_PREFIX)) {
+                let Some(g) = parse_group(&name[LOG_PREFIX.len()..]) else {
+                    return Err(LedgerError::Corrupt { path, detail: format!("table {name} is not named for a group") });
                 };
-                let Some(first) = log.range(from..).map_err(|e| fail_on(&path, e))?.next() else { break };
-                let (k, _) = first.map_err(|e| fail_on(&path, e))?;
-                let g = k.value().0;
-                let last = log.range((g, 0)..=(g, u64::MAX)).map_err(|e| fail_on(&path, e))?.next_back();
-                let n = match last {
-                    Some(x) => x.map_err(|e| fail_on(&path, e))?.0.value().1 + 1,
-                    None => 0,
-                };
-                next.insert(GroupId(g.to_be_bytes()), n);
-                cursor = Some(g);
+                let log = txn.open_table(LogTable::new(name)).map_err(|e| fail_on(&path, e))?;
+                let last = log.last().map_err(|e| fail_on(&path, e))?.map(|(k, _)| k.value());
+                next.insert(g, last.map_or(0, |k| k + 1));
             }
             self.next = next;
         }
@@ -404,11 +401,12 @@ impl Ledger {
         }
         let mut next = self.next.clone();
         self.write(|txn, path| {
-            let mut log = txn.open_table(LOG).map_err(|e| fail_on(path, e))?;
             for (g, recs) in &rows {
+                let name = log_name(g);
+                let mut log = txn.open_table(LogTable::new(&name)).map_err(|e| fail_on(path, e))?;
                 let n = next.entry(*g).or_insert(0);
                 for v in recs {
-                    log.insert((gkey(g), *n), v.as_slice()).map_err(|e| fail_on(path, e))?;
+                    log.insert(*n, v.as_slice()).map_err(|e| fail_on(path, e))?;
                     *n += 1;
                 }
             }
@@ -439,11 +437,16 @@ impl Ledger {
             }
         };
         let view = codec::GroupView { schema: &cfg.schema, genesis_ms: cfg.genesis_ms, roster: &roster, limits: codec::Limits::default() };
-        let log = txn.open_table(LOG).map_err(|e| self.fail(e))?;
+        let name = log_name(&cfg.group);
+        let log = match txn.open_table(LogTable::new(&name)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.fail(e)),
+        };
         let mut out = Vec::new();
-        for item in log.range((g, 0)..=(g, u64::MAX)).map_err(|e| self.fail(e))? {
+        for item in log.iter().map_err(|e| self.fail(e))? {
             let (k, v) = item.map_err(|e| self.fail(e))?;
-            let where_ = format!("log record {} of group {}", k.value().1, hex(&cfg.group.0));
+            let where_ = format!("log record {} of group {}", k.value(), hex(&cfg.group.0));
             let bytes = open_value(&self.path, &where_, v.value())?;
             let rec = codec::decode_record(&view, &bytes)
                 .map_err(|e| LedgerError::Corrupt { path: self.path.clone(), detail: format!("{where_} does not decode: {e}") })?;
@@ -454,12 +457,14 @@ impl Ledger {
 
     /// Records in a group's log.
     pub fn record_count(&self, group: &GroupId) -> Result<u64, LedgerError> {
-        let g = gkey(group);
         let db = self.db()?;
         let txn = db.begin_read().map_err(|e| self.fail(e))?;
-        let log = txn.open_table(LOG).map_err(|e| self.fail(e))?;
-        let n = log.range((g, 0)..=(g, u64::MAX)).map_err(|e| self.fail(e))?.count();
-        Ok(n as u64)
+        let name = log_name(group);
+        match txn.open_table(LogTable::new(&name)) {
+            Ok(t) => t.len().map_err(|e| self.fail(e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(self.fail(e)),
+        }
     }
 
     /// Replace a group's log by a snapshot ([`Replica::snapshot`]) in one durable
@@ -471,10 +476,12 @@ impl Ledger {
         let start = self.next.get(&cfg.group).copied().unwrap_or(0);
         let rbytes = roster_bytes(roster);
         let before = self.write(|txn, path| {
-            let mut log = txn.open_table(LOG).map_err(|e| fail_on(path, e))?;
-            let before = log.extract_from_if((g, 0)..=(g, u64::MAX), |_, _| true).map_err(|e| fail_on(path, e))?.count() as u64;
+            let name = log_name(&cfg.group);
+            let before = txn.open_table(LogTable::new(&name)).and_then(|t| Ok(t.len()?)).map_err(|e| fail_on(path, e))?;
+            txn.delete_table(LogTable::new(&name)).map_err(|e| fail_on(path, e))?;
+            let mut log = txn.open_table(LogTable::new(&name)).map_err(|e| fail_on(path, e))?;
             for (i, v) in recs.iter().enumerate() {
-                log.insert((g, start + i as u64), v.as_slice()).map_err(|e| fail_on(path, e))?;
+                log.insert(start + i as u64, v.as_slice()).map_err(|e| fail_on(path, e))?;
             }
             txn.open_table(ROSTERS).map_err(|e| fail_on(path, e)).and_then(|mut t| t.insert(g, rbytes.as_slice()).map(|_| ()).map_err(|e| fail_on(path, e)))?;
             Ok(before)
@@ -525,6 +532,17 @@ fn open_value(path: &Path, what: &str, v: &[u8]) -> Result<Vec<u8>, LedgerError>
         return Err(corrupt("checksum mismatch"));
     }
     Ok(payload.to_vec())
+}
+
+fn parse_group(h: &str) -> Option<GroupId> {
+    let mut g = [0u8; 16];
+    if h.len() != 32 {
+        return None;
+    }
+    for (i, b) in g.iter_mut().enumerate() {
+        *b = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(GroupId(g))
 }
 
 fn hex(b: &[u8]) -> String {
