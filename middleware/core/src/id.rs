@@ -57,6 +57,48 @@ impl fmt::Display for EndpointId {
     }
 }
 
+/// An endpoint id that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an endpoint id (52 base32 characters a-z, 2-7): {0:?}")]
+pub struct ParseIdError(pub String);
+
+impl core::str::FromStr for EndpointId {
+    type Err = ParseIdError;
+
+    /// Parse the base32 form that `Display` prints.
+    ///
+    /// ```
+    /// # use spook_core::EndpointId;
+    /// let id = EndpointId::from_index(3);
+    /// assert_eq!(id.to_string().parse::<EndpointId>(), Ok(id));
+    /// assert!("not-an-id".parse::<EndpointId>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseIdError(s.chars().take(60).collect());
+        if s.len() != 52 {
+            return Err(err());
+        }
+        let (mut acc, mut bits, mut out) = (0u32, 0u32, Vec::with_capacity(32));
+        for c in s.bytes() {
+            let v = B32.iter().position(|x| *x == c).ok_or_else(err)? as u32;
+            acc = (acc << 5) | v;
+            bits += 5;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+                acc &= (1 << bits) - 1;
+            }
+        }
+        // 52 characters carry 260 bits: the last 4 must be zero.
+        if acc != 0 || out.len() != 32 {
+            return Err(err());
+        }
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&out);
+        Ok(EndpointId(id))
+    }
+}
+
 impl fmt::Debug for EndpointId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EndpointId({})", &base32(&self.0)[..8])

@@ -23,7 +23,7 @@ pub use causal::{CausalContext, IntervalSet};
 pub use clock::{Clock, Hlc, TooFarAhead};
 pub use codec::{DecodeError, Frame, FrameKind, Limits};
 pub use delta::{Action, Cmp, Delta, Op, OpId, Precondition, Txn, TxnWrite};
-pub use id::{Dot, EndpointId, FieldId, GroupId, PairId, RegisterId};
+pub use id::{Dot, EndpointId, FieldId, GroupId, PairId, ParseIdError, RegisterId};
 pub use replica::{Dest, Event, GroupConfig, GroupKind, PersistRequest, Record, Replica, Stats, Transmit, TxnState, View, WriteError};
 pub use schema::{FieldDef, MergePolicy, Schema};
 pub use serial::{AbortReason, SerialCell, SerialState, TxnOutcome};

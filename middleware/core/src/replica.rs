@@ -573,8 +573,9 @@ impl Replica {
     /// let battery = r.schema().field_id("battery").unwrap();
     /// r.set(10, RegisterId(1), battery, Value::F64(0.9)).unwrap();
     /// assert!(r.snapshot().is_none()); // not durable yet
-    /// let req = r.poll_persist().unwrap();
-    /// r.handle_persisted(req.id, 11);
+    /// while let Some(req) = r.poll_persist() {
+    ///     r.handle_persisted(req.id, 11); // (a commit asks to persist the new frontier)
+    /// }
     /// let snap = r.snapshot().unwrap();
     /// let back = Replica::restore(me, cfg, &snap, 12);
     /// assert_eq!(back.state_hash(), r.state_hash());
