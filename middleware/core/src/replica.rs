@@ -75,7 +75,7 @@ impl GroupConfig {
             digest_interval_ms: 250,
             digest_fanout: 2,
             resend_after_ms: 300,
-            hwm_window_ms: 5_000,
+            hwm_window_ms: 1_000,
             max_batch: 256,
             kind: GroupKind::Convergent,
             decohere_after_ms: 3_000,
@@ -1163,9 +1163,16 @@ impl Replica {
     fn reserve_hwm(&mut self, now: u64) {
         let cur = self.clock.read(now);
         if cur.ms() + self.cfg.hwm_window_ms / 2 > self.requested_hwm.ms() {
-            let h = Hlc::new(cur.ms() + self.cfg.hwm_window_ms, 0);
-            self.requested_hwm = h;
-            self.unpersisted.push(Record::Hwm(h));
+            // Anchored to local time, not to the clock: a restarted replica starts its clock
+            // at the old reservation, and reserving from there would push the clock another
+            // window ahead of real time at every restart (a node crash-looping for a minute
+            // ran minutes ahead, and its peers held its frames as from the future). So the
+            // lead over local time stays below one window, whatever the restarts.
+            let h = Hlc::new((now + self.cfg.hwm_window_ms).max(cur.ms() + 1), 0);
+            if h > self.requested_hwm {
+                self.requested_hwm = h;
+                self.unpersisted.push(Record::Hwm(h));
+            }
         }
     }
 

@@ -214,9 +214,7 @@ impl Ledger {
                     }
                 }
             }
-            for t in [PEERS] {
-                txn.open_table(t).map_err(|e| fail_on(&path, e))?;
-            }
+            txn.open_table(PEERS).map_err(|e| fail_on(&path, e))?;
             txn.open_table(GROUPS).map_err(|e| fail_on(&path, e))?;
             txn.open_table(ROSTERS).map_err(|e| fail_on(&path, e))?;
             txn.open_table(SENDER_KEYS).map_err(|e| fail_on(&path, e))?;
@@ -361,7 +359,7 @@ impl Ledger {
     /// The sender keys stored for a group.
     pub fn sender_keys(&self, group: &GroupId) -> Result<Vec<(u32, Vec<u8>)>, LedgerError> {
         let g = gkey(group);
-        Ok(self.scan(SENDER_KEYS, "sender_keys", |k: (u128, u32)| (k.0 == g).then_some(k.1))?)
+        self.scan(SENDER_KEYS, "sender_keys", |k: (u128, u32)| (k.0 == g).then_some(k.1))
     }
 
     fn scan<K: redb::Key + 'static, O>(

@@ -176,7 +176,7 @@ fn a_corrupt_or_foreign_file_is_detected_on_open_or_load() {
     // Not a database at all.
     let junk = d.join("junk.db");
     std::fs::write(&junk, vec![0xA5; 64 * 1024]).unwrap();
-    let e = Ledger::open(&junk).err().expect("junk is refused");
+    let e = Ledger::open(&junk).map(|_| ()).expect_err("junk is refused");
     assert!(matches!(e, LedgerError::Corrupt { .. } | LedgerError::NotALedger { .. }), "{e}");
     assert!(e.to_string().contains("junk.db"), "the message names the file: {e}");
 
@@ -208,7 +208,7 @@ fn a_corrupt_or_foreign_file_is_detected_on_open_or_load() {
     }
     std::fs::write(&path, &bytes).unwrap();
     let res = Ledger::open(&path).and_then(|l| l.load(&cfg));
-    let e = res.err().expect("a flipped byte is detected");
+    let e = res.expect_err("a flipped byte is detected");
     assert!(matches!(e, LedgerError::Corrupt { .. }), "{e}");
     assert!(e.to_string().contains("corrupt"), "{e}");
 
@@ -218,7 +218,7 @@ fn a_corrupt_or_foreign_file_is_detected_on_open_or_load() {
         *b = !*b;
     }
     std::fs::write(&path, &bytes).unwrap();
-    let e = Ledger::open(&path).err().expect("a damaged header is detected");
+    let e = Ledger::open(&path).map(|_| ()).expect_err("a damaged header is detected");
     assert!(matches!(e, LedgerError::Corrupt { .. } | LedgerError::NotALedger { .. }), "{e}");
     std::fs::remove_dir_all(&d).unwrap();
 }
