@@ -1,0 +1,283 @@
+//! `spook`: the command line for a Spook node. See `spook --help`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value as Json};
+use spook_node::control::Request;
+
+const HELP: &str = "\
+spook: command line for a Spook node
+
+USAGE:
+    spook [--config FILE] [--json] <command>
+
+NODE:
+    init                          create this node's identity in its ledger
+    id                            print this node's endpoint id
+    allow <endpoint-id> [--name N]
+                                  add a peer to the allow-list (only allowed peers can pair)
+    up                            run the node in the foreground (as spookd)
+    status                        members, frontiers, pending, hashes, bytes, rejections
+    demo [--nodes N] [--seconds S]
+                                  start a local domain of N nodes and watch it converge
+
+GROUPS:
+    group create <name> [--member ID]... [--serial]
+                                  create a group; prints an invite for the other members
+    group join <invite> [--name N]
+    group leave <name>
+    group list
+
+DATA (values are JSON):
+    set <group> <register> <field> <json>     e.g. spook set fleet 7 battery 0.82
+    get <group> <register> [field] [--committed]
+    watch <group> [--committed]               stream changes until Ctrl-C
+
+Commands other than init, id, allow and up talk to the running node over its control socket
+(from the config's [node] control). --json prints the node's JSON responses as they are.";
+
+struct Opts {
+    config: Option<PathBuf>,
+    json: bool,
+    rest: Vec<String>,
+}
+
+fn parse_args() -> Result<Opts> {
+    let mut o = Opts { config: None, json: false, rest: Vec::new() };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                std::process::exit(0);
+            }
+            "--config" | "-c" => o.config = Some(it.next().context("--config needs a file")?.into()),
+            "--json" => o.json = true,
+            _ => o.rest.push(a),
+        }
+    }
+    Ok(o)
+}
+
+/// Take `--name value` out of `args`.
+fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => {
+            if i + 1 >= args.len() {
+                bail!("{name} needs a value");
+            }
+            let v = args.remove(i + 1);
+            args.remove(i);
+            Ok(Some(v))
+        }
+    }
+}
+
+fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
+    match args.iter().position(|a| a == name) {
+        Some(i) => {
+            args.remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+fn request(sock: &std::path::Path, r: &Request) -> Result<Json> {
+    let mut s = UnixStream::connect(sock).with_context(|| format!("cannot reach the node at {} (is spookd running? `spook up` starts one)", sock.display()))?;
+    writeln!(s, "{}", serde_json::to_string(r)?)?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    let j: Json = serde_json::from_str(&line).context("the node answered something that is not JSON")?;
+    if j.get("ok") != Some(&Json::Bool(true)) {
+        bail!("{}", j.get("error").and_then(Json::as_str).unwrap_or("the node refused the request"));
+    }
+    Ok(j)
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let o = parse_args()?;
+    let cfg = spook_node::Config::load(o.config.as_deref())?;
+    let sock = cfg.node.control.clone();
+    let mut args = o.rest.clone();
+    if args.is_empty() {
+        println!("{HELP}");
+        return Ok(());
+    }
+    let cmd = args.remove(0);
+    let show = |j: &Json, human: &dyn Fn(&Json) -> String| {
+        if o.json {
+            println!("{j}");
+        } else {
+            println!("{}", human(j));
+        }
+    };
+    match cmd.as_str() {
+        "init" | "id" => {
+            let j = match request(&sock, &Request::Id) {
+                Ok(j) => j,
+                Err(_) => {
+                    let mut l = spook_ledger::Ledger::open(&cfg.node.ledger)?;
+                    let existed = l.identity()?.is_some();
+                    if cmd == "id" && !existed {
+                        bail!("{} has no identity yet: run `spook init`", cfg.node.ledger.display());
+                    }
+                    let id = spook_node::node::ensure_identity(&mut l)?;
+                    json!({"ok": true, "id": id.id().to_string(), "created": !existed})
+                }
+            };
+            show(&j, &|j| j["id"].as_str().unwrap_or_default().to_string());
+        }
+        "allow" => {
+            let name = take_opt(&mut args, "--name")?.unwrap_or_default();
+            let peer = args.first().ok_or_else(|| anyhow!("usage: spook allow <endpoint-id> [--name N]"))?.clone();
+            let r = Request::Allow { peer: peer.clone(), name: name.clone() };
+            let j = match request(&sock, &r) {
+                Ok(j) => j,
+                Err(e) if e.to_string().contains("cannot reach") => {
+                    let id = peer.parse().map_err(|e| anyhow!("{e}"))?;
+                    let mut l = spook_ledger::Ledger::open(&cfg.node.ledger)?;
+                    spook_node::node::allow_in_ledger(&mut l, id, &name)?;
+                    json!({"ok": true, "allowed": peer})
+                }
+                Err(e) => return Err(e),
+            };
+            show(&j, &|j| format!("allowed {}", j["allowed"].as_str().unwrap_or_default()));
+        }
+        "up" => {
+            spook_node::daemon::init_logging(&cfg.node.log);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(spook_node::daemon::run(cfg))?;
+        }
+        "status" => {
+            let j = request(&sock, &Request::Status)?;
+            show(&j, &human_status);
+        }
+        "group" => {
+            let sub = if args.is_empty() { String::new() } else { args.remove(0) };
+            match sub.as_str() {
+                "create" => {
+                    let serial = take_flag(&mut args, "--serial");
+                    let mut members = Vec::new();
+                    while let Some(m) = take_opt(&mut args, "--member")? {
+                        members.push(m);
+                    }
+                    let name = args.first().ok_or_else(|| anyhow!("usage: spook group create <name> [--member ID]... [--serial]"))?.clone();
+                    let kind = Some(if serial { "serial" } else { "convergent" }.to_string());
+                    let j = request(&sock, &Request::GroupCreate { name, members, kind })?;
+                    show(&j, &|j| format!("group {} created ({})\ninvite for the other members:\n  spook group join {}", j["group"].as_str().unwrap_or_default(), j["id"].as_str().unwrap_or_default(), j["invite"].as_str().unwrap_or_default()));
+                }
+                "join" => {
+                    let name = take_opt(&mut args, "--name")?;
+                    let invite = args.first().ok_or_else(|| anyhow!("usage: spook group join <invite> [--name N]"))?.clone();
+                    let j = request(&sock, &Request::GroupJoin { invite, name })?;
+                    show(&j, &|j| format!("joined group {}", j["group"].as_str().unwrap_or_default()));
+                }
+                "leave" => {
+                    let group = args.first().ok_or_else(|| anyhow!("usage: spook group leave <name>"))?.clone();
+                    let j = request(&sock, &Request::GroupLeave { group })?;
+                    show(&j, &|j| format!("left {}", j["left"].as_str().unwrap_or_default()));
+                }
+                "list" => {
+                    let j = request(&sock, &Request::GroupList)?;
+                    show(&j, &|j| {
+                        let gs = j["groups"].as_array().cloned().unwrap_or_default();
+                        if gs.is_empty() {
+                            return "no groups (spook group create <name>)".into();
+                        }
+                        gs.iter().map(|g| format!("{:<16} {:<11} {} members  {}", g["name"].as_str().unwrap_or_default(), g["kind"].as_str().unwrap_or_default(), g["members"].as_array().map_or(0, Vec::len), g["id"].as_str().unwrap_or_default())).collect::<Vec<_>>().join("\n")
+                    });
+                }
+                _ => bail!("usage: spook group create|join|leave|list ..."),
+            }
+        }
+        "set" => {
+            if args.len() != 4 {
+                bail!("usage: spook set <group> <register> <field> <json>   e.g. spook set fleet 7 battery 0.82");
+            }
+            let register: u32 = args[1].parse().with_context(|| format!("register {:?} is not a number", args[1]))?;
+            let value: Json = serde_json::from_str(&args[3]).with_context(|| format!("value {:?} is not JSON (strings need quotes: '\"text\"')", args[3]))?;
+            let j = request(&sock, &Request::Set { group: args[0].clone(), register, field: args[2].clone(), value })?;
+            show(&j, &|j| format!("written (seq {})", j["seq"]));
+        }
+        "get" => {
+            let committed = take_flag(&mut args, "--committed");
+            if args.len() < 2 {
+                bail!("usage: spook get <group> <register> [field] [--committed]");
+            }
+            let register: u32 = args[1].parse().with_context(|| format!("register {:?} is not a number", args[1]))?;
+            let view = Some(if committed { "committed" } else { "pending" }.to_string());
+            let j = request(&sock, &Request::Get { group: args[0].clone(), register, field: args.get(2).cloned(), view })?;
+            show(&j, &|j| if j.get("field").is_some() { j["value"].to_string() } else { serde_json::to_string_pretty(&j["fields"]).unwrap_or_default() });
+        }
+        "watch" => {
+            let committed = take_flag(&mut args, "--committed");
+            let group = args.first().ok_or_else(|| anyhow!("usage: spook watch <group> [--committed]"))?.clone();
+            let mut s = UnixStream::connect(&sock).with_context(|| format!("cannot reach the node at {}", sock.display()))?;
+            let view = Some(if committed { "committed" } else { "pending" }.to_string());
+            writeln!(s, "{}", serde_json::to_string(&Request::Watch { group, view })?)?;
+            for line in BufReader::new(s).lines() {
+                let line = line?;
+                let j: Json = serde_json::from_str(&line)?;
+                if j.get("ok") == Some(&Json::Bool(false)) {
+                    bail!("{}", j["error"].as_str().unwrap_or_default());
+                }
+                if j.get("ok").is_some() {
+                    continue;
+                }
+                show(&j, &|j| format!("{} register {}: {}", j["view"].as_str().unwrap_or_default(), j["register"], j["fields"]));
+            }
+        }
+        "demo" => {
+            let nodes: usize = take_opt(&mut args, "--nodes")?.map_or(Ok(3), |v| v.parse()).context("--nodes")?;
+            let seconds: u64 = take_opt(&mut args, "--seconds")?.map_or(Ok(20), |v| v.parse()).context("--seconds")?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(spook_node::demo::run(nodes.clamp(2, 16), seconds))?;
+        }
+        other => bail!("unknown command {other:?}\n\n{HELP}"),
+    }
+    Ok(())
+}
+
+fn human_status(j: &Json) -> String {
+    let mut s = format!("node {}  domain {}\n", j["id"].as_str().unwrap_or_default(), j["domain"].as_str().unwrap_or_default());
+    s += &format!("bytes in {}  out {}\n", j["bytes_in"], j["bytes_out"]);
+    if let Some(r) = j["rejected"].as_object() {
+        if !r.is_empty() {
+            s += &format!("rejected: {}\n", r.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "));
+        }
+    }
+    for g in j["groups"].as_array().cloned().unwrap_or_default() {
+        s += &format!(
+            "\ngroup {} ({}), state {} committed {}, frontier {} ms, {} pending, {} re-alignments, {} decohered\n",
+            g["name"].as_str().unwrap_or_default(),
+            g["kind"].as_str().unwrap_or_default(),
+            g["state_hash"].as_str().unwrap_or_default().get(..12).unwrap_or_default(),
+            g["committed_hash"].as_str().unwrap_or_default().get(..12).unwrap_or_default(),
+            g["frontier_ms"],
+            g["pending_candidates"],
+            g["states_applied"],
+            g["decohered"],
+        );
+        for m in g["members"].as_array().cloned().unwrap_or_default() {
+            let id = m["id"].as_str().unwrap_or_default();
+            let tag = if m["me"].as_bool() == Some(true) { "me" } else if m["paired"].as_bool() == Some(true) { "paired" } else { "no channel" };
+            s += &format!("  {}…  seq {:<8} {tag}\n", id.get(..12).unwrap_or(id), m["seq"]);
+        }
+        if let Some(e) = g["ledger_error"].as_str() {
+            s += &format!("  LEDGER: {e}\n");
+        }
+    }
+    s
+}

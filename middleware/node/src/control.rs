@@ -1,0 +1,150 @@
+//! The control protocol between `spookd` and its clients (the `spook` CLI, applications):
+//! one JSON object per line over a local Unix socket. A request gets one response line; a
+//! `watch` gets a stream of event lines until the client hangs up.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+/// A request. Groups are named by the name given at create/join time or by their hex id.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// This node's endpoint id.
+    Id,
+    /// Add a peer to the allow-list.
+    Allow {
+        /// The peer's endpoint id (base32).
+        peer: String,
+        /// A display name.
+        #[serde(default)]
+        name: String,
+    },
+    /// Create a group with this node and `members`.
+    GroupCreate {
+        /// Local name.
+        name: String,
+        /// The other members' endpoint ids.
+        #[serde(default)]
+        members: Vec<String>,
+        /// `convergent` (default) or `serial`.
+        #[serde(default)]
+        kind: Option<String>,
+    },
+    /// Join a group from the invite `group create` printed.
+    GroupJoin {
+        /// The invite.
+        invite: String,
+        /// Local name (defaults to the creator's).
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Leave a group (forget it locally).
+    GroupLeave {
+        /// The group.
+        group: String,
+    },
+    /// The groups this node holds.
+    GroupList,
+    /// Write one field of a register (last-writer-wins set, counter add, set insert or log
+    /// append, by the field's policy).
+    Set {
+        /// The group.
+        group: String,
+        /// The register.
+        register: u32,
+        /// The field name (e.g. `battery`, `pose.rotation`).
+        field: String,
+        /// The value, as JSON.
+        value: Json,
+    },
+    /// Read a register (all fields) or one field.
+    Get {
+        /// The group.
+        group: String,
+        /// The register.
+        register: u32,
+        /// One field, or all.
+        #[serde(default)]
+        field: Option<String>,
+        /// `pending` (default) or `committed`.
+        #[serde(default)]
+        view: Option<String>,
+    },
+    /// Stream changes of a group.
+    Watch {
+        /// The group.
+        group: String,
+        /// `pending` (default) or `committed`.
+        #[serde(default)]
+        view: Option<String>,
+    },
+    /// Node and group status.
+    Status,
+    /// Stop the node (as SIGTERM does).
+    Shutdown,
+}
+
+/// A response: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+#[must_use]
+pub fn ok(body: Json) -> Json {
+    let mut b = body;
+    if let Some(o) = b.as_object_mut() {
+        o.insert("ok".into(), Json::Bool(true));
+        b
+    } else {
+        serde_json::json!({"ok": true, "result": b})
+    }
+}
+
+/// An error response.
+#[must_use]
+pub fn error(msg: impl std::fmt::Display) -> Json {
+    serde_json::json!({"ok": false, "error": msg.to_string()})
+}
+
+/// Serve the control protocol on a Unix socket until the returned task is dropped. A bad line
+/// gets an error response and the connection stays open.
+pub fn serve(path: &std::path::Path, node: crate::NodeHandle) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { continue };
+            let node = node.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let resp = match serde_json::from_str::<Request>(&line) {
+                        Err(e) => error(format!("bad request: {e}")),
+                        Ok(Request::Watch { group, view }) => {
+                            let view = match view.as_deref().unwrap_or("pending") {
+                                "committed" => spook_core::View::Committed,
+                                _ => spook_core::View::Pending,
+                            };
+                            let (first, mut rx) = node.watch(group, view).await;
+                            let failed = first.get("ok") != Some(&Json::Bool(true));
+                            if w.write_all(format!("{first}\n").as_bytes()).await.is_err() || failed {
+                                continue;
+                            }
+                            while let Some(ev) = rx.recv().await {
+                                if w.write_all(format!("{ev}\n").as_bytes()).await.is_err() {
+                                    break;
+                                }
+                            }
+                            return;
+                        }
+                        Ok(req) => node.request(req).await,
+                    };
+                    if w.write_all(format!("{resp}\n").as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }))
+}

@@ -1,0 +1,16 @@
+//! `spook-node`: the product people run. It drives the sans-IO core (`spook-core`), the secure
+//! channel (`spook-secure`) and the ledger (`spook-ledger`) over zenoh, on tokio: the `spookd`
+//! daemon, the `spook` CLI, the TOML configuration, the control protocol and the metrics
+//! endpoint. Protocol decisions stay in the core; this crate only moves bytes, time and
+//! durability between the core and the world.
+
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
+pub mod metrics;
+pub mod node;
+pub mod values;
+
+pub use config::Config;
+pub use node::{start, NodeHandle};

@@ -1,0 +1,154 @@
+//! Counters a fleet operator reads, in Prometheus text format, served over plain HTTP.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Upper bounds (ms) of the commit latency histogram buckets.
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10_000];
+
+/// Node-wide counters. Cheap to update from the node task; read by the HTTP endpoint.
+#[derive(Default)]
+pub struct Metrics {
+    /// Group frames published.
+    pub frames_out: AtomicU64,
+    /// Group frames received and opened.
+    pub frames_in: AtomicU64,
+    /// Bytes published (group and pair messages).
+    pub bytes_out: AtomicU64,
+    /// Bytes received.
+    pub bytes_in: AtomicU64,
+    /// Own deltas sent (counted in Deltas frames).
+    pub deltas_out: AtomicU64,
+    /// Deltas received from others.
+    pub deltas_in: AtomicU64,
+    /// State messages applied (re-alignments).
+    pub realignments: AtomicU64,
+    /// Members this node proposed to prune.
+    pub decoherence_events: AtomicU64,
+    /// Handshakes completed.
+    pub handshakes: AtomicU64,
+    /// Local writes refused.
+    pub writes_refused: AtomicU64,
+    rejected: Mutex<BTreeMap<String, u64>>,
+    latency: Mutex<[u64; LATENCY_BUCKETS_MS.len() + 1]>,
+    latency_sum_ms: AtomicU64,
+    latency_count: AtomicU64,
+}
+
+impl Metrics {
+    /// A shared, zeroed set.
+    #[must_use]
+    pub fn new() -> Arc<Metrics> {
+        Arc::new(Metrics::default())
+    }
+
+    /// Count a rejected frame or message by reason (a short, stable label).
+    pub fn reject(&self, reason: &str) {
+        if let Ok(mut m) = self.rejected.lock() {
+            *m.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Rejections by reason.
+    #[must_use]
+    pub fn rejected(&self) -> BTreeMap<String, u64> {
+        self.rejected.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Record one commit latency (local write to committed).
+    pub fn observe_commit_ms(&self, ms: u64) {
+        if let Ok(mut h) = self.latency.lock() {
+            let i = LATENCY_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(LATENCY_BUCKETS_MS.len());
+            h[i] += 1;
+        }
+        self.latency_sum_ms.fetch_add(ms, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Add to a counter.
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let counters = [
+            ("spook_frames_out_total", "Group frames published", &self.frames_out),
+            ("spook_frames_in_total", "Group frames received and opened", &self.frames_in),
+            ("spook_bytes_out_total", "Bytes published", &self.bytes_out),
+            ("spook_bytes_in_total", "Bytes received", &self.bytes_in),
+            ("spook_deltas_out_total", "Own deltas sent", &self.deltas_out),
+            ("spook_deltas_in_total", "Deltas received from other members", &self.deltas_in),
+            ("spook_realignments_total", "State messages applied (re-alignments)", &self.realignments),
+            ("spook_decoherence_events_total", "Members this node proposed to prune", &self.decoherence_events),
+            ("spook_handshakes_total", "Pair handshakes completed", &self.handshakes),
+            ("spook_writes_refused_total", "Local writes refused", &self.writes_refused),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(s, "# HELP spook_rejected_total Frames and messages rejected, by reason\n# TYPE spook_rejected_total counter");
+        for (reason, n) in self.rejected() {
+            let _ = writeln!(s, "spook_rejected_total{{reason=\"{reason}\"}} {n}");
+        }
+        let _ = writeln!(s, "# HELP spook_commit_latency_ms Local write to committed\n# TYPE spook_commit_latency_ms histogram");
+        let h = self.latency.lock().map(|h| *h).unwrap_or_default();
+        let mut cum = 0;
+        for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
+            cum += h[i];
+            let _ = writeln!(s, "spook_commit_latency_ms_bucket{{le=\"{b}\"}} {cum}");
+        }
+        cum += h[LATENCY_BUCKETS_MS.len()];
+        let _ = writeln!(s, "spook_commit_latency_ms_bucket{{le=\"+Inf\"}} {cum}");
+        let _ = writeln!(s, "spook_commit_latency_ms_sum {}", self.latency_sum_ms.load(Ordering::Relaxed));
+        let _ = writeln!(s, "spook_commit_latency_ms_count {}", self.latency_count.load(Ordering::Relaxed));
+        s
+    }
+}
+
+/// Serve `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else { continue };
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if req.starts_with("GET /metrics") || req.starts_with("GET / ") {
+                ("200 OK", m.render())
+            } else {
+                ("404 Not Found", "try GET /metrics\n".to_string())
+            };
+            let resp = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = sock.write_all(resp.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        for ms in [1, 3, 3, 40, 20_000] {
+            m.observe_commit_ms(ms);
+        }
+        m.reject("unknown-key");
+        let t = m.render();
+        assert!(t.contains("spook_commit_latency_ms_bucket{le=\"1\"} 1"), "{t}");
+        assert!(t.contains("spook_commit_latency_ms_bucket{le=\"5\"} 3"), "{t}");
+        assert!(t.contains("spook_commit_latency_ms_bucket{le=\"50\"} 4"), "{t}");
+        assert!(t.contains("spook_commit_latency_ms_bucket{le=\"+Inf\"} 5"), "{t}");
+        assert!(t.contains("spook_commit_latency_ms_count 5"), "{t}");
+        assert!(t.contains("spook_rejected_total{reason=\"unknown-key\"} 1"), "{t}");
+    }
+}

@@ -1,0 +1,927 @@
+//! The node: one task owns the identity, the ledger, the pair channels and the groups, and is
+//! fed by zenoh samples, control requests and a timer (the shape of quinn's connection
+//! driver). Everything that touches protocol state happens on that task, in order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use spook_core::{
+    Event, EndpointId, FieldId, GroupConfig, GroupId, GroupKind, Op, RegisterId, Replica, Schema, View,
+};
+use spook_ledger::{GroupStore, Ledger, LocalWriteError};
+use spook_secure::{AllowList, GroupCrypto, GroupKeys, HelloGuard, Identity, Initiator, KeyAnnouncement, PairChannel, PeerEntry};
+use tokio::sync::{mpsc, oneshot};
+use zenoh::Wait;
+
+use crate::config::Config;
+use crate::control::{self, Request};
+use crate::metrics::Metrics;
+use crate::values;
+
+/// First byte of a group frame carried inside a pair channel (digests and wants to a member
+/// this node counts as pruned); key announcements start with `K`.
+const PAIR_GROUP_FRAME: u8 = b'D';
+
+/// Inputs of the node task.
+enum Cmd {
+    Sample { key: String, payload: Vec<u8> },
+    Control(Request, oneshot::Sender<Json>),
+    Watch { group: String, view: View, tx: mpsc::UnboundedSender<Json>, reply: oneshot::Sender<Json> },
+}
+
+/// A handle on a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: mpsc::Sender<Cmd>,
+    /// This node's endpoint id.
+    pub id: EndpointId,
+    /// Its counters.
+    pub metrics: Arc<Metrics>,
+}
+
+impl NodeHandle {
+    /// Send a control request and wait for its response.
+    pub async fn request(&self, r: Request) -> Json {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Control(r, tx)).await.is_err() {
+            return control::error("the node has stopped");
+        }
+        rx.await.unwrap_or_else(|_| control::error("the node has stopped"))
+    }
+
+    /// Subscribe to a group's changes; the first value is the response.
+    pub async fn watch(&self, group: String, view: View) -> (Json, mpsc::UnboundedReceiver<Json>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (reply, r) = oneshot::channel();
+        if self.tx.send(Cmd::Watch { group, view, tx, reply }).await.is_err() {
+            return (control::error("the node has stopped"), rx);
+        }
+        (r.await.unwrap_or_else(|_| control::error("the node has stopped")), rx)
+    }
+}
+
+/// What the ledger keeps about a group, beyond its log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct GroupInfo {
+    name: String,
+    id: String,
+    kind: String,
+    genesis_ms: u64,
+    members: Vec<String>,
+}
+
+impl GroupInfo {
+    fn config(&self, t: &crate::config::TimingSection) -> anyhow::Result<GroupConfig> {
+        let id = parse_hex::<16>(&self.id).ok_or_else(|| anyhow::anyhow!("group id {:?} is not 32 hex digits", self.id))?;
+        let members = self.members.iter().map(|m| m.parse::<EndpointId>()).collect::<Result<Vec<_>, _>>()?;
+        let mut cfg = GroupConfig::new(GroupId(id), Schema::fleet(), self.genesis_ms, members);
+        cfg.kind = match self.kind.as_str() {
+            "serial" => GroupKind::Serial,
+            "convergent" => GroupKind::Convergent,
+            k => anyhow::bail!("group kind {k:?} is neither convergent nor serial"),
+        };
+        cfg.digest_interval_ms = t.digest_interval_ms;
+        cfg.decohere_after_ms = t.decohere_after_ms;
+        cfg.rejoin_after_ms = t.rejoin_after_ms;
+        Ok(cfg)
+    }
+
+    fn invite(&self) -> String {
+        format!("spook1{}", hex(serde_json::to_string(self).unwrap_or_default().as_bytes()))
+    }
+
+    fn from_invite(s: &str) -> anyhow::Result<GroupInfo> {
+        let h = s.trim().strip_prefix("spook1").ok_or_else(|| anyhow::anyhow!("an invite starts with spook1"))?;
+        let bytes = (0..h.len())
+            .step_by(2)
+            .map(|i| h.get(i..i + 2).and_then(|x| u8::from_str_radix(x, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| anyhow::anyhow!("the invite is damaged (not hex)"))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+struct GroupRt {
+    info: GroupInfo,
+    cfg: GroupConfig,
+    replica: Replica,
+    store: GroupStore,
+    keys: GroupKeys,
+    tag: String,
+    watchers: Vec<(View, mpsc::UnboundedSender<Json>)>,
+    /// The own sender key's epoch: one more at every prune.
+    key_epoch: u32,
+    /// Key ids of other members' keys installed (a new one is answered with ours).
+    known_keys: std::collections::BTreeSet<u32>,
+    /// Members that have our current sender key.
+    keyed: std::collections::BTreeSet<EndpointId>,
+    /// Local write times of own deltas not yet committed (for the latency histogram).
+    written_at: BTreeMap<u64, (Instant, spook_core::Hlc)>,
+}
+
+#[derive(Default)]
+struct Pair {
+    /// Channels with the peer, newest last. Both sides may open a handshake at once, and each
+    /// then sends on the channel it finished last: a few recent ones are kept for receiving.
+    chans: std::collections::VecDeque<PairChannel>,
+    pending: Option<(u32, Initiator)>,
+    last_attempt: u64,
+}
+
+impl Pair {
+    fn is_up(&self) -> bool {
+        !self.chans.is_empty()
+    }
+}
+
+struct Node {
+    cfg: Config,
+    me: Identity,
+    ledger: Ledger,
+    allow: AllowList,
+    guard: HelloGuard,
+    pairs: BTreeMap<EndpointId, Pair>,
+    groups: BTreeMap<GroupId, GroupRt>,
+    session: zenoh::Session,
+    tx: mpsc::Sender<Cmd>,
+    domain_key: [u8; 32],
+    metrics: Arc<Metrics>,
+    subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Lowercase hex.
+#[must_use]
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn encode_peer(e: &PeerEntry) -> Vec<u8> {
+    let mut v = Vec::with_capacity(33 + e.name.len());
+    match e.signing {
+        Some(k) => {
+            v.push(1);
+            v.extend_from_slice(&k);
+        }
+        None => v.push(0),
+    }
+    v.extend_from_slice(e.name.as_bytes());
+    v
+}
+
+fn decode_peer(id: EndpointId, b: &[u8]) -> Option<PeerEntry> {
+    let (signing, name) = match b.split_first()? {
+        (0, rest) => (None, rest),
+        (1, rest) if rest.len() >= 32 => (parse_fixed::<32>(&rest[..32]), &rest[32..]),
+        _ => return None,
+    };
+    Some(PeerEntry { id, signing, name: String::from_utf8_lossy(name).into_owned() })
+}
+
+fn parse_fixed<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
+    b.try_into().ok()
+}
+
+/// Create an identity in the ledger if it has none; return it.
+pub fn ensure_identity(ledger: &mut Ledger) -> anyhow::Result<Identity> {
+    match ledger.identity()? {
+        Some(b) => Ok(Identity::from_bytes(&b)?),
+        None => {
+            let id = Identity::generate();
+            ledger.set_identity(&id.to_bytes())?;
+            Ok(id)
+        }
+    }
+}
+
+/// Add a peer to a ledger's allow-list (when the node is not running).
+pub fn allow_in_ledger(ledger: &mut Ledger, peer: EndpointId, name: &str) -> anyhow::Result<()> {
+    let entry = ledger.peers()?.into_iter().find(|(id, _)| *id == peer).and_then(|(id, b)| decode_peer(id, &b));
+    let e = entry.unwrap_or(PeerEntry { id: peer, signing: None, name: name.to_string() });
+    ledger.put_peer(&peer, &encode_peer(&e))?;
+    Ok(())
+}
+
+fn zenoh_config(cfg: &Config) -> anyhow::Result<zenoh::Config> {
+    let mut z = zenoh::Config::default();
+    let set = |z: &mut zenoh::Config, k: &str, v: String| z.insert_json5(k, &v).map_err(|e| anyhow::anyhow!("zenoh config {k}: {e}"));
+    set(&mut z, "mode", format!("{:?}", cfg.zenoh.mode))?;
+    set(&mut z, "listen/endpoints", serde_json::to_string(&cfg.zenoh.listen)?)?;
+    set(&mut z, "connect/endpoints", serde_json::to_string(&cfg.zenoh.connect)?)?;
+    set(&mut z, "scouting/multicast/enabled", cfg.zenoh.multicast_scouting.to_string())?;
+    // Keep trying configured peers: a node that starts first must still meet the others.
+    set(&mut z, "connect/timeout_ms", "-1".into())?;
+    Ok(z)
+}
+
+/// Start a node: open the ledger (creating the identity on first start), join zenoh, start
+/// the metrics endpoint. Returns once it runs; the node stops when `shutdown` resolves.
+pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::JoinHandle<anyhow::Result<()>>, Option<std::net::SocketAddr>)> {
+    let mut ledger = Ledger::open(&cfg.node.ledger)?;
+    let me = ensure_identity(&mut ledger)?;
+    let mut allow = AllowList::default();
+    for (id, b) in ledger.peers()? {
+        match decode_peer(id, &b) {
+            Some(e) => allow.allow(e),
+            None => tracing::warn!(peer = %id, "ignoring a malformed allow-list entry"),
+        }
+    }
+    let session = zenoh::open(zenoh_config(&cfg)?).await.map_err(|e| anyhow::anyhow!("cannot start zenoh: {e}"))?;
+    let metrics = Metrics::new();
+    let metrics_addr = if cfg.metrics.listen.is_empty() {
+        None
+    } else {
+        let l = tokio::net::TcpListener::bind(&cfg.metrics.listen).await.map_err(|e| anyhow::anyhow!("metrics listen {}: {e}", cfg.metrics.listen))?;
+        let addr = l.local_addr()?;
+        tokio::spawn(crate::metrics::serve(l, metrics.clone()));
+        Some(addr)
+    };
+    let (tx, rx) = mpsc::channel(4096);
+    let mut dk = blake3::Hasher::new_derive_key("spook domain key v1");
+    dk.update(cfg.node.domain.as_bytes());
+    let domain_key = *dk.finalize().as_bytes();
+    let id = me.id();
+    let mut node = Node {
+        cfg,
+        me,
+        ledger,
+        allow,
+        guard: HelloGuard::default(),
+        pairs: BTreeMap::new(),
+        groups: BTreeMap::new(),
+        session,
+        tx: tx.clone(),
+        domain_key,
+        metrics: metrics.clone(),
+        subscribers: Vec::new(),
+    };
+    node.subscribe(&format!("{}/p/{}", node.prefix(), node.peer_tag(&id)))?;
+    for (gid, bytes) in node.ledger.groups()? {
+        match serde_json::from_slice::<GroupInfo>(&bytes) {
+            Ok(info) => {
+                if let Err(e) = node.open_group(info) {
+                    tracing::error!(group = %hex(&gid.0), "cannot open group: {e:#}");
+                }
+            }
+            Err(e) => tracing::error!(group = %hex(&gid.0), "malformed group entry in the ledger: {e}"),
+        }
+    }
+    tracing::info!(id = %id, domain = %node.cfg.node.domain, groups = node.groups.len(), "node started");
+    let task = tokio::spawn(node.run(rx));
+    Ok((NodeHandle { tx, id, metrics }, task, metrics_addr))
+}
+
+impl Node {
+    fn prefix(&self) -> String {
+        format!("spook/{}", self.cfg.node.domain)
+    }
+
+    /// An opaque tag for an endpoint or group within this domain (keyed hash).
+    fn tag(&self, what: &[u8]) -> String {
+        hex(&blake3::keyed_hash(&self.domain_key, what).as_bytes()[..8])
+    }
+
+    fn peer_tag(&self, id: &EndpointId) -> String {
+        self.tag(&id.0)
+    }
+
+    fn subscribe(&mut self, key: &str) -> anyhow::Result<()> {
+        let tx = self.tx.clone();
+        let sub = self
+            .session
+            .declare_subscriber(key)
+            .allowed_origin(zenoh::sample::Locality::Remote)
+            .callback(move |s| {
+                let _ = tx.try_send(Cmd::Sample { key: s.key_expr().as_str().to_string(), payload: s.payload().to_bytes().into_owned() });
+            })
+            .wait()
+            .map_err(|e| anyhow::anyhow!("zenoh subscribe {key}: {e}"))?;
+        self.subscribers.push(sub);
+        Ok(())
+    }
+
+    fn publish(&self, key: &str, payload: Vec<u8>) {
+        Metrics::add(&self.metrics.bytes_out, payload.len() as u64);
+        if let Err(e) = self.session.put(key, payload).wait() {
+            tracing::warn!(key, "publish failed: {e}");
+        }
+    }
+
+    fn open_group(&mut self, info: GroupInfo) -> anyhow::Result<GroupId> {
+        let cfg = info.config(&self.cfg.timing)?;
+        let gid = cfg.group;
+        if !cfg.members.contains(&self.me.id()) {
+            anyhow::bail!("this node ({}) is not a member of group {}", self.me.id(), info.name);
+        }
+        let now = now_ms();
+        let records = self.ledger.load(&cfg)?;
+        let replica = Replica::restore(self.me.id(), cfg.clone(), &records, now);
+        // A fresh sender key at every start: never resumed, so no nonce is reused.
+        // Receivers refuse a key epoch older than the newest they hold from us, and a restart
+        // forgets our rotations: start from the clock (seconds), so epochs only grow.
+        let key_epoch = u32::try_from(now / 1000).unwrap_or(u32::MAX);
+        let keys = GroupKeys::new(gid, self.me.id(), key_epoch, GroupCrypto { trusted_members: false, grace_ms: 10_000 }, &mut rand_core::OsRng);
+        let tag = self.tag(&gid.0);
+        let base = format!("{}/g/{tag}", self.prefix());
+        self.subscribe(&format!("{base}/all"))?;
+        self.subscribe(&format!("{base}/{}", self.peer_tag(&self.me.id())))?;
+        tracing::info!(group = %info.name, records = records.len(), members = cfg.members.len(), "group open");
+        self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new() });
+        // Hand our new key to members we already have channels with.
+        let peers: Vec<EndpointId> = self.pairs.iter().filter(|(_, p)| p.is_up()).map(|(id, _)| *id).collect();
+        for p in peers {
+            self.announce_keys(p);
+        }
+        Ok(gid)
+    }
+
+    fn find_group(&self, name: &str) -> Result<GroupId, String> {
+        self.groups
+            .iter()
+            .find(|(id, g)| g.info.name == name || hex(&id.0) == name)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| format!("no group named {name:?} on this node (see `spook group list`)"))
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    match cmd {
+                        Cmd::Sample { key, payload } => self.on_sample(&key, payload),
+                        Cmd::Control(Request::Shutdown, reply) => {
+                            let _ = reply.send(control::ok(json!({"stopping": true})));
+                            break;
+                        }
+                        Cmd::Control(r, reply) => {
+                            let resp = self.on_request(r);
+                            let _ = reply.send(resp);
+                        }
+                        Cmd::Watch { group, view, tx, reply } => {
+                            let resp = match self.find_group(&group) {
+                                Ok(g) => {
+                                    if let Some(rt) = self.groups.get_mut(&g) {
+                                        rt.watchers.push((view, tx));
+                                    }
+                                    control::ok(json!({"watching": group}))
+                                }
+                                Err(e) => control::error(e),
+                            };
+                            let _ = reply.send(resp);
+                        }
+                    }
+                }
+                _ = tick.tick() => self.on_tick(),
+            }
+            let gids: Vec<GroupId> = self.groups.keys().copied().collect();
+            for g in gids {
+                self.drain(g);
+            }
+        }
+        // Clean shutdown: everything the replicas asked for is made durable first.
+        let gids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for g in gids {
+            self.drain(g);
+        }
+        tracing::info!("node stopped");
+        Ok(())
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        for g in self.groups.values_mut() {
+            g.replica.handle_timeout(now);
+        }
+        // Open pair channels to every allowed member we have none with.
+        let wanted: Vec<EndpointId> = self
+            .groups
+            .values()
+            .flat_map(|g| g.replica.roster().values().copied())
+            .filter(|m| *m != self.me.id() && self.allow.contains(m))
+            .collect();
+        for m in wanted {
+            let p = self.pairs.entry(m).or_default();
+            if !p.is_up() && now.saturating_sub(p.last_attempt) >= 1000 {
+                p.last_attempt = now;
+                match Initiator::start(&self.me, m, now) {
+                    Ok((init, hello)) => {
+                        let hid = rand_core::RngCore::next_u32(&mut rand_core::OsRng);
+                        p.pending = Some((hid, init));
+                        let mut msg = hid.to_le_bytes().to_vec();
+                        msg.extend_from_slice(&hello);
+                        let key = format!("{}/p/{}", self.prefix(), self.peer_tag(&m));
+                        self.publish(&key, msg);
+                    }
+                    Err(e) => tracing::warn!(peer = %m, "cannot start a handshake: {e}"),
+                }
+            }
+        }
+    }
+
+    fn on_sample(&mut self, key: &str, payload: Vec<u8>) {
+        Metrics::add(&self.metrics.bytes_in, payload.len() as u64);
+        let prefix = self.prefix();
+        let Some(rest) = key.strip_prefix(&prefix) else { return };
+        if rest.starts_with("/p/") {
+            self.on_pair_message(payload);
+        } else if let Some(g) = rest.strip_prefix("/g/") {
+            let tag = g.split('/').next().unwrap_or_default();
+            let Some(gid) = self.groups.iter().find(|(_, r)| r.tag == tag).map(|(id, _)| *id) else { return };
+            self.on_group_frame(gid, &payload);
+        }
+    }
+
+    fn on_pair_message(&mut self, msg: Vec<u8>) {
+        if msg.len() < 5 {
+            self.metrics.reject("pair-truncated");
+            return;
+        }
+        let (hid, body) = msg.split_at(4);
+        let hid = u32::from_le_bytes([hid[0], hid[1], hid[2], hid[3]]);
+        let now = now_ms();
+        match body[0] {
+            spook_secure::HELLO => match spook_secure::respond(&self.me, &self.allow, &mut self.guard, body) {
+                Ok((est, reply)) => {
+                    let mut out = hid.to_le_bytes().to_vec();
+                    out.extend_from_slice(&reply);
+                    self.publish(&format!("{}/p/{}", self.prefix(), self.peer_tag(&est.peer)), out);
+                    self.pair_up(est);
+                }
+                Err(why) => {
+                    // WireGuard's rule: nothing goes back.
+                    tracing::debug!("silent to a hello: {why}");
+                    self.metrics.reject(&format!("hello-{}", reason(&why.to_string())));
+                }
+            },
+            spook_secure::REPLY => {
+                let Some(peer) = self.pairs.iter().find(|(_, p)| p.pending.as_ref().is_some_and(|(h, _)| *h == hid)).map(|(id, _)| *id) else {
+                    self.metrics.reject("reply-unexpected");
+                    return;
+                };
+                let Some((_, init)) = self.pairs.get_mut(&peer).and_then(|p| p.pending.take()) else { return };
+                match init.finish(body) {
+                    Ok(est) => self.pair_up(est),
+                    Err(e) => {
+                        tracing::warn!(%peer, "handshake failed: {e}");
+                        self.metrics.reject("handshake-failed");
+                    }
+                }
+            }
+            spook_secure::DATA => {
+                let mut opened = None;
+                for (peer, p) in &mut self.pairs {
+                    if let Some(pt) = p.chans.iter_mut().rev().find_map(|c| c.open(body).ok()) {
+                        opened = Some((*peer, pt));
+                        break;
+                    }
+                }
+                let Some((peer, pt)) = opened else {
+                    self.metrics.reject("pair-data-unopened");
+                    return;
+                };
+                if pt.first() == Some(&PAIR_GROUP_FRAME) && pt.len() > 17 {
+                    let mut gid = [0u8; 16];
+                    gid.copy_from_slice(&pt[1..17]);
+                    match self.groups.get_mut(&GroupId(gid)) {
+                        Some(g) if g.replica.roster().values().any(|m| *m == peer) => g.replica.handle_frame(peer, &pt[17..], now),
+                        _ => self.metrics.reject("pair-frame-unknown-group"),
+                    }
+                    return;
+                }
+                match KeyAnnouncement::decode(&pt) {
+                    Ok(a) => self.install_key(peer, a, now),
+                    Err(e) => {
+                        tracing::warn!(%peer, "bad key announcement: {e}");
+                        self.metrics.reject("key-announcement");
+                    }
+                }
+            }
+            _ => self.metrics.reject("pair-unknown-kind"),
+        }
+    }
+
+    fn pair_up(&mut self, est: spook_secure::Established) {
+        Metrics::add(&self.metrics.handshakes, 1);
+        if let Some(e) = self.allow.get(&est.peer).cloned() {
+            if e.signing.is_none() {
+                let e = PeerEntry { signing: Some(est.peer_signing), ..e };
+                if let Err(err) = self.ledger.put_peer(&e.id, &encode_peer(&e)) {
+                    tracing::error!("cannot store the peer's signing key: {err}");
+                }
+                self.allow.allow(e);
+            }
+        }
+        tracing::info!(peer = %est.peer, "pair channel up");
+        let p = self.pairs.entry(est.peer).or_default();
+        p.chans.push_back(est.channel);
+        while p.chans.len() > 3 {
+            p.chans.pop_front();
+        }
+        self.announce_keys(est.peer);
+    }
+
+    /// Send our sender key of every group `peer` is a member of, over the pair channel (if
+    /// there is one yet), and remember who has it.
+    fn announce_keys(&mut self, peer: EndpointId) {
+        if !self.pairs.get(&peer).is_some_and(Pair::is_up) {
+            return;
+        }
+        let mut anns = Vec::new();
+        for g in self.groups.values_mut().filter(|g| g.replica.members().contains(&peer)) {
+            anns.push(g.keys.announcement().encode());
+            g.keyed.insert(peer);
+        }
+        for a in anns {
+            self.send_pair(peer, &a);
+        }
+    }
+
+    fn install_key(&mut self, peer: EndpointId, a: KeyAnnouncement, now: u64) {
+        let Some(signing) = self.allow.get(&peer).and_then(|e| e.signing) else { return };
+        let Some(g) = self.groups.get_mut(&a.group) else {
+            self.metrics.reject("key-unknown-group");
+            return;
+        };
+        // Keys of pruned members are still accepted: a pruned member must be heard to be
+        // re-added. (Ours go to current members only, so it cannot read what follows.)
+        if !g.replica.roster().values().any(|m| *m == peer) {
+            self.metrics.reject("key-not-a-member");
+            return;
+        }
+        let (gid, key_id, bytes) = (a.group, a.key_id, a.encode());
+        let new = g.known_keys.insert(key_id);
+        match g.keys.install(peer, a, signing, now) {
+            Ok(()) if new => {
+                tracing::debug!(%peer, key_id, "installed a member's sender key");
+                if let Err(e) = self.ledger.put_sender_key(&gid, key_id, &bytes) {
+                    tracing::warn!("cannot store a sender key: {e}");
+                }
+                // A new key means the peer (re)started or just joined: it may lack ours.
+                self.announce_keys(peer);
+            }
+            Ok(()) => {}
+            Err(e) => {
+                g.known_keys.remove(&key_id);
+                tracing::warn!(%peer, "key refused: {e}");
+                self.metrics.reject("key-refused");
+            }
+        }
+    }
+
+    fn on_group_frame(&mut self, gid: GroupId, ct: &[u8]) {
+        let now = now_ms();
+        let Some(g) = self.groups.get_mut(&gid) else { return };
+        match g.keys.open(ct, now) {
+            Ok(o) => {
+                Metrics::add(&self.metrics.frames_in, 1);
+                let before = g.replica.stats().clone();
+                g.replica.handle_frame(o.origin, &o.frame, now);
+                let after = g.replica.stats();
+                Metrics::add(&self.metrics.deltas_in, after.deltas_received - before.deltas_received);
+                Metrics::add(&self.metrics.realignments, after.states_applied - before.states_applied);
+                if after.frames_rejected > before.frames_rejected {
+                    self.metrics.reject("frame-malformed");
+                }
+            }
+            Err(e) => self.metrics.reject(&format!("frame-{}", reason(&format!("{e:?}")))),
+        }
+    }
+
+    /// Persist, send and report what a group's replica asked for.
+    fn drain(&mut self, gid: GroupId) {
+        let now = now_ms();
+        let prefix = self.prefix();
+        let me = self.me.id();
+        let Some(g) = self.groups.get_mut(&gid) else { return };
+        let res = tokio::task::block_in_place(|| g.store.pump(&mut self.ledger, &mut g.replica, now));
+        if let Err(e) = res {
+            tracing::error!(group = %g.info.name, "ledger: {e}");
+        }
+        let mut out = Vec::new();
+        let mut via_pair = Vec::new();
+        while let Some(t) = g.replica.poll_transmit() {
+            if t.kind == spook_core::FrameKind::Deltas {
+                Metrics::add(&self.metrics.deltas_out, t.items as u64);
+            }
+            // A member this replica counts as pruned has not got the current sender key (it
+            // must not read what follows). It still needs to hear us to be re-added, and we
+            // it: digests and wants (version vectors and a hash, no values) go to it over the
+            // pair channel; nothing else does.
+            if let spook_core::Dest::Peer(p) = t.dest {
+                if !g.replica.members().contains(&p) {
+                    if matches!(t.kind, spook_core::FrameKind::Digest | spook_core::FrameKind::Want) {
+                        let mut pt = vec![PAIR_GROUP_FRAME];
+                        pt.extend_from_slice(&gid.0);
+                        pt.extend_from_slice(&t.bytes);
+                        via_pair.push((p, pt));
+                    }
+                    continue;
+                }
+            }
+            let dest = match t.dest {
+                spook_core::Dest::Members => "all".to_string(),
+                spook_core::Dest::Peer(p) => hex(&blake3::keyed_hash(&self.domain_key, &p.0).as_bytes()[..8]),
+            };
+            match g.keys.seal(&self.me, &t.bytes) {
+                Ok(ct) => out.push((format!("{prefix}/g/{}/{dest}", g.tag), ct)),
+                Err(e) => tracing::error!("cannot seal a frame: {e}"),
+            }
+        }
+        let mut changed: Vec<(View, Vec<RegisterId>)> = Vec::new();
+        let mut left = Vec::new();
+        let mut joined = Vec::new();
+        while let Some(ev) = g.replica.poll_event() {
+            match ev {
+                Event::RegistersChanged { view, registers } => changed.push((view, registers)),
+                Event::ReEntangled { registers } => changed.push((View::Committed, registers)),
+                Event::Decohered(m) => {
+                    Metrics::add(&self.metrics.decoherence_events, 1);
+                    tracing::warn!(group = %g.info.name, member = %m, "member decohered");
+                }
+                Event::Committed { .. } => {
+                    // Own deltas stamped at or below the frontier are committed.
+                    let frontier = g.replica.frontier();
+                    let done: Vec<u64> = g.written_at.iter().filter(|(_, (_, h))| *h <= frontier).map(|(s, _)| *s).collect();
+                    for s in done {
+                        if let Some((t, _)) = g.written_at.remove(&s) {
+                            self.metrics.observe_commit_ms(t.elapsed().as_millis() as u64);
+                        }
+                    }
+                }
+                Event::MemberJoined(m) => {
+                    tracing::info!(group = %g.info.name, member = %m, "member joined: handing it our sender key");
+                    joined.push(m);
+                }
+                Event::MemberLeft(m) => {
+                    tracing::info!(group = %g.info.name, member = %m, "member left: rotating the sender key");
+                    left.push(m);
+                }
+                Event::Rejected { from, error } => {
+                    tracing::warn!(group = %g.info.name, %from, "frame rejected: {error}");
+                    self.metrics.reject("frame-decode");
+                }
+                _ => {}
+            }
+        }
+        if !changed.is_empty() && !g.watchers.is_empty() {
+            g.watchers.retain(|(_, tx)| !tx.is_closed());
+            for (view, regs) in changed {
+                for reg in regs {
+                    let line = json!({"group": g.info.name, "view": view_name(view), "register": reg.0, "fields": register_json(&g.replica, view, reg)});
+                    for (v, tx) in &g.watchers {
+                        if *v == view {
+                            let _ = tx.send(line.clone());
+                        }
+                    }
+                }
+            }
+        }
+        // A pruned member must not read what follows: forget its keys, make a new own key and
+        // hand it to the members that remain.
+        // (Its own key stays installed here: we must go on hearing it to re-add it.)
+        if !left.is_empty() {
+            g.key_epoch += 1;
+            let _ = g.keys.rotate(g.key_epoch, &mut rand_core::OsRng);
+            g.keyed.clear();
+        }
+        // Every member of the pending membership (a re-added one included, before the re-add
+        // commits, since committing needs its ack) gets the current key once.
+        let _ = joined;
+        let remaining: Vec<EndpointId> = g.replica.members().iter().copied().filter(|m| *m != me && !g.keyed.contains(m)).collect();
+        for (key, ct) in out {
+            Metrics::add(&self.metrics.frames_out, 1);
+            self.publish(&key, ct);
+        }
+        for m in remaining {
+            self.announce_keys(m);
+        }
+        for (p, pt) in via_pair {
+            self.send_pair(p, &pt);
+        }
+    }
+
+    /// Seal `pt` on the pair channel with `peer` (if up) and publish it to its pair key.
+    fn send_pair(&mut self, peer: EndpointId, pt: &[u8]) {
+        let key = format!("{}/p/{}", self.prefix(), self.peer_tag(&peer));
+        let Some(chan) = self.pairs.get_mut(&peer).and_then(|p| p.chans.back_mut()) else { return };
+        match chan.seal(pt) {
+            Ok(ct) => {
+                let mut msg = 0u32.to_le_bytes().to_vec();
+                msg.extend_from_slice(&ct);
+                self.publish(&key, msg);
+            }
+            Err(e) => tracing::warn!(%peer, "cannot seal a pair message: {e}"),
+        }
+    }
+
+    fn on_request(&mut self, r: Request) -> Json {
+        match self.request(r) {
+            Ok(j) => control::ok(j),
+            Err(e) => control::error(e),
+        }
+    }
+
+    fn request(&mut self, r: Request) -> Result<Json, String> {
+        let now = now_ms();
+        match r {
+            Request::Id => Ok(json!({"id": self.me.id().to_string()})),
+            Request::Allow { peer, name } => {
+                let id: EndpointId = peer.parse().map_err(|e| format!("{e}"))?;
+                allow_in_ledger(&mut self.ledger, id, &name).map_err(|e| format!("{e:#}"))?;
+                if !self.allow.contains(&id) {
+                    self.allow.allow(PeerEntry { id, signing: None, name });
+                }
+                Ok(json!({"allowed": id.to_string()}))
+            }
+            Request::GroupCreate { name, members, kind } => {
+                if self.groups.values().any(|g| g.info.name == name) {
+                    return Err(format!("a group named {name:?} exists already"));
+                }
+                let mut ids = vec![self.me.id().to_string()];
+                for m in &members {
+                    let id: EndpointId = m.parse().map_err(|e| format!("member {m:?}: {e}"))?;
+                    if !self.allow.contains(&id) {
+                        return Err(format!("member {id} is not on the allow-list: run `spook allow {id}` first"));
+                    }
+                    ids.push(id.to_string());
+                }
+                ids.sort();
+                ids.dedup();
+                let mut gid = [0u8; 16];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut gid);
+                let kind = kind.unwrap_or_else(|| "convergent".into());
+                let info = GroupInfo { name: name.clone(), id: hex(&gid), kind, genesis_ms: now, members: ids };
+                self.add_group(info)
+            }
+            Request::GroupJoin { invite, name } => {
+                let mut info = GroupInfo::from_invite(&invite).map_err(|e| format!("invite: {e:#}"))?;
+                if let Some(n) = name {
+                    info.name = n;
+                }
+                let id = parse_hex::<16>(&info.id).ok_or("invite: bad group id")?;
+                if self.groups.contains_key(&GroupId(id)) {
+                    return Err(format!("already in group {}", info.name));
+                }
+                self.add_group(info)
+            }
+            Request::GroupLeave { group } => {
+                let g = self.find_group(&group)?;
+                self.groups.remove(&g);
+                Ok(json!({"left": group}))
+            }
+            Request::GroupList => Ok(json!({"groups": self.groups.values().map(|g| json!({
+                "name": g.info.name, "id": g.info.id, "kind": g.info.kind, "members": g.info.members,
+            })).collect::<Vec<_>>()})),
+            Request::Set { group, register, field, value } => {
+                let gid = self.find_group(&group)?;
+                let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
+                let fid = g.cfg.schema.field_id(&field).ok_or_else(|| format!("no field {field:?} in the schema ({})", field_names(&g.cfg.schema)))?;
+                let def = g.cfg.schema.def(fid).ok_or("field vanished")?;
+                let action = values::action(&field, def.policy, def.kind, &value).map_err(|e| e.to_string())?;
+                let op = Op::Field { reg: RegisterId(register), field: fid, action };
+                match g.store.write(&mut g.replica, now, vec![op]) {
+                    Ok(dot) => {
+                        // The clock right after the write is at or above the delta's stamp.
+                        let h = g.replica.clock_now(now);
+                        g.written_at.insert(dot.seq, (Instant::now(), h));
+                        Ok(json!({"seq": dot.seq}))
+                    }
+                    Err(e @ LocalWriteError::StorageUnavailable(_)) => {
+                        Metrics::add(&self.metrics.writes_refused, 1);
+                        Err(e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Request::Get { group, register, field, view } => {
+                let gid = self.find_group(&group)?;
+                let g = self.groups.get(&gid).ok_or("group vanished")?;
+                let view = parse_view(view.as_deref())?;
+                let fields = register_json(&g.replica, view, RegisterId(register));
+                match field {
+                    None => Ok(json!({"register": register, "view": view_name(view), "fields": fields})),
+                    Some(f) => {
+                        g.cfg.schema.field_id(&f).ok_or_else(|| format!("no field {f:?} in the schema ({})", field_names(&g.cfg.schema)))?;
+                        Ok(json!({"register": register, "view": view_name(view), "field": f, "value": fields.get(&f).cloned().unwrap_or(Json::Null)}))
+                    }
+                }
+            }
+            Request::Watch { .. } => Err("watch needs a streaming connection".into()),
+            Request::Status => Ok(self.status()),
+            Request::Shutdown => Ok(json!({})),
+        }
+    }
+
+    fn add_group(&mut self, info: GroupInfo) -> Result<Json, String> {
+        let bytes = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
+        let gid = GroupId(parse_hex::<16>(&info.id).ok_or("bad group id")?);
+        for m in &info.members {
+            let id: EndpointId = m.parse().map_err(|e| format!("{e}"))?;
+            if id != self.me.id() && !self.allow.contains(&id) {
+                return Err(format!("member {id} is not on the allow-list: run `spook allow {id}` first"));
+            }
+        }
+        self.ledger.put_group(&gid, &bytes).map_err(|e| e.to_string())?;
+        let invite = info.invite();
+        let name = info.name.clone();
+        self.open_group(info).map_err(|e| format!("{e:#}"))?;
+        Ok(json!({"group": name, "id": hex(&gid.0), "invite": invite}))
+    }
+
+    fn status(&self) -> Json {
+        let groups: Vec<Json> = self
+            .groups
+            .values()
+            .map(|g| {
+                let r = &g.replica;
+                let st = r.stats();
+                json!({
+                    "name": g.info.name,
+                    "id": g.info.id,
+                    "kind": g.info.kind,
+                    "members": r.members().iter().map(|m| json!({
+                        "id": m.to_string(),
+                        "me": *m == self.me.id(),
+                        "seq": r.context().of(m).map_or(0, spook_core::IntervalSet::max),
+                        "paired": *m == self.me.id() || self.pairs.get(m).is_some_and(Pair::is_up),
+                    })).collect::<Vec<_>>(),
+                    "frontier_ms": r.frontier().ms(),
+                    "pending_candidates": r.pending_candidates(),
+                    "state_hash": hex(&r.state_hash().short()),
+                    "committed_hash": hex(&r.committed_hash().short()),
+                    "deltas_received": st.deltas_received,
+                    "states_applied": st.states_applied,
+                    "decohered": st.decohered,
+                    "ledger_waiting_batches": g.store.waiting(),
+                    "ledger_error": g.store.error().map(ToString::to_string),
+                })
+            })
+            .collect();
+        let m = &self.metrics;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        json!({
+            "id": self.me.id().to_string(),
+            "domain": self.cfg.node.domain,
+            "groups": groups,
+            "bytes_in": load(&m.bytes_in),
+            "bytes_out": load(&m.bytes_out),
+            "rejected": m.rejected(),
+        })
+    }
+}
+
+fn reason(s: &str) -> String {
+    let head: String = s.chars().take_while(|c| c.is_alphanumeric()).collect();
+    head.to_lowercase()
+}
+
+fn parse_view(v: Option<&str>) -> Result<View, String> {
+    match v.unwrap_or("pending") {
+        "pending" => Ok(View::Pending),
+        "committed" => Ok(View::Committed),
+        o => Err(format!("view {o:?} is neither pending nor committed")),
+    }
+}
+
+fn view_name(v: View) -> &'static str {
+    match v {
+        View::Pending => "pending",
+        View::Committed => "committed",
+    }
+}
+
+fn field_names(s: &Schema) -> String {
+    (0..64u16).filter_map(|i| s.def(FieldId(i)).map(|d| d.name.clone())).collect::<Vec<_>>().join(", ")
+}
+
+fn register_json(r: &Replica, view: View, reg: RegisterId) -> serde_json::Map<String, Json> {
+    let schema = r.schema();
+    let mut m = serde_json::Map::new();
+    for i in 0..64u16 {
+        let Some(def) = schema.def(FieldId(i)) else { break };
+        if let Some(v) = r.get(view, reg, FieldId(i)) {
+            m.insert(def.name.clone(), values::to_json(&v));
+        }
+    }
+    m
+}

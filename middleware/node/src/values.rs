@@ -1,0 +1,123 @@
+//! Values as JSON, for the CLI and client sessions: typed by the group schema, with errors
+//! that say what was expected.
+
+use serde_json::Value as Json;
+use spook_core::{Action, MergePolicy, Value, ValueKind};
+
+/// A JSON value that does not fit a field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field {field}: expected {expected}, got {got}")]
+pub struct ValueError {
+    /// The field.
+    pub field: String,
+    /// What fits.
+    pub expected: String,
+    /// What came.
+    pub got: String,
+}
+
+fn floats<const N: usize>(j: &Json) -> Option<[f64; N]> {
+    let a = j.as_array()?;
+    if a.len() != N {
+        return None;
+    }
+    let mut out = [0.0; N];
+    for (o, x) in out.iter_mut().zip(a) {
+        *o = x.as_f64()?;
+    }
+    Some(out)
+}
+
+/// Convert JSON to a value of `kind`.
+pub fn from_json(field: &str, kind: ValueKind, j: &Json) -> Result<Value, ValueError> {
+    let err = |expected: &str| ValueError { field: field.to_string(), expected: expected.to_string(), got: short(j) };
+    Ok(match kind {
+        ValueKind::Bool => Value::Bool(j.as_bool().ok_or_else(|| err("true or false"))?),
+        ValueKind::I64 => Value::I64(j.as_i64().ok_or_else(|| err("an integer"))?),
+        ValueKind::F64 => Value::F64(j.as_f64().ok_or_else(|| err("a number"))?),
+        ValueKind::Str => Value::Str(j.as_str().ok_or_else(|| err("a string"))?.to_string()),
+        ValueKind::Vec3 => Value::Vec3(floats::<3>(j).ok_or_else(|| err("[x, y, z]"))?),
+        ValueKind::Quat => {
+            let q = floats::<4>(j).ok_or_else(|| err("a unit quaternion [w, x, y, z]"))?;
+            let n = q.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if (n - 1.0).abs() > 1e-3 {
+                return Err(err("a unit quaternion [w, x, y, z] (norm 1)"));
+            }
+            Value::Quat(q)
+        }
+        ValueKind::Pose => {
+            let o = j.as_object().ok_or_else(|| err("{\"t\": [x, y, z], \"q\": [w, x, y, z]}"))?;
+            let t = o.get("t").and_then(floats::<3>).ok_or_else(|| err("a pose with \"t\": [x, y, z]"))?;
+            let q = o.get("q").and_then(floats::<4>).ok_or_else(|| err("a pose with \"q\": [w, x, y, z]"))?;
+            Value::Pose(t, q)
+        }
+        ValueKind::Bytes => Value::Bytes(j.as_str().ok_or_else(|| err("a string of bytes"))?.as_bytes().to_vec()),
+        _ => any(j),
+    })
+}
+
+fn any(j: &Json) -> Value {
+    match j {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => n.as_i64().map_or_else(|| Value::F64(n.as_f64().unwrap_or(f64::NAN)), Value::I64),
+        Json::String(s) => Value::Str(s.clone()),
+        Json::Array(a) => Value::List(a.iter().map(any).collect()),
+        Json::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), any(v))).collect()),
+    }
+}
+
+fn short(j: &Json) -> String {
+    let s = j.to_string();
+    if s.len() > 60 {
+        format!("{}…", &s[..60])
+    } else {
+        s
+    }
+}
+
+/// Convert a value to JSON.
+#[must_use]
+pub fn to_json(v: &Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::I64(i) => Json::from(*i),
+        Value::F64(f) => Json::from(*f),
+        Value::Str(s) => Json::from(s.clone()),
+        Value::Bytes(b) => Json::from(String::from_utf8_lossy(b).into_owned()),
+        Value::Vec3(a) => Json::from(a.to_vec()),
+        Value::Quat(a) => Json::from(a.to_vec()),
+        Value::Pose(t, q) => serde_json::json!({"t": t.to_vec(), "q": q.to_vec()}),
+        Value::List(l) => Json::Array(l.iter().map(to_json).collect()),
+        Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+    }
+}
+
+/// The action a CLI `set` means for a field of `policy`: assign for last-writer-wins, max and
+/// min; add for counters; insert for sets; append for logs.
+pub fn action(field: &str, policy: MergePolicy, kind: ValueKind, j: &Json) -> Result<Action, ValueError> {
+    Ok(match policy {
+        MergePolicy::Counter => Action::Add(j.as_i64().ok_or_else(|| ValueError { field: field.into(), expected: "an integer to add".into(), got: short(j) })?),
+        MergePolicy::AddWinsSet => Action::Insert(from_json(field, kind, j)?),
+        MergePolicy::AppendLog => Action::Append(from_json(field, kind, j)?),
+        _ => Action::Set(from_json(field, kind, j)?),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_and_bad_values_name_the_field() {
+        let q = from_json("pose.rotation", ValueKind::Quat, &serde_json::json!([1.0, 0.0, 0.0, 0.0])).unwrap();
+        assert_eq!(to_json(&q), serde_json::json!([1.0, 0.0, 0.0, 0.0]));
+        let e = from_json("pose.rotation", ValueKind::Quat, &serde_json::json!([2.0, 0.0, 0.0, 0.0])).unwrap_err();
+        assert!(e.to_string().contains("pose.rotation") && e.to_string().contains("norm"), "{e}");
+        let e = from_json("battery", ValueKind::F64, &serde_json::json!("full")).unwrap_err();
+        assert_eq!(e.to_string(), "field battery: expected a number, got \"full\"");
+        assert!(matches!(action("odometer", MergePolicy::Counter, ValueKind::I64, &serde_json::json!(3)), Ok(Action::Add(3))));
+    }
+}
