@@ -210,6 +210,49 @@ pub enum PaxosMsg {
     },
 }
 
+/// A promise and an acceptor's durable record share one shape: epoch, ballot, the value
+/// accepted (if any) and per-member sequence numbers (coverage, or what it froze).
+fn put_promise(out: &mut Vec<u8>, schema: &Schema, epoch: u64, ballot: &Ballot, accepted: Option<&(Ballot, Vec<Op>)>, members: &[(EndpointId, u64)]) {
+    put_uvarint(out, epoch);
+    put_ballot(out, ballot);
+    match accepted {
+        None => out.push(0),
+        Some((b, v)) => {
+            out.push(1);
+            put_ballot(out, b);
+            put_ops(out, schema, v);
+        }
+    }
+    put_uvarint(out, members.len() as u64);
+    for (m, c) in members {
+        out.extend_from_slice(&m.0);
+        put_uvarint(out, *c);
+    }
+}
+
+type PromiseBody = (Option<(Ballot, Vec<Op>)>, Vec<(EndpointId, u64)>);
+
+impl Reader<'_> {
+    /// The part of [`put_promise`] after epoch and ballot.
+    fn promise_rest(&mut self, g: &GroupView<'_>) -> Result<PromiseBody, DecodeError> {
+        let accepted = match self.u8()? {
+            0 => None,
+            1 => {
+                let b = self.ballot()?;
+                Some((b, read_membership_ops(self, g)?))
+            }
+            _ => return Err(DecodeError::Malformed("accepted flag is not 0 or 1")),
+        };
+        let n = self.count()?;
+        let mut members = Vec::with_capacity(n);
+        for _ in 0..n {
+            let m = EndpointId(self.fixed::<32>()?);
+            members.push((m, self.uvarint()?));
+        }
+        Ok((accepted, members))
+    }
+}
+
 fn put_ballot(out: &mut Vec<u8>, b: &Ballot) {
     put_uvarint(out, b.n);
     out.extend_from_slice(&b.by.0);
@@ -231,21 +274,7 @@ pub fn encode_paxos(schema: &Schema, m: &PaxosMsg) -> Vec<u8> {
         }
         PaxosMsg::Promise { epoch, ballot, accepted, coverage } => {
             out.push(1);
-            put_uvarint(&mut out, *epoch);
-            put_ballot(&mut out, ballot);
-            match accepted {
-                None => out.push(0),
-                Some((b, v)) => {
-                    out.push(1);
-                    put_ballot(&mut out, b);
-                    put_ops(&mut out, schema, v);
-                }
-            }
-            put_uvarint(&mut out, coverage.len() as u64);
-            for (m, c) in coverage {
-                out.extend_from_slice(&m.0);
-                put_uvarint(&mut out, *c);
-            }
+            put_promise(&mut out, schema, *epoch, ballot, accepted.as_ref(), coverage);
         }
         PaxosMsg::Accept { epoch, ballot, value } => {
             out.push(2);
@@ -1237,20 +1266,7 @@ pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Fra
                     PaxosMsg::Prepare { epoch, ballot, removing }
                 }
                 1 => {
-                    let accepted = match r.u8()? {
-                        0 => None,
-                        1 => {
-                            let b = r.ballot()?;
-                            Some((b, read_membership_ops(&mut r, g)?))
-                        }
-                        _ => return Err(DecodeError::Malformed("promise flag is not 0 or 1")),
-                    };
-                    let n = r.count()?;
-                    let mut coverage = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        let m = EndpointId(r.fixed::<32>()?);
-                        coverage.push((m, r.uvarint()?));
-                    }
+                    let (accepted, coverage) = r.promise_rest(g)?;
                     PaxosMsg::Promise { epoch, ballot, accepted, coverage }
                 }
                 2 => PaxosMsg::Accept { epoch, ballot, value: read_membership_ops(&mut r, g)? },
@@ -1307,21 +1323,7 @@ pub fn encode_record(schema: &Schema, genesis_ms: u64, rec: &Record) -> Vec<u8> 
         }
         Record::Paxos { epoch, promised, accepted, frozen } => {
             out.push(5);
-            put_uvarint(&mut out, *epoch);
-            put_ballot(&mut out, promised);
-            match accepted {
-                None => out.push(0),
-                Some((b, v)) => {
-                    out.push(1);
-                    put_ballot(&mut out, b);
-                    put_ops(&mut out, schema, v);
-                }
-            }
-            put_uvarint(&mut out, frozen.len() as u64);
-            for (m, c) in frozen {
-                out.extend_from_slice(&m.0);
-                put_uvarint(&mut out, *c);
-            }
+            put_promise(&mut out, schema, *epoch, promised, accepted.as_ref(), frozen);
         }
     }
     out
@@ -1359,20 +1361,7 @@ pub fn decode_record(g: &GroupView<'_>, bytes: &[u8]) -> Result<Record, DecodeEr
             let mut r = Reader { b: bytes, pos: 2, limits: g.limits };
             let epoch = r.uvarint()?;
             let promised = r.ballot()?;
-            let accepted = match r.u8()? {
-                0 => None,
-                1 => {
-                    let b = r.ballot()?;
-                    Some((b, read_membership_ops(&mut r, g)?))
-                }
-                _ => return Err(DecodeError::Malformed("accepted flag is not 0 or 1")),
-            };
-            let n = r.count()?;
-            let mut frozen = Vec::with_capacity(n);
-            for _ in 0..n {
-                let m = EndpointId(r.fixed::<32>()?);
-                frozen.push((m, r.uvarint()?));
-            }
+            let (accepted, frozen) = r.promise_rest(g)?;
             if r.pos != bytes.len() {
                 return Err(DecodeError::TrailingBytes(bytes.len() - r.pos));
             }

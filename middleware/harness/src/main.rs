@@ -93,7 +93,7 @@ fn real_main() -> Result<()> {
         "allow" => {
             let mut l = Ledger::open(get("ledger")?)?;
             let peer = parse_id(&get("peer")?)?;
-            l.put_peer(&peer, &encode_peer(&PeerEntry { id: peer, signing: None, name: String::new() }))?;
+            l.put_peer(&peer, &PeerEntry { id: peer, signing: None, name: String::new() }.to_stored())?;
             println!("allowed {}", hex(&peer.0));
             Ok(())
         }
@@ -143,32 +143,6 @@ fn parse_id(s: &str) -> Result<EndpointId> {
     let mut id = [0u8; 32];
     id.copy_from_slice(&b);
     Ok(EndpointId(id))
-}
-
-fn encode_peer(e: &PeerEntry) -> Vec<u8> {
-    let mut v = Vec::with_capacity(33 + e.name.len());
-    match e.signing {
-        Some(k) => {
-            v.push(1);
-            v.extend_from_slice(&k);
-        }
-        None => v.push(0),
-    }
-    v.extend_from_slice(e.name.as_bytes());
-    v
-}
-
-fn decode_peer(id: EndpointId, b: &[u8]) -> Result<PeerEntry> {
-    let (signing, name) = match b.split_first() {
-        Some((0, rest)) => (None, rest),
-        Some((1, rest)) if rest.len() >= 32 => {
-            let mut k = [0u8; 32];
-            k.copy_from_slice(&rest[..32]);
-            (Some(k), &rest[32..])
-        }
-        _ => bail!("a stored peer entry is malformed"),
-    };
-    Ok(PeerEntry { id, signing, name: String::from_utf8_lossy(name).into_owned() })
 }
 
 fn load_identity(l: &Ledger) -> Result<Identity> {
@@ -312,7 +286,7 @@ impl Endpoint {
         if self.allow.get(&peer).is_some_and(|e| e.signing.is_none()) {
             let mut e = self.allow.get(&peer).cloned().ok_or_else(|| anyhow!("peer vanished from the allow-list"))?;
             e.signing = Some(signing);
-            self.ledger.put_peer(&peer, &encode_peer(&e))?;
+            self.ledger.put_peer(&peer, &e.to_stored())?;
             self.allow.allow(e);
         }
         Ok(())
@@ -441,7 +415,7 @@ fn run(o: RunOpts) -> Result<()> {
     let me = load_identity(&ledger)?;
     let mut allow = AllowList::default();
     for (id, bytes) in ledger.peers()? {
-        allow.allow(decode_peer(id, &bytes)?);
+        allow.allow(PeerEntry::from_stored(id, &bytes).ok_or_else(|| anyhow!("a stored peer entry is malformed"))?);
     }
     if !allow.contains(&o.peer) {
         bail!("peer {} is not on the allow-list of {}: run `spook-harness allow` first", hex(&o.peer.0), o.ledger.display());

@@ -173,31 +173,6 @@ fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-fn encode_peer(e: &PeerEntry) -> Vec<u8> {
-    let mut v = Vec::with_capacity(33 + e.name.len());
-    match e.signing {
-        Some(k) => {
-            v.push(1);
-            v.extend_from_slice(&k);
-        }
-        None => v.push(0),
-    }
-    v.extend_from_slice(e.name.as_bytes());
-    v
-}
-
-fn decode_peer(id: EndpointId, b: &[u8]) -> Option<PeerEntry> {
-    let (signing, name) = match b.split_first()? {
-        (0, rest) => (None, rest),
-        (1, rest) if rest.len() >= 32 => (parse_fixed::<32>(&rest[..32]), &rest[32..]),
-        _ => return None,
-    };
-    Some(PeerEntry { id, signing, name: String::from_utf8_lossy(name).into_owned() })
-}
-
-fn parse_fixed<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
-    b.try_into().ok()
-}
 
 /// Create an identity in the ledger if it has none; return it.
 pub fn ensure_identity(ledger: &mut Ledger) -> anyhow::Result<Identity> {
@@ -213,9 +188,9 @@ pub fn ensure_identity(ledger: &mut Ledger) -> anyhow::Result<Identity> {
 
 /// Add a peer to a ledger's allow-list (when the node is not running).
 pub fn allow_in_ledger(ledger: &mut Ledger, peer: EndpointId, name: &str) -> anyhow::Result<()> {
-    let entry = ledger.peers()?.into_iter().find(|(id, _)| *id == peer).and_then(|(id, b)| decode_peer(id, &b));
+    let entry = ledger.peers()?.into_iter().find(|(id, _)| *id == peer).and_then(|(id, b)| PeerEntry::from_stored(id, &b));
     let e = entry.unwrap_or(PeerEntry { id: peer, signing: None, name: name.to_string() });
-    ledger.put_peer(&peer, &encode_peer(&e))?;
+    ledger.put_peer(&peer, &e.to_stored())?;
     Ok(())
 }
 
@@ -238,7 +213,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
     let me = ensure_identity(&mut ledger)?;
     let mut allow = AllowList::default();
     for (id, b) in ledger.peers()? {
-        match decode_peer(id, &b) {
+        match PeerEntry::from_stored(id, &b) {
             Some(e) => allow.allow(e),
             None => tracing::warn!(peer = %id, "ignoring a malformed allow-list entry"),
         }
@@ -525,7 +500,7 @@ impl Node {
         if let Some(e) = self.allow.get(&est.peer).cloned() {
             if e.signing.is_none() {
                 let e = PeerEntry { signing: Some(est.peer_signing), ..e };
-                if let Err(err) = self.ledger.put_peer(&e.id, &encode_peer(&e)) {
+                if let Err(err) = self.ledger.put_peer(&e.id, &e.to_stored()) {
                     tracing::error!("cannot store the peer's signing key: {err}");
                 }
                 self.allow.allow(e);

@@ -122,6 +122,42 @@ pub struct PeerEntry {
     pub name: String,
 }
 
+impl PeerEntry {
+    /// How an entry is stored (keyed by its id): `0 | name` or `1 | signing key | name`.
+    ///
+    /// ```
+    /// # use spook_secure::PeerEntry;
+    /// # use spook_core::EndpointId;
+    /// let e = PeerEntry { id: EndpointId([4; 32]), signing: Some([5; 32]), name: "drone-4".into() };
+    /// assert_eq!(PeerEntry::from_stored(e.id, &e.to_stored()), Some(e));
+    /// assert_eq!(PeerEntry::from_stored(EndpointId([4; 32]), &[1, 2, 3]), None);
+    /// ```
+    #[must_use]
+    pub fn to_stored(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(33 + self.name.len());
+        match self.signing {
+            Some(k) => {
+                v.push(1);
+                v.extend_from_slice(&k);
+            }
+            None => v.push(0),
+        }
+        v.extend_from_slice(self.name.as_bytes());
+        v
+    }
+
+    /// Read what [`PeerEntry::to_stored`] wrote; `None` if it is malformed.
+    #[must_use]
+    pub fn from_stored(id: EndpointId, b: &[u8]) -> Option<PeerEntry> {
+        let (signing, name) = match b.split_first()? {
+            (0, rest) => (None, rest),
+            (1, rest) if rest.len() >= 32 => (rest[..32].try_into().ok(), &rest[32..]),
+            _ => return None,
+        };
+        Some(PeerEntry { id, signing, name: String::from_utf8(name.to_vec()).ok()? })
+    }
+}
+
 /// The peers this endpoint accepts handshakes from.
 #[derive(Clone, Debug, Default)]
 pub struct AllowList {
