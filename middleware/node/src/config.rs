@@ -172,6 +172,15 @@ pub enum ConfigError {
 
 impl Config {
     /// Parse a TOML document (missing keys take their defaults).
+    ///
+    /// ```
+    /// # use spook_node::Config;
+    /// let c = Config::from_toml("[zenoh]\nconnect = [\"tcp/127.0.0.1:7447\"]\n", "node.toml".as_ref()).unwrap();
+    /// assert_eq!(c.zenoh.connect, ["tcp/127.0.0.1:7447"]);
+    /// assert!(!c.zenoh.multicast_scouting);
+    /// let e = Config::from_toml("[zenoh]\nmode = \"mesh\"\n", "node.toml".as_ref()).unwrap_err();
+    /// assert!(e.to_string().contains("zenoh.mode"));
+    /// ```
     pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
         let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         c.validate()?;

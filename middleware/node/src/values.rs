@@ -29,6 +29,15 @@ fn floats<const N: usize>(j: &Json) -> Option<[f64; N]> {
 }
 
 /// Convert JSON to a value of `kind`.
+///
+/// ```
+/// # use spook_core::{Value, ValueKind};
+/// # use spook_node::values::from_json;
+/// let v = from_json("battery", ValueKind::F64, &serde_json::json!(0.82)).unwrap();
+/// assert_eq!(v, Value::F64(0.82));
+/// let e = from_json("battery", ValueKind::F64, &serde_json::json!("full")).unwrap_err();
+/// assert_eq!(e.to_string(), "field battery: expected a number, got \"full\"");
+/// ```
 pub fn from_json(field: &str, kind: ValueKind, j: &Json) -> Result<Value, ValueError> {
     let err = |expected: &str| ValueError { field: field.to_string(), expected: expected.to_string(), got: short(j) };
     Ok(match kind {
