@@ -105,8 +105,34 @@ pub fn ack(r: &mut Replica, acks: &[Ack], now: u64) {
     settle(r, now);
 }
 
+/// The field task claims write (the fleet schema's `owner`).
+pub const OWNER: FieldId = FieldId(9);
+
+/// A transaction claiming `task` for `who` if nobody holds it.
+pub fn claim(client: EndpointId, seq: u64, task: u32, who: &str, deadline_ms: u64) -> Txn {
+    Txn {
+        id: OpId { client, seq },
+        deadline_ms,
+        after: vec![],
+        preconditions: vec![Precondition::Absent { reg: RegisterId(task), field: OWNER }],
+        writes: vec![TxnWrite { reg: RegisterId(task), field: OWNER, value: Value::from(who), lease_ms: None }],
+    }
+}
+
 /// Deliver every frame between the replicas until quiet, ticking clocks by `step` ms.
 pub fn run(rs: &mut [Replica], now: &mut u64, step: u64, rounds: usize, events: &mut Vec<(usize, Event)>) -> usize {
+    run_with_disks(rs, None, now, step, rounds, events)
+}
+
+/// As [`run`]; with `disks`, every persisted batch is also appended to its replica's disk.
+pub fn run_with_disks(
+    rs: &mut [Replica],
+    mut disks: Option<&mut [Vec<Record>]>,
+    now: &mut u64,
+    step: u64,
+    rounds: usize,
+    events: &mut Vec<(usize, Event)>,
+) -> usize {
     let mut bytes = 0;
     for _ in 0..rounds {
         *now += step;
@@ -117,6 +143,9 @@ pub fn run(rs: &mut [Replica], now: &mut u64, step: u64, rounds: usize, events: 
             let mut frames = Vec::new();
             for (i, r) in rs.iter_mut().enumerate() {
                 while let Some(p) = r.poll_persist() {
+                    if let Some(d) = disks.as_deref_mut() {
+                        d[i].extend(p.records.iter().cloned());
+                    }
                     r.handle_persisted(p.id, *now);
                 }
                 while let Some(e) = r.poll_event() {

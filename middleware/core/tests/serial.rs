@@ -10,18 +10,6 @@ mod common;
 use common::*;
 use spook_core::*;
 
-const OWNER: FieldId = FieldId(9);
-
-fn claim(client: EndpointId, seq: u64, task: u32, who: &str, deadline_ms: u64) -> Txn {
-    Txn {
-        id: OpId { client, seq },
-        deadline_ms,
-        after: vec![],
-        preconditions: vec![Precondition::Absent { reg: RegisterId(task), field: OWNER }],
-        writes: vec![TxnWrite { reg: RegisterId(task), field: OWNER, value: Value::from(who), lease_ms: None }],
-    }
-}
-
 fn txn_states(events: &[(usize, Event)], node: usize, id: OpId) -> Vec<TxnState> {
     events
         .iter()

@@ -10,56 +10,6 @@ mod common;
 use common::*;
 use spook_core::*;
 
-const OWNER: FieldId = FieldId(9);
-
-fn claim(client: EndpointId, seq: u64, task: u32, who: &str, deadline_ms: u64) -> Txn {
-    Txn {
-        id: OpId { client, seq },
-        deadline_ms,
-        after: vec![],
-        preconditions: vec![Precondition::Absent { reg: RegisterId(task), field: OWNER }],
-        writes: vec![TxnWrite { reg: RegisterId(task), field: OWNER, value: Value::from(who), lease_ms: None }],
-    }
-}
-
-/// Like `common::run`, but every persisted batch is appended to the replica's disk.
-fn run_disk(rs: &mut [Replica], disks: &mut [Vec<Record>], now: &mut u64, step: u64, rounds: usize) {
-    for _ in 0..rounds {
-        *now += step;
-        for r in rs.iter_mut() {
-            r.handle_timeout(*now);
-        }
-        for _ in 0..16 {
-            let mut frames = Vec::new();
-            for (i, r) in rs.iter_mut().enumerate() {
-                while let Some(p) = r.poll_persist() {
-                    disks[i].extend(p.records.iter().cloned());
-                    r.handle_persisted(p.id, *now);
-                }
-                while r.poll_event().is_some() {}
-                while let Some(t) = r.poll_transmit() {
-                    frames.push((i, t));
-                }
-            }
-            if frames.is_empty() {
-                break;
-            }
-            for (i, t) in frames {
-                let from = rs[i].me();
-                for r in rs.iter_mut() {
-                    let to = match t.dest {
-                        Dest::Members => r.me() != from,
-                        Dest::Peer(p) => p == r.me(),
-                    };
-                    if to {
-                        r.handle_frame(from, &t.bytes, *now);
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[test]
 fn a_serial_pair_that_both_restart_with_an_open_epoch_commits_again() {
     let ids = origins(2);
@@ -69,7 +19,7 @@ fn a_serial_pair_that_both_restart_with_an_open_epoch_commits_again() {
     let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
     rs[0].submit(now, claim(ids[0], 1, 1, "a", now + 5_000)).unwrap();
     rs[1].submit(now, claim(ids[1], 1, 2, "b", now + 5_000)).unwrap();
-    run_disk(&mut rs, &mut disks, &mut now, 100, 20);
+    run_with_disks(&mut rs, Some(&mut disks), &mut now, 100, 20, &mut Vec::new());
     for r in &rs {
         assert!(r.serial().cell(RegisterId(1), OWNER).is_some(), "connected, the pair commits");
     }
@@ -82,8 +32,8 @@ fn a_serial_pair_that_both_restart_with_an_open_epoch_commits_again() {
     for k in 0..5u32 {
         a[0].submit(now, claim(ids[0], 2 + u64::from(k), 10 + k, "a", now + 60_000)).unwrap();
         b[0].submit(now_b, claim(ids[1], 2 + u64::from(k), 20 + k, "b", now_b + 60_000)).unwrap();
-        run_disk(&mut a, &mut da, &mut now, 100, 20);
-        run_disk(&mut b, &mut db, &mut now_b, 100, 20);
+        run_with_disks(&mut a, Some(&mut da), &mut now, 100, 20, &mut Vec::new());
+        run_with_disks(&mut b, Some(&mut db), &mut now_b, 100, 20, &mut Vec::new());
     }
     assert_eq!(a[0].decisions().len(), 0, "a pair cannot decide a removal alone");
 
@@ -96,7 +46,7 @@ fn a_serial_pair_that_both_restart_with_an_open_epoch_commits_again() {
     let mut disks = vec![da.remove(0), db.remove(0)];
     let late = claim(ids[0], 100, 99, "late", now + 120_000);
     rs[0].submit(now, late.clone()).unwrap();
-    run_disk(&mut rs, &mut disks, &mut now, 100, 600);
+    run_with_disks(&mut rs, Some(&mut disks), &mut now, 100, 600, &mut Vec::new());
     for r in &rs {
         assert!(
             matches!(r.serial().outcome(&late.id), Some(TxnOutcome::Committed { .. })),

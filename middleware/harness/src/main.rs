@@ -282,6 +282,12 @@ impl Endpoint {
         Ok(())
     }
 
+    /// A handshake finished (either side): pin the peer's signing key, bring the link up.
+    fn established(&mut self, est: spook_secure::Established) -> Result<()> {
+        self.remember_signing(est.peer, est.peer_signing)?;
+        self.link_up(est.channel)
+    }
+
     fn remember_signing(&mut self, peer: EndpointId, signing: [u8; 32]) -> Result<()> {
         if self.allow.get(&peer).is_some_and(|e| e.signing.is_none()) {
             let mut e = self.allow.get(&peer).cloned().ok_or_else(|| anyhow!("peer vanished from the allow-list"))?;
@@ -304,14 +310,13 @@ impl Endpoint {
             spook_secure::HELLO => {
                 match spook_secure::respond(&self.me, &self.allow, &mut self.guard, &msg) {
                     Ok((est, reply)) => {
-                        self.remember_signing(est.peer, est.peer_signing)?;
                         if let Some(link) = self.link.as_mut() {
                             if send(&mut link.out, &reply).is_err() {
                                 self.link = None;
                                 return Ok(());
                             }
                         }
-                        self.link_up(est.channel)?;
+                        self.established(est)?;
                     }
                     Err(why) => {
                         // WireGuard's rule: no reply at all.
@@ -322,16 +327,16 @@ impl Endpoint {
             }
             spook_secure::REPLY => {
                 let Some(link) = self.link.as_mut() else { return Ok(()) };
-                let LinkState::AwaitReply(_) = &link.state else {
-                    self.rejected += 1;
-                    return Ok(());
-                };
-                let LinkState::AwaitReply(init) = std::mem::replace(&mut link.state, LinkState::AwaitHello) else { return Ok(()) };
-                match init.finish(&msg) {
-                    Ok(est) => {
-                        self.remember_signing(est.peer, est.peer_signing)?;
-                        self.link_up(est.channel)?;
+                let init = match std::mem::replace(&mut link.state, LinkState::AwaitHello) {
+                    LinkState::AwaitReply(init) => init,
+                    other => {
+                        link.state = other;
+                        self.rejected += 1;
+                        return Ok(());
                     }
+                };
+                match init.finish(&msg) {
+                    Ok(est) => self.established(est)?,
                     Err(e) => {
                         self.rejected += 1;
                         println!("rejected handshake: {e}");

@@ -624,7 +624,6 @@ impl Node {
         }
         let mut changed: Vec<(View, Vec<RegisterId>)> = Vec::new();
         let mut left = Vec::new();
-        let mut joined = Vec::new();
         while let Some(ev) = g.replica.poll_event() {
             match ev {
                 Event::RegistersChanged { view, registers } => changed.push((view, registers)),
@@ -643,10 +642,8 @@ impl Node {
                         }
                     }
                 }
-                Event::MemberJoined(m) => {
-                    tracing::info!(group = %g.info.name, member = %m, "member joined: handing it our sender key");
-                    joined.push(m);
-                }
+                // Its key went out when it entered the pending membership (below).
+                Event::MemberJoined(m) => tracing::info!(group = %g.info.name, member = %m, "member joined"),
                 Event::MemberLeft(m) => {
                     tracing::info!(group = %g.info.name, member = %m, "member left: rotating the sender key");
                     left.push(m);
@@ -681,7 +678,6 @@ impl Node {
         }
         // Every member of the pending membership (a re-added one included, before the re-add
         // commits, since committing needs its ack) gets the current key once.
-        let _ = joined;
         let remaining: Vec<EndpointId> = g.replica.members().iter().copied().filter(|m| *m != me && !g.keyed.contains(m)).collect();
         for (key, ct) in out {
             Metrics::add(&self.metrics.frames_out, 1);
