@@ -615,6 +615,14 @@ impl Replica {
         Some(out)
     }
 
+    /// The newest own sequence number `member` has announced (in its acks), if heard: with
+    /// [`Replica::context`], how far this replica is from holding everything it announced
+    /// (re-alignment progress).
+    #[must_use]
+    pub fn announced_seq(&self, member: &EndpointId) -> Option<u64> {
+        self.acks.get(member).map(|a| a.own_seq)
+    }
+
     /// The group schema.
     #[must_use]
     pub fn schema(&self) -> &Schema {

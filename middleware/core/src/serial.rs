@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::state::SetHash;
-use crate::{Cmp, FieldId, Hlc, OpId, Precondition, RegisterId, Txn, Value};
+use crate::{Cmp, EndpointId, FieldId, Hlc, OpId, Precondition, RegisterId, Txn, Value};
 
 /// A committed serial cell.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +82,14 @@ impl SerialState {
     #[must_use]
     pub fn outcome(&self, id: &OpId) -> Option<&TxnOutcome> {
         self.outcomes.get(id)
+    }
+
+    /// The outcomes of one client's operations, by client seq: what a client reattaching
+    /// through another node needs to continue its session.
+    pub fn outcomes_of(&self, client: EndpointId) -> impl Iterator<Item = (u64, &TxnOutcome)> {
+        let lo = OpId { client, seq: 0 };
+        let hi = OpId { client, seq: u64::MAX };
+        self.outcomes.range(lo..=hi).map(|(id, o)| (id.seq, o))
     }
 
     /// Every committed cell.

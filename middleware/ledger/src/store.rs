@@ -87,6 +87,14 @@ impl GroupStore {
         Ok(replica.set(now, reg, field, value)?)
     }
 
+    /// A serial transaction, refused while the ledger cannot write.
+    pub fn submit(&mut self, replica: &mut Replica, now: u64, txn: spook_core::Txn) -> Result<spook_core::OpId, LocalWriteError> {
+        if let Some(e) = &self.error {
+            return Err(LocalWriteError::StorageUnavailable(e.clone()));
+        }
+        Ok(replica.submit(now, txn)?)
+    }
+
     /// Write every batch the replica has asked for, in one durable transaction, and report
     /// them persisted. Returns how many batches became durable. On error, the batches stay
     /// here and the error is kept until a later call succeeds (after [`Ledger::reopen`]).

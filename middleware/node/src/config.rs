@@ -31,6 +31,10 @@ listen = ["tcp/127.0.0.1:0"]
 connect = []
 # Multicast scouting sends to 224.0.0.224: off unless the network is yours.
 multicast_scouting = false
+# Further zenoh settings, by path, as JSON5 values, e.g. for a lossy radio link:
+#   options = { "transport/link/tx/batch_size" = "1400", "transport/link/tx/lease" = "10000" }
+# Two nodes should not both list each other in `connect` over UDP (see docs/protocol.md).
+options = {}
 
 [metrics]
 # Prometheus text endpoint ("" disables it).
@@ -83,6 +87,8 @@ pub struct ZenohSection {
     pub connect: Vec<String>,
     /// Multicast scouting.
     pub multicast_scouting: bool,
+    /// Further zenoh settings: path → JSON5 value.
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// `[metrics]`.
@@ -120,7 +126,7 @@ impl Default for NodeSection {
 
 impl Default for ZenohSection {
     fn default() -> Self {
-        ZenohSection { mode: "peer".into(), listen: vec!["tcp/127.0.0.1:0".into()], connect: Vec::new(), multicast_scouting: false }
+        ZenohSection { mode: "peer".into(), listen: vec!["tcp/127.0.0.1:0".into()], connect: Vec::new(), multicast_scouting: false, options: std::collections::BTreeMap::new() }
     }
 }
 

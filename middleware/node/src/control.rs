@@ -57,6 +57,14 @@ pub enum Request {
         /// The value, as JSON.
         value: Json,
     },
+    /// Write several fields, of one or many registers, as one delta: atomically, in one frame
+    /// and one ledger record (how a 100-drone pose stream is sent cheaply).
+    Write {
+        /// The group.
+        group: String,
+        /// The writes, applied in order.
+        set: Vec<FieldWrite>,
+    },
     /// Read a register (all fields) or one field.
     Get {
         /// The group.
@@ -78,10 +86,71 @@ pub enum Request {
         #[serde(default)]
         view: Option<String>,
     },
+    /// Submit a serial transaction as operation `seq` of `client` (serial groups only).
+    /// Resending the same (client, seq) through any node of the domain is safe: it executes
+    /// once. With `wait`, the response comes when the outcome is known here or the deadline
+    /// passes (state `decohered`: unknown yet, ask again with `session`).
+    Tx {
+        /// The group.
+        group: String,
+        /// The client's endpoint id (base32): the session the operation belongs to.
+        client: String,
+        /// The client's sequence number for this operation.
+        seq: u64,
+        /// Conditions on the committed serial state; all must hold.
+        #[serde(default, rename = "if")]
+        conditions: Vec<crate::session::TxCondition>,
+        /// Writes applied if it commits.
+        set: Vec<crate::session::TxSet>,
+        /// Seqs of this client's operations that must commit before this one.
+        #[serde(default)]
+        after: Vec<u64>,
+        /// Abort if not evaluated within this many ms of submission (default 10 000).
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+        /// Answer when the outcome is known rather than at submission.
+        #[serde(default)]
+        wait: bool,
+    },
+    /// A client's session in a group: the outcome of each of its operations known here.
+    Session {
+        /// The group.
+        group: String,
+        /// The client's endpoint id.
+        client: String,
+    },
+    /// Open a pairing window: meet another node whose operator opened one too.
+    PairOpen {
+        /// The name the other side stores for this node.
+        #[serde(default)]
+        name: String,
+        /// How long the window stays open (default 120 s).
+        #[serde(default)]
+        seconds: Option<u64>,
+    },
+    /// The pairing window: open or not, and the code to compare once a peer answered.
+    PairStatus,
+    /// The operator confirms with the code the other node shows; that peer is allowed.
+    PairConfirm {
+        /// The six digits the other node shows.
+        code: String,
+    },
     /// Node and group status.
     Status,
     /// Stop the node (as SIGTERM does).
     Shutdown,
+}
+
+/// One field write of [`Request::Write`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FieldWrite {
+    /// The register.
+    pub register: u32,
+    /// The field name.
+    pub field: String,
+    /// The value, as JSON.
+    pub value: Json,
 }
 
 /// A response: `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.

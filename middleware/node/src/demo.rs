@@ -9,8 +9,48 @@ use serde_json::json;
 use crate::control::Request;
 use crate::node::{allow_in_ledger, ensure_identity};
 use crate::{Config, NodeHandle};
+use spook_core::EndpointId;
 
-fn free_port() -> anyhow::Result<u16> {
+/// Nodes running in this process, with their tasks.
+pub(crate) type Nodes = Vec<(NodeHandle, tokio::task::JoinHandle<anyhow::Result<()>>)>;
+
+/// Start one node per port in this process, on loopback, each dialling the earlier ones, all
+/// allowing each other, with one group "fleet" of them all (node 0 creates it). `tune` edits
+/// each node's config before it starts.
+pub(crate) async fn local_domain(dir: &std::path::Path, ports: &[u16], kind: Option<&str>, tune: impl Fn(&mut Config)) -> anyhow::Result<(Nodes, Vec<EndpointId>)> {
+    let n = ports.len();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut l = spook_ledger::Ledger::open(dir.join(format!("node{i}.spookdb")))?;
+        ids.push(ensure_identity(&mut l)?.id());
+    }
+    for i in 0..n {
+        let mut l = spook_ledger::Ledger::open(dir.join(format!("node{i}.spookdb")))?;
+        for (j, id) in ids.iter().enumerate() {
+            if j != i {
+                allow_in_ledger(&mut l, *id, &format!("node{j}"))?;
+            }
+        }
+    }
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let mut cfg = node_config(dir, i, ports, 0..i);
+        tune(&mut cfg);
+        let (h, task, _) = crate::start(cfg).await?;
+        nodes.push((h, task));
+    }
+    let first = &nodes[0].0;
+    let kind = kind.map(str::to_string);
+    let created = first.request(Request::GroupCreate { name: "fleet".into(), members: ids[1..].iter().map(ToString::to_string).collect(), kind }).await;
+    let invite = created["invite"].as_str().ok_or_else(|| anyhow::anyhow!("group create failed: {created}"))?.to_string();
+    for (h, _) in nodes.iter().skip(1) {
+        let r = h.request(Request::GroupJoin { invite: invite.clone(), name: None }).await;
+        anyhow::ensure!(r["ok"] == json!(true), "join failed: {r}");
+    }
+    Ok((nodes, ids))
+}
+
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -18,7 +58,7 @@ fn node_config(dir: &std::path::Path, i: usize, ports: &[u16], connect_to: std::
     let mut cfg = Config::default();
     cfg.node.ledger = dir.join(format!("node{i}.spookdb"));
     cfg.node.control = dir.join(format!("node{i}.sock"));
-    cfg.node.domain = "demo".into();
+    cfg.node.domain = format!("demo{}", ports[0]);
     cfg.metrics.listen = String::new();
     cfg.zenoh.listen = vec![format!("tcp/127.0.0.1:{}", ports[i])];
     cfg.zenoh.connect = connect_to.map(|j| format!("tcp/127.0.0.1:{}", ports[j])).collect();
@@ -39,31 +79,10 @@ pub async fn run(n: usize, seconds: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     println!("spook demo: {n} nodes on 127.0.0.1, ledgers in {}", dir.display());
     let ports = (0..n).map(|_| free_port()).collect::<anyhow::Result<Vec<_>>>()?;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let mut l = spook_ledger::Ledger::open(dir.join(format!("node{i}.spookdb")))?;
-        ids.push(ensure_identity(&mut l)?.id());
-    }
-    for i in 0..n {
-        let mut l = spook_ledger::Ledger::open(dir.join(format!("node{i}.spookdb")))?;
-        for (j, id) in ids.iter().enumerate() {
-            if j != i {
-                allow_in_ledger(&mut l, *id, &format!("node{j}"))?;
-            }
-        }
-    }
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        let (h, task, _) = crate::start(node_config(&dir, i, &ports, 0..i)).await?;
+    let (handles, _) = local_domain(&dir, &ports, None, |_| {}).await?;
+    let mut nodes: Vec<Option<(NodeHandle, tokio::task::JoinHandle<anyhow::Result<()>>)>> = handles.into_iter().map(Some).collect();
+    for (i, (h, _)) in nodes.iter().flatten().enumerate() {
         println!("  node{i} {}… listening on tcp/127.0.0.1:{}", &h.id.to_string()[..12], ports[i]);
-        nodes.push(Some((h, task)));
-    }
-    let first = nodes[0].as_ref().map(|(h, _)| h.clone()).ok_or_else(|| anyhow::anyhow!("no node"))?;
-    let created = first.request(Request::GroupCreate { name: "fleet".into(), members: ids[1..].iter().map(ToString::to_string).collect(), kind: None }).await;
-    let invite = created["invite"].as_str().ok_or_else(|| anyhow::anyhow!("group create failed: {created}"))?.to_string();
-    for (h, _) in nodes.iter().skip(1).flatten() {
-        let r = h.request(Request::GroupJoin { invite: invite.clone(), name: None }).await;
-        anyhow::ensure!(r["ok"] == json!(true), "join failed: {r}");
     }
     println!("group \"fleet\" with {n} members; each node flies one drone (register = node number) at 10 Hz\n");
     let start = Instant::now();

@@ -4,12 +4,15 @@
 //! endpoint. Protocol decisions stay in the core; this crate only moves bytes, time and
 //! durability between the core and the world.
 
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod metrics;
 pub mod node;
+pub mod pairing;
+pub mod session;
 pub mod values;
 
 pub use config::Config;

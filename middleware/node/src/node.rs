@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use spook_core::{
-    Event, EndpointId, FieldId, GroupConfig, GroupId, GroupKind, Op, RegisterId, Replica, Schema, View,
+    Event, EndpointId, FieldId, GroupConfig, GroupId, GroupKind, Op, OpId, RegisterId, Replica, Schema, TxnState, View,
 };
 use spook_ledger::{GroupStore, Ledger, LocalWriteError};
 use spook_secure::{AllowList, GroupCrypto, GroupKeys, HelloGuard, Identity, Initiator, KeyAnnouncement, PairChannel, PeerEntry};
@@ -19,6 +19,7 @@ use zenoh::Wait;
 use crate::config::Config;
 use crate::control::{self, Request};
 use crate::metrics::Metrics;
+use crate::session;
 use crate::values;
 
 /// First byte of a group frame carried inside a pair channel (digests and wants to a member
@@ -120,6 +121,8 @@ struct GroupRt {
     keyed: std::collections::BTreeSet<EndpointId>,
     /// Local write times of own deltas not yet committed (for the latency histogram).
     written_at: BTreeMap<u64, (Instant, spook_core::Hlc)>,
+    /// Clients waiting for the outcome of a transaction submitted here.
+    tx_waiters: BTreeMap<OpId, Vec<oneshot::Sender<Json>>>,
 }
 
 #[derive(Default)]
@@ -150,6 +153,8 @@ struct Node {
     domain_key: [u8; 32],
     metrics: Arc<Metrics>,
     subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
+    /// An open pairing window (`spook pair`).
+    pairing: Option<crate::pairing::PairingRt>,
 }
 
 fn now_ms() -> u64 {
@@ -203,6 +208,9 @@ fn zenoh_config(cfg: &Config) -> anyhow::Result<zenoh::Config> {
     set(&mut z, "scouting/multicast/enabled", cfg.zenoh.multicast_scouting.to_string())?;
     // Keep trying configured peers: a node that starts first must still meet the others.
     set(&mut z, "connect/timeout_ms", "-1".into())?;
+    for (k, v) in &cfg.zenoh.options {
+        set(&mut z, k, v.clone())?;
+    }
     Ok(z)
 }
 
@@ -246,8 +254,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         domain_key,
         metrics: metrics.clone(),
         subscribers: Vec::new(),
+        pairing: None,
     };
     node.subscribe(&format!("{}/p/{}", node.prefix(), node.peer_tag(&id)))?;
+    node.subscribe(&format!("{}/pairing", node.prefix()))?;
     for (gid, bytes) in node.ledger.groups()? {
         match serde_json::from_slice::<GroupInfo>(&bytes) {
             Ok(info) => {
@@ -318,7 +328,7 @@ impl Node {
         self.subscribe(&format!("{base}/all"))?;
         self.subscribe(&format!("{base}/{}", self.peer_tag(&self.me.id())))?;
         tracing::info!(group = %info.name, records = records.len(), members = cfg.members.len(), "group open");
-        self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new() });
+        self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), tx_waiters: BTreeMap::new(), key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new() });
         // Hand our new key to members we already have channels with.
         let peers: Vec<EndpointId> = self.pairs.iter().filter(|(_, p)| p.is_up()).map(|(id, _)| *id).collect();
         for p in peers {
@@ -338,31 +348,18 @@ impl Node {
     async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        'run: loop {
             tokio::select! {
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
-                    match cmd {
-                        Cmd::Sample { key, payload } => self.on_sample(&key, payload),
-                        Cmd::Control(Request::Shutdown, reply) => {
-                            let _ = reply.send(control::ok(json!({"stopping": true})));
-                            break;
-                        }
-                        Cmd::Control(r, reply) => {
-                            let resp = self.on_request(r);
-                            let _ = reply.send(resp);
-                        }
-                        Cmd::Watch { group, view, tx, reply } => {
-                            let resp = match self.find_group(&group) {
-                                Ok(g) => {
-                                    if let Some(rt) = self.groups.get_mut(&g) {
-                                        rt.watchers.push((view, tx));
-                                    }
-                                    control::ok(json!({"watching": group}))
-                                }
-                                Err(e) => control::error(e),
-                            };
-                            let _ = reply.send(resp);
+                    if self.on_cmd(cmd) {
+                        break;
+                    }
+                    // Group commit: take what else is queued before the ledger write below.
+                    for _ in 0..1024 {
+                        let Ok(cmd) = rx.try_recv() else { break };
+                        if self.on_cmd(cmd) {
+                            break 'run;
                         }
                     }
                 }
@@ -382,8 +379,43 @@ impl Node {
         Ok(())
     }
 
+    /// Handle one input; true when the node is to stop.
+    fn on_cmd(&mut self, cmd: Cmd) -> bool {
+        match cmd {
+            Cmd::Sample { key, payload } => self.on_sample(&key, payload),
+            Cmd::Control(Request::Shutdown, reply) => {
+                let _ = reply.send(control::ok(json!({"stopping": true})));
+                return true;
+            }
+            Cmd::Control(r @ Request::Tx { .. }, reply) => self.on_tx(r, reply),
+            Cmd::Control(r, reply) => {
+                let resp = self.on_request(r);
+                let _ = reply.send(resp);
+            }
+            Cmd::Watch { group, view, tx, reply } => {
+                let resp = match self.find_group(&group) {
+                    Ok(g) => {
+                        if let Some(rt) = self.groups.get_mut(&g) {
+                            rt.watchers.push((view, tx));
+                        }
+                        control::ok(json!({"watching": group}))
+                    }
+                    Err(e) => control::error(e),
+                };
+                let _ = reply.send(resp);
+            }
+        }
+        false
+    }
+
     fn on_tick(&mut self) {
         let now = now_ms();
+        if let Some(p) = &mut self.pairing {
+            if let Some(b) = p.beacon(now) {
+                let key = format!("{}/pairing", self.prefix());
+                self.publish(&key, b);
+            }
+        }
         for g in self.groups.values_mut() {
             g.replica.handle_timeout(now);
         }
@@ -419,6 +451,8 @@ impl Node {
         let Some(rest) = key.strip_prefix(&prefix) else { return };
         if rest.starts_with("/p/") {
             self.on_pair_message(payload);
+        } else if rest == "/pairing" {
+            self.on_pairing_message(&payload);
         } else if let Some(g) = rest.strip_prefix("/g/") {
             let tag = g.split('/').next().unwrap_or_default();
             let Some(gid) = self.groups.iter().find(|(_, r)| r.tag == tag).map(|(id, _)| *id) else { return };
@@ -492,6 +526,56 @@ impl Node {
                 }
             }
             _ => self.metrics.reject("pair-unknown-kind"),
+        }
+    }
+
+    fn on_pairing_message(&mut self, msg: &[u8]) {
+        let now = now_ms();
+        let Some(p) = self.pairing.as_mut().filter(|p| p.is_open(now)) else { return };
+        match p.handle(&self.me, msg, now) {
+            Ok(crate::pairing::Step::Send(m)) => {
+                let key = format!("{}/pairing", self.prefix());
+                self.publish(&key, m);
+            }
+            Ok(crate::pairing::Step::Nothing) => {}
+            Err(e) => {
+                tracing::warn!("pairing message refused: {e}");
+                self.metrics.reject("pairing");
+            }
+        }
+    }
+
+    fn pair_request(&mut self, r: Request) -> Result<Json, String> {
+        let now = now_ms();
+        match r {
+            Request::PairOpen { name, seconds } => {
+                let secs = seconds.unwrap_or(120);
+                if !(1..=3600).contains(&secs) {
+                    return Err(format!("a pairing window of {secs} s is outside 1..=3600"));
+                }
+                let sid = rand_core::RngCore::next_u32(&mut rand_core::OsRng);
+                let name = if name.is_empty() { self.cfg.node.domain.clone() } else { name };
+                let p = crate::pairing::PairingRt::open(&self.me, &name, sid, now, secs * 1000).map_err(|e| e.to_string())?;
+                self.pairing = Some(p);
+                tracing::info!(seconds = secs, "pairing window open");
+                Ok(json!({"open": true, "seconds": secs}))
+            }
+            Request::PairStatus => {
+                let open = self.pairing.as_ref().is_some_and(|p| p.is_open(now));
+                Ok(json!({"open": open, "code": self.pairing.as_ref().filter(|_| open).and_then(crate::pairing::PairingRt::code)}))
+            }
+            Request::PairConfirm { code } => {
+                let p = self.pairing.as_mut().filter(|p| p.is_open(now)).ok_or("no pairing window is open (spook pair)")?;
+                let result = p.confirm(&code, now);
+                self.pairing = None;
+                let e = result.map_err(|e| format!("{e}: nothing was allowed; open a new window to try again"))?;
+                self.ledger.put_peer(&e.id, &e.to_stored()).map_err(|e| e.to_string())?;
+                tracing::info!(peer = %e.id, name = %e.name, "paired");
+                let (id, name) = (e.id.to_string(), e.name.clone());
+                self.allow.allow(e);
+                Ok(json!({"allowed": id, "name": name}))
+            }
+            _ => Err("not a pairing request".into()),
         }
     }
 
@@ -624,8 +708,13 @@ impl Node {
         }
         let mut changed: Vec<(View, Vec<RegisterId>)> = Vec::new();
         let mut left = Vec::new();
+        let mut outcomes = Vec::new();
         while let Some(ev) = g.replica.poll_event() {
             match ev {
+                Event::Txn { id, state: TxnState::Resolved(o) } => outcomes.push((id, session::outcome_json(&o))),
+                Event::Txn { id, state: TxnState::Decohered } => {
+                    outcomes.push((id, json!({"state": "decohered", "note": "its deadline passed before its outcome was known here; it may still commit or abort (ask again with `spook session`)"})));
+                }
                 Event::RegistersChanged { view, registers } => changed.push((view, registers)),
                 Event::ReEntangled { registers } => changed.push((View::Committed, registers)),
                 Event::Decohered(m) => {
@@ -653,6 +742,12 @@ impl Node {
                     self.metrics.reject("frame-decode");
                 }
                 _ => {}
+            }
+        }
+        for (id, mut j) in outcomes {
+            j["seq"] = json!(id.seq);
+            for w in g.tx_waiters.remove(&id).unwrap_or_default() {
+                let _ = w.send(control::ok(j.clone()));
             }
         }
         if !changed.is_empty() && !g.watchers.is_empty() {
@@ -702,6 +797,52 @@ impl Node {
                 self.publish(&key, msg);
             }
             Err(e) => tracing::warn!(%peer, "cannot seal a pair message: {e}"),
+        }
+    }
+
+    /// Submit a client's transaction; answer now, or once its outcome is known (`wait`).
+    fn on_tx(&mut self, r: Request, reply: oneshot::Sender<Json>) {
+        match self.submit_tx(r) {
+            Ok((j, Some((gid, id)))) => match self.groups.get_mut(&gid) {
+                Some(g) => g.tx_waiters.entry(id).or_default().push(reply),
+                None => drop(reply.send(control::ok(j))),
+            },
+            Ok((j, None)) => drop(reply.send(control::ok(j))),
+            Err(e) => drop(reply.send(control::error(e))),
+        }
+    }
+
+    fn submit_tx(&mut self, r: Request) -> Result<(Json, Option<(GroupId, OpId)>), String> {
+        let Request::Tx { group, client, seq, conditions, set, after, timeout_ms, wait } = r else {
+            return Err("not a transaction".into());
+        };
+        let now = now_ms();
+        let gid = self.find_group(&group)?;
+        let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
+        if g.cfg.kind != GroupKind::Serial {
+            return Err(format!("group {group} is convergent: transactions need a serial group (spook group create <name> --serial)"));
+        }
+        let client: EndpointId = client.parse().map_err(|e| format!("client: {e}"))?;
+        let timeout = timeout_ms.unwrap_or(10_000);
+        if !(1..=86_400_000).contains(&timeout) {
+            return Err(format!("timeout_ms {timeout} is outside 1..=86400000"));
+        }
+        let id = OpId { client, seq };
+        if let Some(o) = g.replica.serial().outcome(&id) {
+            // A resend of an operation the group has evaluated: answer, execute nothing.
+            let mut j = session::outcome_json(o);
+            j["seq"] = json!(seq);
+            j["resent"] = json!(true);
+            return Ok((j, None));
+        }
+        let txn = session::build_txn(&g.cfg.schema, id, now + timeout, &after, &conditions, &set)?;
+        match g.store.submit(&mut g.replica, now, txn) {
+            Ok(_) => Ok((json!({"seq": seq, "client": client.to_string(), "state": "pending"}), wait.then_some((gid, id)))),
+            Err(e @ LocalWriteError::StorageUnavailable(_)) => {
+                Metrics::add(&self.metrics.writes_refused, 1);
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -763,27 +904,29 @@ impl Node {
             Request::GroupList => Ok(json!({"groups": self.groups.values().map(|g| json!({
                 "name": g.info.name, "id": g.info.id, "kind": g.info.kind, "members": g.info.members,
             })).collect::<Vec<_>>()})),
-            Request::Set { group, register, field, value } => {
+            Request::Set { group, register, field, value } => self.write(&group, vec![crate::control::FieldWrite { register, field, value }], now),
+            Request::Write { group, set } => self.write(&group, set, now),
+            Request::Get { group, register, field: None, view } if view.as_deref() == Some("serial") => {
                 let gid = self.find_group(&group)?;
-                let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
-                let fid = g.cfg.schema.field_id(&field).ok_or_else(|| format!("no field {field:?} in the schema ({})", field_names(&g.cfg.schema)))?;
-                let def = g.cfg.schema.def(fid).ok_or("field vanished")?;
-                let action = values::action(&field, def.policy, def.kind, &value).map_err(|e| e.to_string())?;
-                let op = Op::Field { reg: RegisterId(register), field: fid, action };
-                match g.store.write(&mut g.replica, now, vec![op]) {
-                    Ok(dot) => {
-                        // The clock right after the write is at or above the delta's stamp.
-                        let h = g.replica.clock_now(now);
-                        g.written_at.insert(dot.seq, (Instant::now(), h));
-                        Ok(json!({"seq": dot.seq}))
-                    }
-                    Err(e @ LocalWriteError::StorageUnavailable(_)) => {
-                        Metrics::add(&self.metrics.writes_refused, 1);
-                        Err(e.to_string())
-                    }
-                    Err(e) => Err(e.to_string()),
-                }
+                let g = self.groups.get(&gid).ok_or("group vanished")?;
+                let schema = g.replica.schema();
+                let fields: serde_json::Map<String, Json> = g
+                    .replica
+                    .serial()
+                    .cells()
+                    .filter(|((r, _), _)| r.0 == register)
+                    .filter_map(|((_, f), c)| Some((schema.def(*f)?.name.clone(), session::cell_json(c))))
+                    .collect();
+                Ok(json!({"register": register, "view": "serial", "fields": fields}))
             }
+            Request::Session { group, client } => {
+                let gid = self.find_group(&group)?;
+                let g = self.groups.get(&gid).ok_or("group vanished")?;
+                let client: EndpointId = client.parse().map_err(|e| format!("client: {e}"))?;
+                Ok(session::session_json(g.replica.serial(), client))
+            }
+            Request::Tx { .. } => Err("a transaction is answered by the node task".into()),
+            r @ (Request::PairOpen { .. } | Request::PairStatus | Request::PairConfirm { .. }) => self.pair_request(r),
             Request::Get { group, register, field, view } => {
                 let gid = self.find_group(&group)?;
                 let g = self.groups.get(&gid).ok_or("group vanished")?;
@@ -800,6 +943,35 @@ impl Node {
             Request::Watch { .. } => Err("watch needs a streaming connection".into()),
             Request::Status => Ok(self.status()),
             Request::Shutdown => Ok(json!({})),
+        }
+    }
+
+    /// A local write of one or more fields as one delta.
+    fn write(&mut self, group: &str, set: Vec<crate::control::FieldWrite>, now: u64) -> Result<Json, String> {
+        let gid = self.find_group(group)?;
+        let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
+        if set.is_empty() {
+            return Err("nothing to write".into());
+        }
+        let mut ops = Vec::with_capacity(set.len());
+        for w in set {
+            let fid = g.cfg.schema.field_id(&w.field).ok_or_else(|| format!("no field {:?} in the schema ({})", w.field, field_names(&g.cfg.schema)))?;
+            let def = g.cfg.schema.def(fid).ok_or("field vanished")?;
+            let action = values::action(&w.field, def.policy, def.kind, &w.value).map_err(|e| e.to_string())?;
+            ops.push(Op::Field { reg: RegisterId(w.register), field: fid, action });
+        }
+        match g.store.write(&mut g.replica, now, ops) {
+            Ok(dot) => {
+                // The clock right after the write is at or above the delta's stamp.
+                let h = g.replica.clock_now(now);
+                g.written_at.insert(dot.seq, (Instant::now(), h));
+                Ok(json!({"seq": dot.seq}))
+            }
+            Err(e @ LocalWriteError::StorageUnavailable(_)) => {
+                Metrics::add(&self.metrics.writes_refused, 1);
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -834,6 +1006,7 @@ impl Node {
                         "id": m.to_string(),
                         "me": *m == self.me.id(),
                         "seq": r.context().of(m).map_or(0, spook_core::IntervalSet::max),
+                        "announced_seq": if *m == self.me.id() { None } else { r.announced_seq(m) },
                         "paired": *m == self.me.id() || self.pairs.get(m).is_some_and(Pair::is_up),
                     })).collect::<Vec<_>>(),
                     "frontier_ms": r.frontier().ms(),
@@ -870,7 +1043,7 @@ fn parse_view(v: Option<&str>) -> Result<View, String> {
     match v.unwrap_or("pending") {
         "pending" => Ok(View::Pending),
         "committed" => Ok(View::Committed),
-        o => Err(format!("view {o:?} is neither pending nor committed")),
+        o => Err(format!("view {o:?} is not pending, committed or serial (serial shows whole registers)")),
     }
 }
 

@@ -1,108 +1,13 @@
 //! Real `spookd` processes over zenoh on loopback, driven by the real `spook` CLI.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use serde_json::Value as Json;
+use std::io::{BufRead, BufReader, Write};
+use std::process::Command;
+use std::time::Duration;
 
-const SPOOKD: &str = env!("CARGO_BIN_EXE_spookd");
-const SPOOK: &str = env!("CARGO_BIN_EXE_spook");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Node {
-    dir: PathBuf,
-    name: String,
-    config: PathBuf,
-    metrics: u16,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn new(dir: &Path, name: &str, domain: &str, listen: u16, connect: &[u16]) -> Node {
-        let metrics = free_port();
-        let config = dir.join(format!("{name}.toml"));
-        let connect: Vec<String> = connect.iter().map(|p| format!("\"tcp/127.0.0.1:{p}\"")).collect();
-        std::fs::write(
-            &config,
-            format!(
-                "[node]\nledger = \"{d}/{name}.spookdb\"\ndomain = \"{domain}\"\ncontrol = \"{d}/{name}.sock\"\nlog = \"warn\"\n\n[zenoh]\nlisten = [\"tcp/127.0.0.1:{listen}\"]\nconnect = [{}]\n\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[timing]\ndigest_interval_ms = 100\ndecohere_after_ms = 60000\nrejoin_after_ms = 3000\n",
-                connect.join(", "),
-                d = dir.display()
-            ),
-        )
-        .unwrap();
-        Node { dir: dir.to_path_buf(), name: name.into(), config, metrics, child: None }
-    }
-
-    fn spook(&self, args: &[&str]) -> Result<Json, String> {
-        let out = Command::new(SPOOK).arg("--config").arg(&self.config).arg("--json").args(args).output().unwrap();
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(text.trim()).map_err(|e| format!("not JSON ({e}): {text}"))
-    }
-
-    fn start(&mut self) {
-        let mut child = Command::new(SPOOKD).arg("--config").arg(&self.config).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.contains(" up;"), "{}: {line}", self.name);
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        let mut c = self.child.take().unwrap();
-        c.kill().unwrap(); // SIGKILL
-        c.wait().unwrap();
-        let _ = std::fs::remove_file(self.dir.join(format!("{}.sock", self.name)));
-    }
-
-    fn metrics(&self) -> String {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("not within {within:?}: {what}");
-}
-
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("spook-node-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.split_whitespace().last()).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
+use common::{dir, eventually, free_port, metric, Node, SPOOKD};
 
 fn battery(n: &Node, reg: &str) -> Option<f64> {
     n.spook(&["get", "fleet", reg, "battery"]).ok().and_then(|j| j["value"].as_f64())
@@ -237,5 +142,49 @@ fn bad_input_is_refused_clearly_and_the_node_keeps_running() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("ledgr"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn the_pairing_ceremony_allows_only_after_both_operators_confirm_the_code() {
+    let d = dir("pairing");
+    let domain = format!("p{}", std::process::id());
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = Node::new(&d, "a", &domain, pa, &[]);
+    let mut b = Node::new(&d, "b", &domain, pb, &[pa]);
+    let idb = b.spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string();
+    a.spook(&["init"]).unwrap();
+    a.start();
+    b.start();
+    // Not allowed yet: a group with B is refused.
+    let e = a.spook(&["group", "create", "fleet", "--member", &idb]).unwrap_err();
+    assert!(e.contains("allow-list"), "{e}");
+
+    // A wrong code ends the ceremony and allows nothing.
+    let (ca, cb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.spook(&["pair", "--seconds", "30", "--name", "alpha"]).unwrap());
+        let tb = s.spawn(|| b.spook(&["pair", "--seconds", "30", "--name", "bravo"]).unwrap());
+        (ta.join().unwrap()["code"].as_str().unwrap().to_string(), tb.join().unwrap()["code"].as_str().unwrap().to_string())
+    });
+    assert_eq!(ca, cb, "both nodes show the same code");
+    let wrong = if ca == "123456" { "654321" } else { "123456" };
+    let e = a.spook(&["pair", "--confirm", wrong]).unwrap_err();
+    assert!(e.contains("codes differ"), "{e}");
+    assert!(a.spook(&["group", "create", "fleet", "--member", &idb]).is_err(), "nothing allowed after a mismatch");
+
+    // A second ceremony, confirmed on both sides with the code the other shows.
+    let (ca, cb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.spook(&["pair", "--seconds", "30", "--name", "alpha"]).unwrap());
+        let tb = s.spawn(|| b.spook(&["pair", "--seconds", "30", "--name", "bravo"]).unwrap());
+        (ta.join().unwrap()["code"].as_str().unwrap().to_string(), tb.join().unwrap()["code"].as_str().unwrap().to_string())
+    });
+    let ja = a.spook(&["pair", "--confirm", &cb]).unwrap();
+    assert_eq!((ja["allowed"].as_str(), ja["name"].as_str()), (Some(idb.as_str()), Some("bravo")));
+    b.spook(&["pair", "--confirm", &ca]).unwrap();
+    // Now they form a group and exchange data over IK channels.
+    let created = a.spook(&["group", "create", "fleet", "--member", &idb]).unwrap();
+    b.spook(&["group", "join", created["invite"].as_str().unwrap()]).unwrap();
+    a.spook(&["set", "fleet", "1", "battery", "0.5"]).unwrap();
+    eventually("B sees A's write after pairing", Duration::from_secs(20), || battery(&b, "1") == Some(0.5));
     std::fs::remove_dir_all(&d).ok();
 }

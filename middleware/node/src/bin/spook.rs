@@ -19,10 +19,17 @@ NODE:
     id                            print this node's endpoint id
     allow <endpoint-id> [--name N]
                                   add a peer to the allow-list (only allowed peers can pair)
+    pair [--seconds N] [--name N]  meet another node by a pairing ceremony (run it on both):
+                                  each shows a six-digit code; type the one the other shows
+    pair --confirm CODE           the same, for scripts (after `spook --json pair`)
     up                            run the node in the foreground (as spookd)
-    status                        members, frontiers, pending, hashes, bytes, rejections
+    status [--follow]             members, frontiers, pending, hashes, bytes, rejections, and
+                                  re-alignment progress; --follow redraws every second
     demo [--nodes N] [--seconds S]
                                   start a local domain of N nodes and watch it converge
+    bench [--quick] [--samples N] [--batches N] [--watchers N]
+                                  measure latency, updates/s and bytes against raw zenoh
+                                  (in this process, on loopback; use a release build)
 
 GROUPS:
     group create <name> [--member ID]... [--serial]
@@ -33,8 +40,23 @@ GROUPS:
 
 DATA (values are JSON):
     set <group> <register> <field> <json>     e.g. spook set fleet 7 battery 0.82
-    get <group> <register> [field] [--committed]
+    get <group> <register> [field] [--committed | --serial]
     watch <group> [--committed]               stream changes until Ctrl-C
+
+TRANSACTIONS (serial groups; run in the total order, the first whose conditions hold wins):
+    tx <group> --set 'REG.FIELD JSON'... [--if 'COND']... [--lease-ms N]
+       [--after SEQ]... [--timeout-ms N] [--seq N] [--client ID] [--no-wait]
+                                  COND: 'REG.FIELD == JSON' (or != < <= > >=),
+                                  'REG.FIELD absent', 'REG.FIELD version N', 'REG.FIELD lease-expired'
+                                  e.g. spook tx tasks --if '3.owner lease-expired' \
+                                           --set '3.owner \"drone-7\"' --lease-ms 5000
+                                  Exit status 3 when it aborted or its outcome is not known yet.
+    session <group> [--client ID]  this client's operations and their outcomes
+
+An operation's identity is (client, seq): resending it through any node of the domain (after
+its node died, say) executes it once. The client id comes from --client or from the client
+key file (--client-key FILE, $SPOOK_CLIENT_KEY, default ~/.config/spook/client.key, created
+on first use); seq defaults to the current time in microseconds.
 
 Commands other than init, id, allow and up talk to the running node over its control socket
 (from the config's [node] control). --json prints the node's JSON responses as they are.";
@@ -161,8 +183,18 @@ fn real_main() -> Result<()> {
             rt.block_on(spook_node::daemon::run(cfg))?;
         }
         "status" => {
+            let follow = take_flag(&mut args, "--follow");
             let j = request(&sock, &Request::Status)?;
             show(&j, &human_status);
+            // Redraw every second (re-alignment progress, bytes) until Ctrl-C or the node stops.
+            while follow {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let j = request(&sock, &Request::Status)?;
+                if !o.json {
+                    print!("\x1b[2J\x1b[H");
+                }
+                show(&j, &human_status);
+            }
         }
         "group" => {
             let sub = if args.is_empty() { String::new() } else { args.remove(0) };
@@ -213,13 +245,62 @@ fn real_main() -> Result<()> {
         }
         "get" => {
             let committed = take_flag(&mut args, "--committed");
-            if args.len() < 2 {
-                bail!("usage: spook get <group> <register> [field] [--committed]");
+            let serial = take_flag(&mut args, "--serial");
+            if args.len() < 2 || (serial && args.len() > 2) {
+                bail!("usage: spook get <group> <register> [field] [--committed | --serial]");
             }
             let register: u32 = args[1].parse().with_context(|| format!("register {:?} is not a number", args[1]))?;
-            let view = Some(if committed { "committed" } else { "pending" }.to_string());
+            let view = Some(if serial { "serial" } else if committed { "committed" } else { "pending" }.to_string());
             let j = request(&sock, &Request::Get { group: args[0].clone(), register, field: args.get(2).cloned(), view })?;
             show(&j, &|j| if j.get("field").is_some() { j["value"].to_string() } else { serde_json::to_string_pretty(&j["fields"]).unwrap_or_default() });
+        }
+        "tx" => {
+            let lease = take_opt(&mut args, "--lease-ms")?.map(|v| v.parse::<u64>()).transpose().context("--lease-ms needs a number")?;
+            let mut conditions = Vec::new();
+            while let Some(c) = take_opt(&mut args, "--if")? {
+                conditions.push(spook_node::session::parse_condition(&c).map_err(|e| anyhow!(e))?);
+            }
+            let mut set = Vec::new();
+            while let Some(w) = take_opt(&mut args, "--set")? {
+                set.push(spook_node::session::parse_set(&w, lease).map_err(|e| anyhow!(e))?);
+            }
+            let mut after = Vec::new();
+            while let Some(a) = take_opt(&mut args, "--after")? {
+                after.push(a.parse::<u64>().with_context(|| format!("--after {a:?} is not a seq"))?);
+            }
+            let timeout_ms = take_opt(&mut args, "--timeout-ms")?.map(|v| v.parse::<u64>()).transpose().context("--timeout-ms needs a number")?;
+            let seq = match take_opt(&mut args, "--seq")? {
+                Some(v) => v.parse::<u64>().with_context(|| format!("--seq {v:?} is not a number"))?,
+                None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64),
+            };
+            let client = client_id(&mut args)?;
+            let wait = !take_flag(&mut args, "--no-wait");
+            let group = match args.as_slice() {
+                [g] => g.clone(),
+                _ => bail!("usage: spook tx <group> --set 'REG.FIELD JSON'... [--if 'COND']... (see spook --help)"),
+            };
+            let j = request(&sock, &Request::Tx { group, client, seq, conditions, set, after, timeout_ms, wait })?;
+            show(&j, &|j| match j["state"].as_str().unwrap_or_default() {
+                "committed" => format!("committed (op {}, fence {}){}", j["seq"], j["fence"], if j["resent"] == json!(true) { ", already executed before" } else { "" }),
+                "aborted" => format!("aborted (op {}): {}", j["seq"], j["reason"].as_str().unwrap_or_default()),
+                "pending" => format!("submitted (op {}); its outcome: spook session {}", j["seq"], args[0]),
+                other => format!("{other} (op {}): {}", j["seq"], j["note"].as_str().unwrap_or_default()),
+            });
+            if !matches!(j["state"].as_str(), Some("committed" | "pending")) {
+                std::process::exit(3);
+            }
+        }
+        "session" => {
+            let client = client_id(&mut args)?;
+            let group = args.first().ok_or_else(|| anyhow!("usage: spook session <group> [--client ID]"))?.clone();
+            let j = request(&sock, &Request::Session { group, client })?;
+            show(&j, &|j| {
+                let mut s = format!("client {}  next seq {}\n", j["client"].as_str().unwrap_or_default(), j["next_seq"]);
+                for op in j["ops"].as_array().cloned().unwrap_or_default() {
+                    s += &format!("  op {:<18} {} {}\n", op["seq"], op["state"].as_str().unwrap_or_default(), op["reason"].as_str().unwrap_or_default());
+                }
+                s
+            });
         }
         "watch" => {
             let committed = take_flag(&mut args, "--committed");
@@ -238,6 +319,58 @@ fn real_main() -> Result<()> {
                 }
                 show(&j, &|j| format!("{} register {}: {}", j["view"].as_str().unwrap_or_default(), j["register"], j["fields"]));
             }
+        }
+        "pair" => {
+            if let Some(code) = take_opt(&mut args, "--confirm")? {
+                let j = request(&sock, &Request::PairConfirm { code })?;
+                show(&j, &|j| format!("paired: {} ({}) is on the allow-list", j["allowed"].as_str().unwrap_or_default(), j["name"].as_str().unwrap_or_default()));
+                return Ok(());
+            }
+            let seconds = take_opt(&mut args, "--seconds")?.map(|v| v.parse::<u64>()).transpose().context("--seconds needs a number")?;
+            let name = take_opt(&mut args, "--name")?.unwrap_or_default();
+            let j = request(&sock, &Request::PairOpen { name, seconds })?;
+            if !o.json {
+                println!("pairing window open for {} s: run `spook pair` on the other node too (same domain)", j["seconds"]);
+            }
+            let code = loop {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let st = request(&sock, &Request::PairStatus)?;
+                if let Some(c) = st["code"].as_str() {
+                    break c.to_string();
+                }
+                if st["open"] != json!(true) {
+                    bail!("the pairing window closed before another node answered");
+                }
+            };
+            use std::io::IsTerminal;
+            if o.json || !std::io::stdin().is_terminal() {
+                show(&json!({"ok": true, "code": code}), &|j| format!("code {}: compare with the other node, then run `spook pair --confirm <the other node's code>`", j["code"].as_str().unwrap_or_default()));
+                return Ok(());
+            }
+            println!("this node shows the code:  {code}");
+            print!("type the code the OTHER node shows (a different code means someone is in the middle): ");
+            std::io::stdout().flush()?;
+            let mut typed = String::new();
+            std::io::stdin().read_line(&mut typed)?;
+            let j = request(&sock, &Request::PairConfirm { code: typed.trim().to_string() })?;
+            println!("paired: {} ({}) is on the allow-list", j["allowed"].as_str().unwrap_or_default(), j["name"].as_str().unwrap_or_default());
+        }
+        "bench" => {
+            let mut b = spook_node::bench::BenchConfig::default();
+            if take_flag(&mut args, "--quick") {
+                b = spook_node::bench::BenchConfig { latency_samples: 50, throughput_batches: 200, watchers: 3, stream_secs: 2 };
+            }
+            if let Some(v) = take_opt(&mut args, "--samples")? {
+                b.latency_samples = v.parse().context("--samples needs a number")?;
+            }
+            if let Some(v) = take_opt(&mut args, "--batches")? {
+                b.throughput_batches = v.parse().context("--batches needs a number")?;
+            }
+            if let Some(v) = take_opt(&mut args, "--watchers")? {
+                b.watchers = v.parse().context("--watchers needs a number")?;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(spook_node::bench::run(b))?;
         }
         "demo" => {
             let nodes: usize = take_opt(&mut args, "--nodes")?.map_or(Ok(3), |v| v.parse()).context("--nodes")?;
@@ -275,9 +408,42 @@ fn human_status(j: &Json) -> String {
             let tag = if m["me"].as_bool() == Some(true) { "me" } else if m["paired"].as_bool() == Some(true) { "paired" } else { "no channel" };
             s += &format!("  {}…  seq {:<8} {tag}\n", id.get(..12).unwrap_or(id), m["seq"]);
         }
+        if let Some(bar) = realign_bar(&g) {
+            s += &format!("  re-aligning {bar}\n");
+        }
         if let Some(e) = g["ledger_error"].as_str() {
             s += &format!("  LEDGER: {e}\n");
         }
     }
     s
+}
+
+/// The client id for `tx` and `session`: `--client ID`, or the client key file's.
+fn client_id(args: &mut Vec<String>) -> Result<String> {
+    let key = take_opt(args, "--client-key")?;
+    if let Some(c) = take_opt(args, "--client")? {
+        return Ok(c);
+    }
+    let path = match key.or_else(|| std::env::var("SPOOK_CLIENT_KEY").ok()) {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var("HOME").context("HOME is not set: give --client-key FILE")?).join(".config/spook/client.key"),
+    };
+    Ok(spook_node::session::client_identity(&path)?.id().to_string())
+}
+
+/// A progress bar over the deltas other members announced that this node does not hold yet.
+fn realign_bar(g: &Json) -> Option<String> {
+    let (mut held, mut announced) = (0u64, 0u64);
+    for m in g["members"].as_array()? {
+        if let Some(a) = m["announced_seq"].as_u64() {
+            held += m["seq"].as_u64().unwrap_or(0).min(a);
+            announced += a;
+        }
+    }
+    if held >= announced {
+        return None;
+    }
+    let width = 30;
+    let done = usize::try_from(held * width / announced.max(1)).unwrap_or(0);
+    Some(format!("[{}{}] {:>3}%  {held} of {announced} deltas", "#".repeat(done), "-".repeat(30 - done), held * 100 / announced.max(1)))
 }

@@ -1,0 +1,101 @@
+//! Client sessions survive rerouting: an operation's identity is (client EndpointId, client
+//! seq), so a client whose node is SIGKILLed mid-transfer resends through another node and
+//! the transfer executes exactly once, on every node, also after the dead node comes back
+//! with its own copy of the operation in its ledger.
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod common;
+
+use std::time::Duration;
+
+use common::{dir, eventually, free_port, Node};
+use serde_json::Value as Json;
+
+/// Decoherence on, so the survivors prune the dead node and go on committing.
+const TIMING: &str = "digest_interval_ms = 100\ndecohere_after_ms = 3000\nrejoin_after_ms = 3000\n";
+
+fn cell(n: &Node, reg: &str) -> (Json, u64) {
+    let j = n.spook(&["get", "bank", reg, "--serial"]).unwrap();
+    (j["fields"]["owner"]["value"].clone(), j["fields"]["owner"]["version"].as_u64().unwrap_or(0))
+}
+
+#[test]
+fn a_transfer_resent_through_another_node_after_kill9_executes_once() {
+    let d = dir("reroute");
+    let domain = format!("r{}", std::process::id());
+    let ports = [free_port(), free_port(), free_port()];
+    let loc = |p: u16| format!("tcp/127.0.0.1:{p}");
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let connect: Vec<String> = ports[..i].iter().map(|p| loc(*p)).collect();
+            Node::with(&d, &format!("n{i}"), &domain, &loc(ports[i]), &connect, TIMING, &[])
+        })
+        .collect();
+    let ids: Vec<String> = nodes.iter().map(|n| n.spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    for (i, n) in nodes.iter().enumerate() {
+        for (j, id) in ids.iter().enumerate() {
+            if i != j {
+                n.spook(&["allow", id]).unwrap();
+            }
+        }
+    }
+    for n in &mut nodes {
+        n.start();
+    }
+    let created = nodes[0].spook(&["group", "create", "bank", "--serial", "--member", &ids[1], "--member", &ids[2]]).unwrap();
+    for n in &nodes[1..] {
+        n.spook(&["group", "join", created["invite"].as_str().unwrap()]).unwrap();
+    }
+    // The client's own identity: its session, whichever node it talks to.
+    let client = spook_node::session::client_identity(&d.join("client.key")).unwrap().id().to_string();
+    let tx = |n: &Node, seq: &str, extra: &[&str]| -> Result<Json, String> {
+        let mut args = vec!["tx", "bank", "--client", &client, "--seq", seq, "--timeout-ms", "30000"];
+        args.extend_from_slice(extra);
+        n.spook(&args)
+    };
+
+    // The client opens two accounts through A (registers 1 and 2, field `owner`).
+    let setup = ["--if", "1.owner absent", "--if", "2.owner absent", "--set", "1.owner 100", "--set", "2.owner 0"];
+    eventually("the accounts open through A", Duration::from_secs(30), || tx(&nodes[0], "1", &setup).is_ok_and(|j| j["state"] == "committed"));
+    // The transfer, through A; A dies as soon as it has accepted it.
+    let transfer = ["--if", "1.owner == 100", "--if", "2.owner == 0", "--set", "1.owner 70", "--set", "2.owner 30"];
+    let mut no_wait = transfer.to_vec();
+    no_wait.push("--no-wait");
+    let first = tx(&nodes[0], "2", &no_wait).unwrap();
+    assert_eq!(first["state"], "pending", "{first}");
+    nodes[0].kill9();
+
+    // The client resends the same operation (client, 2) through B.
+    let resent = tx(&nodes[1], "2", &transfer).unwrap();
+    assert_eq!(resent["state"], "committed", "the transfer commits once A is pruned: {resent}");
+    let path = if resent["resent"] == true { "A's copy had committed before A died" } else { "B submitted it again; whichever copy comes first executes" };
+    eprintln!("resend through B: {resent} ({path})");
+    for n in &nodes[1..] {
+        eventually("B and C hold the transfer", Duration::from_secs(15), || cell(n, "1") == (Json::from(70), 2) && cell(n, "2") == (Json::from(30), 2));
+    }
+
+    // A comes back from its ledger, with its own copy of the transfer in it: the group
+    // re-adds it, and the copy executes nowhere a second time.
+    nodes[0].start();
+    eventually("all three agree", Duration::from_secs(60), || {
+        let st: Vec<Json> = nodes.iter().map(|n| n.spook(&["status"]).unwrap()["groups"][0].clone()).collect();
+        st.iter().all(|g| g["state_hash"] == st[0]["state_hash"] && g["members"].as_array().is_some_and(|m| m.len() == 3))
+    });
+    for n in &nodes {
+        assert_eq!(cell(n, "1"), (Json::from(70), 2), "{}: account 1 written twice: by the setup and by the transfer, once", n.name);
+        assert_eq!(cell(n, "2"), (Json::from(30), 2), "{}", n.name);
+        let s = n.spook(&["session", "bank", "--client", &client]).unwrap();
+        let states: Vec<(u64, String)> = s["ops"].as_array().unwrap().iter().map(|o| (o["seq"].as_u64().unwrap(), o["state"].as_str().unwrap().to_string())).collect();
+        assert_eq!(states, vec![(1, "committed".into()), (2, "committed".into())], "{}: {s}", n.name);
+        assert_eq!(s["next_seq"], 3);
+    }
+    // Resending once more, through the restarted A, only reports the outcome.
+    let again = tx(&nodes[0], "2", &transfer).unwrap();
+    assert_eq!((again["state"].as_str(), again["resent"].as_bool()), (Some("committed"), Some(true)), "{again}");
+    assert_eq!(again["fence"], resent["fence"], "the same commit, not a second one");
+
+    // A different operation with the same conditions is a new transfer and aborts.
+    let other = tx(&nodes[2], "3", &transfer).unwrap_err();
+    assert!(other.contains("aborted") && other.contains("condition 1"), "{other}");
+    std::fs::remove_dir_all(&d).ok();
+}
