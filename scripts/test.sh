@@ -13,12 +13,26 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# The lossy-radio tests build network namespaces (iproute2) and drop packets with nftables.
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "== installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null || {
+      apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null; }
+  else
+    echo "warning: ${need[*]} missing and cannot be installed here: the radio tests will skip" >&2
+  fi
+fi
+
 mkdir -p target
 # Tests of real parts (tmpfs disk-full, SIGKILL, netns) record a skip here when they cannot run.
 export SPOOK_SKIP_LOG="$PWD/target/spook-skips.log"
 rm -f "$SPOOK_SKIP_LOG"
 echo "== doc examples"
-cargo test --doc -p spook-core -p spook-sim -p spook-secure -p spook-ledger -p spook-node 2>&1 | tee target/doctest.log
+cargo test --doc -p spook-core -p spook-sim -p spook-secure -p spook-ledger -p spook-node -p spook-relay 2>&1 | tee target/doctest.log
 echo "== unit, property, simulation, codec, ledger and two-process tests (cargo nextest)"
 cargo nextest run --no-fail-fast 2>&1 | tee target/nextest.log
 

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub handshakes: AtomicU64,
     /// Local writes refused.
     pub writes_refused: AtomicU64,
+    /// Times the subscriptions were declared again (a member was unreachable).
+    pub redeclarations: AtomicU64,
     rejected: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<[u64; LATENCY_BUCKETS_MS.len() + 1]>,
     latency_sum_ms: AtomicU64,
@@ -81,6 +83,7 @@ impl Metrics {
             ("spook_frames_in_total", "Group frames received and opened", &self.frames_in),
             ("spook_bytes_out_total", "Bytes published", &self.bytes_out),
             ("spook_bytes_in_total", "Bytes received", &self.bytes_in),
+            ("spook_redeclarations_total", "Subscriptions declared again while a member was unreachable", &self.redeclarations),
             ("spook_deltas_out_total", "Own deltas sent", &self.deltas_out),
             ("spook_deltas_in_total", "Deltas received from other members", &self.deltas_in),
             ("spook_realignments_total", "State messages applied (re-alignments)", &self.realignments),

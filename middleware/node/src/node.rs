@@ -26,6 +26,20 @@ use crate::values;
 /// this node counts as pruned); key announcements start with `K`.
 const PAIR_GROUP_FRAME: u8 = b'D';
 
+/// How often sender keys are announced again to every paired member (ms).
+const KEY_REANNOUNCE_MS: u64 = 3_000;
+
+/// A handshake not answered within this long is started again (ms). Longer than a slow
+/// radio's round trip: each retry makes the responder finish one more channel, and the
+/// initiator ends up holding only the one whose reply arrived first.
+const HANDSHAKE_RETRY_MS: u64 = 3_000;
+
+/// Channels kept per peer for receiving (see [`Pair::chans`]).
+const KEPT_CHANNELS: usize = 4;
+
+/// How often subscriptions are declared again while a member is unreachable (ms).
+const REDECLARE_MS: u64 = 5_000;
+
 /// Inputs of the node task.
 enum Cmd {
     Sample { key: String, payload: Vec<u8> },
@@ -127,9 +141,11 @@ struct GroupRt {
 
 #[derive(Default)]
 struct Pair {
-    /// Channels with the peer, newest last. Both sides may open a handshake at once, and each
-    /// then sends on the channel it finished last: a few recent ones are kept for receiving.
-    chans: std::collections::VecDeque<PairChannel>,
+    /// Channels with the peer, newest last, each with whether the peer has sent on it. Both
+    /// sides may open a handshake at once, and a reply may be lost (the initiator then never
+    /// holds the channel the responder finished): a few recent ones are kept for receiving,
+    /// and sending prefers the newest the peer has proven it holds.
+    chans: std::collections::VecDeque<(PairChannel, bool)>,
     pending: Option<(u32, Initiator)>,
     last_attempt: u64,
 }
@@ -152,9 +168,13 @@ struct Node {
     tx: mpsc::Sender<Cmd>,
     domain_key: [u8; 32],
     metrics: Arc<Metrics>,
-    subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
+    subscribers: Vec<(String, zenoh::pubsub::Subscriber<()>)>,
+    /// When the subscriptions were last declared again (see `on_tick`).
+    last_redeclare_ms: u64,
     /// An open pairing window (`spook pair`).
     pairing: Option<crate::pairing::PairingRt>,
+    /// When our sender keys were last re-announced to every paired member.
+    last_reannounce_ms: u64,
 }
 
 fn now_ms() -> u64 {
@@ -254,7 +274,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         domain_key,
         metrics: metrics.clone(),
         subscribers: Vec::new(),
+        last_redeclare_ms: 0,
         pairing: None,
+        last_reannounce_ms: 0,
     };
     node.subscribe(&format!("{}/p/{}", node.prefix(), node.peer_tag(&id)))?;
     node.subscribe(&format!("{}/pairing", node.prefix()))?;
@@ -288,18 +310,41 @@ impl Node {
     }
 
     fn subscribe(&mut self, key: &str) -> anyhow::Result<()> {
+        let sub = self.declare(key)?;
+        self.subscribers.push((key.to_string(), sub));
+        Ok(())
+    }
+
+    fn declare(&self, key: &str) -> anyhow::Result<zenoh::pubsub::Subscriber<()>> {
         let tx = self.tx.clone();
-        let sub = self
-            .session
+        self.session
             .declare_subscriber(key)
             .allowed_origin(zenoh::sample::Locality::Remote)
             .callback(move |s| {
                 let _ = tx.try_send(Cmd::Sample { key: s.key_expr().as_str().to_string(), payload: s.payload().to_bytes().into_owned() });
             })
             .wait()
-            .map_err(|e| anyhow::anyhow!("zenoh subscribe {key}: {e}"))?;
-        self.subscribers.push(sub);
-        Ok(())
+            .map_err(|e| anyhow::anyhow!("zenoh subscribe {key}: {e}"))
+    }
+
+    /// Declare every subscription again. Over UDP, zenoh sends a declaration once and never
+    /// again: a lost one leaves a peer that never routes us that key. Called while some
+    /// member has no pair channel or is counted as gone.
+    fn redeclare(&mut self) {
+        let keys: Vec<String> = self.subscribers.iter().map(|(k, _)| k.clone()).collect();
+        let mut fresh = Vec::with_capacity(keys.len());
+        for k in keys {
+            match self.declare(&k) {
+                Ok(sub) => fresh.push((k, sub)),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    return;
+                }
+            }
+        }
+        Metrics::add(&self.metrics.redeclarations, 1);
+        // The old ones are undeclared as they drop, after the new ones exist.
+        self.subscribers = fresh;
     }
 
     fn publish(&self, key: &str, payload: Vec<u8>) {
@@ -410,6 +455,25 @@ impl Node {
 
     fn on_tick(&mut self) {
         let now = now_ms();
+        if now.saturating_sub(self.last_redeclare_ms) >= REDECLARE_MS {
+            self.last_redeclare_ms = now;
+            let me = self.me.id();
+            let unreachable = self.groups.values().any(|g| {
+                g.replica.roster().values().any(|m| *m != me && (!g.replica.members().contains(m) || !self.pairs.get(m).is_some_and(Pair::is_up)))
+            });
+            if unreachable {
+                self.redeclare();
+            }
+        }
+        // Key announcements travel as single best-effort messages: a lost one would leave a
+        // member unable to read us for good. Every member with a channel hears them again.
+        if now.saturating_sub(self.last_reannounce_ms) >= KEY_REANNOUNCE_MS {
+            self.last_reannounce_ms = now;
+            let paired: Vec<EndpointId> = self.pairs.iter().filter(|(_, p)| p.is_up()).map(|(id, _)| *id).collect();
+            for p in paired {
+                self.announce_keys(p);
+            }
+        }
         if let Some(p) = &mut self.pairing {
             if let Some(b) = p.beacon(now) {
                 let key = format!("{}/pairing", self.prefix());
@@ -428,7 +492,7 @@ impl Node {
             .collect();
         for m in wanted {
             let p = self.pairs.entry(m).or_default();
-            if !p.is_up() && now.saturating_sub(p.last_attempt) >= 1000 {
+            if !p.is_up() && now.saturating_sub(p.last_attempt) >= HANDSHAKE_RETRY_MS {
                 p.last_attempt = now;
                 match Initiator::start(&self.me, m, now) {
                     Ok((init, hello)) => {
@@ -499,7 +563,11 @@ impl Node {
             spook_secure::DATA => {
                 let mut opened = None;
                 for (peer, p) in &mut self.pairs {
-                    if let Some(pt) = p.chans.iter_mut().rev().find_map(|c| c.open(body).ok()) {
+                    if let Some(pt) = p.chans.iter_mut().rev().find_map(|(c, proven)| {
+                        let pt = c.open(body).ok()?;
+                        *proven = true;
+                        Some(pt)
+                    }) {
                         opened = Some((*peer, pt));
                         break;
                     }
@@ -592,8 +660,8 @@ impl Node {
         }
         tracing::info!(peer = %est.peer, "pair channel up");
         let p = self.pairs.entry(est.peer).or_default();
-        p.chans.push_back(est.channel);
-        while p.chans.len() > 3 {
+        p.chans.push_back((est.channel, false));
+        while p.chans.len() > KEPT_CHANNELS {
             p.chans.pop_front();
         }
         self.announce_keys(est.peer);
@@ -789,7 +857,14 @@ impl Node {
     /// Seal `pt` on the pair channel with `peer` (if up) and publish it to its pair key.
     fn send_pair(&mut self, peer: EndpointId, pt: &[u8]) {
         let key = format!("{}/p/{}", self.prefix(), self.peer_tag(&peer));
-        let Some(chan) = self.pairs.get_mut(&peer).and_then(|p| p.chans.back_mut()) else { return };
+        let Some(p) = self.pairs.get_mut(&peer) else { return };
+        let newest_proven = p.chans.iter().rposition(|(_, proven)| *proven);
+        let Some((chan, _)) = (match newest_proven {
+            Some(i) => p.chans.get_mut(i),
+            None => p.chans.back_mut(),
+        }) else {
+            return;
+        };
         match chan.seal(pt) {
             Ok(ct) => {
                 let mut msg = 0u32.to_le_bytes().to_vec();
