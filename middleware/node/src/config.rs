@@ -45,6 +45,12 @@ listen = "127.0.0.1:0"
 digest_interval_ms = 250
 decohere_after_ms = 3000
 rejoin_after_ms = 3000
+
+[faults]
+# Fault injection for tests: drop this share (percent) of the messages this node publishes,
+# chosen by a PRNG seeded with `seed`. Never set it in production.
+drop_pct = 0.0
+seed = 0
 "#;
 
 /// The whole configuration.
@@ -59,6 +65,18 @@ pub struct Config {
     pub metrics: MetricsSection,
     /// Protocol timing.
     pub timing: TimingSection,
+    /// Fault injection (tests).
+    pub faults: FaultsSection,
+}
+
+/// `[faults]`: the in-process loss injector.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsSection {
+    /// Percent of published messages dropped.
+    pub drop_pct: f64,
+    /// Seed of the drop decisions.
+    pub seed: u64,
 }
 
 /// `[node]`.
@@ -114,7 +132,7 @@ pub struct TimingSection {
 impl Default for Config {
     /// The same values as [`DEFAULT_CONFIG`] (a test holds them equal).
     fn default() -> Self {
-        Config { node: NodeSection::default(), zenoh: ZenohSection::default(), metrics: MetricsSection::default(), timing: TimingSection::default() }
+        Config { node: NodeSection::default(), zenoh: ZenohSection::default(), metrics: MetricsSection::default(), timing: TimingSection::default(), faults: FaultsSection::default() }
     }
 }
 
@@ -254,6 +272,9 @@ impl Config {
         }
         if self.timing.digest_interval_ms == 0 || self.timing.decohere_after_ms < 2 * self.timing.digest_interval_ms {
             return Err(ConfigError::Invalid("timing: digest_interval_ms must be > 0 and decohere_after_ms at least twice it".into()));
+        }
+        if !(0.0..=100.0).contains(&self.faults.drop_pct) {
+            return Err(ConfigError::Invalid(format!("faults.drop_pct {} is not a percentage (0 to 100)", self.faults.drop_pct)));
         }
         Ok(())
     }

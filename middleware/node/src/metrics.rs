@@ -33,6 +33,8 @@ pub struct Metrics {
     pub writes_refused: AtomicU64,
     /// Times the subscriptions were declared again (a member was unreachable).
     pub redeclarations: AtomicU64,
+    /// Publications dropped by the fault injector (`[faults] drop_pct`).
+    pub injected_drops: AtomicU64,
     rejected: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<[u64; LATENCY_BUCKETS_MS.len() + 1]>,
     latency_sum_ms: AtomicU64,
@@ -84,6 +86,7 @@ impl Metrics {
             ("spook_bytes_out_total", "Bytes published", &self.bytes_out),
             ("spook_bytes_in_total", "Bytes received", &self.bytes_in),
             ("spook_redeclarations_total", "Subscriptions declared again while a member was unreachable", &self.redeclarations),
+            ("spook_injected_drops_total", "Publications dropped by fault injection ([faults])", &self.injected_drops),
             ("spook_deltas_out_total", "Own deltas sent", &self.deltas_out),
             ("spook_deltas_in_total", "Deltas received from other members", &self.deltas_in),
             ("spook_realignments_total", "State messages applied (re-alignments)", &self.realignments),

@@ -175,6 +175,8 @@ struct Node {
     pairing: Option<crate::pairing::PairingRt>,
     /// When our sender keys were last re-announced to every paired member.
     last_reannounce_ms: u64,
+    /// The loss injector's PRNG state (`[faults]`), advanced at every publication.
+    fault_rng: std::cell::Cell<u64>,
 }
 
 fn now_ms() -> u64 {
@@ -277,7 +279,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         last_redeclare_ms: 0,
         pairing: None,
         last_reannounce_ms: 0,
+        fault_rng: std::cell::Cell::new(0),
     };
+    node.fault_rng.set(node.cfg.faults.seed);
+    if node.cfg.faults.drop_pct > 0.0 {
+        tracing::warn!(drop_pct = node.cfg.faults.drop_pct, seed = node.cfg.faults.seed, "fault injection: dropping published messages");
+    }
     node.subscribe(&format!("{}/p/{}", node.prefix(), node.peer_tag(&id)))?;
     node.subscribe(&format!("{}/pairing", node.prefix()))?;
     for (gid, bytes) in node.ledger.groups()? {
@@ -348,6 +355,18 @@ impl Node {
     }
 
     fn publish(&self, key: &str, payload: Vec<u8>) {
+        if self.cfg.faults.drop_pct > 0.0 {
+            // splitmix64: deterministic for a seed and a sequence of publications.
+            let mut z = self.fault_rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            self.fault_rng.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            if (z >> 11) as f64 / (1u64 << 53) as f64 * 100.0 < self.cfg.faults.drop_pct {
+                Metrics::add(&self.metrics.injected_drops, 1);
+                return;
+            }
+        }
         Metrics::add(&self.metrics.bytes_out, payload.len() as u64);
         if let Err(e) = self.session.put(key, payload).wait() {
             tracing::warn!(key, "publish failed: {e}");
