@@ -753,46 +753,11 @@ impl Node {
         }
     }
 
-    /// Persist, send and report what a group's replica asked for.
-    fn drain(&mut self, gid: GroupId) {
-        let now = now_ms();
-        let prefix = self.prefix();
-        let me = self.me.id();
+    /// Hand what a group's replica reported to watchers, waiting clients, metrics and logs.
+    /// A pruned member makes us rotate our sender key, before anything more is sealed.
+    fn dispatch_events(&mut self, gid: GroupId) {
+        let metrics = &self.metrics;
         let Some(g) = self.groups.get_mut(&gid) else { return };
-        let res = tokio::task::block_in_place(|| g.store.pump(&mut self.ledger, &mut g.replica, now));
-        if let Err(e) = res {
-            tracing::error!(group = %g.info.name, "ledger: {e}");
-        }
-        let mut out = Vec::new();
-        let mut via_pair = Vec::new();
-        while let Some(t) = g.replica.poll_transmit() {
-            if t.kind == spook_core::FrameKind::Deltas {
-                Metrics::add(&self.metrics.deltas_out, t.items as u64);
-            }
-            // A member this replica counts as pruned has not got the current sender key (it
-            // must not read what follows). It still needs to hear us to be re-added, and we
-            // it: digests and wants (version vectors and a hash, no values) go to it over the
-            // pair channel; nothing else does.
-            if let spook_core::Dest::Peer(p) = t.dest {
-                if !g.replica.members().contains(&p) {
-                    if matches!(t.kind, spook_core::FrameKind::Digest | spook_core::FrameKind::Want) {
-                        let mut pt = vec![PAIR_GROUP_FRAME];
-                        pt.extend_from_slice(&gid.0);
-                        pt.extend_from_slice(&t.bytes);
-                        via_pair.push((p, pt));
-                    }
-                    continue;
-                }
-            }
-            let dest = match t.dest {
-                spook_core::Dest::Members => "all".to_string(),
-                spook_core::Dest::Peer(p) => hex(&blake3::keyed_hash(&self.domain_key, &p.0).as_bytes()[..8]),
-            };
-            match g.keys.seal(&self.me, &t.bytes) {
-                Ok(ct) => out.push((format!("{prefix}/g/{}/{dest}", g.tag), ct)),
-                Err(e) => tracing::error!("cannot seal a frame: {e}"),
-            }
-        }
         let mut changed: Vec<(View, Vec<RegisterId>)> = Vec::new();
         let mut left = Vec::new();
         let mut outcomes = Vec::new();
@@ -805,7 +770,7 @@ impl Node {
                 Event::RegistersChanged { view, registers } => changed.push((view, registers)),
                 Event::ReEntangled { registers } => changed.push((View::Committed, registers)),
                 Event::Decohered(m) => {
-                    Metrics::add(&self.metrics.decoherence_events, 1);
+                    Metrics::add(&metrics.decoherence_events, 1);
                     tracing::warn!(group = %g.info.name, member = %m, "member decohered");
                 }
                 Event::Committed { .. } => {
@@ -814,7 +779,7 @@ impl Node {
                     let done: Vec<u64> = g.written_at.iter().filter(|(_, (_, h))| *h <= frontier).map(|(s, _)| *s).collect();
                     for s in done {
                         if let Some((t, _)) = g.written_at.remove(&s) {
-                            self.metrics.observe_commit_ms(t.elapsed().as_millis() as u64);
+                            metrics.observe_commit_ms(t.elapsed().as_millis() as u64);
                         }
                     }
                 }
@@ -826,7 +791,7 @@ impl Node {
                 }
                 Event::Rejected { from, error } => {
                     tracing::warn!(group = %g.info.name, %from, "frame rejected: {error}");
-                    self.metrics.reject("frame-decode");
+                    metrics.reject("frame-decode");
                 }
                 _ => {}
             }
@@ -857,6 +822,54 @@ impl Node {
             g.key_epoch += 1;
             let _ = g.keys.rotate(g.key_epoch, &mut rand_core::OsRng);
             g.keyed.clear();
+        }
+    }
+
+    /// Persist, send and report what a group's replica asked for.
+    fn drain(&mut self, gid: GroupId) {
+        // Watchers see the pending view as soon as a frame is applied: it is not waiting for
+        // this node's ledger write (the sender made the delta durable before sending it).
+        self.dispatch_events(gid);
+        let now = now_ms();
+        let prefix = self.prefix();
+        let me = self.me.id();
+        let Some(g) = self.groups.get_mut(&gid) else { return };
+        let res = tokio::task::block_in_place(|| g.store.pump(&mut self.ledger, &mut g.replica, now));
+        if let Err(e) = res {
+            tracing::error!(group = %g.info.name, "ledger: {e}");
+        }
+        // What durability produced (commits, acks, consensus), and key rotation before sealing.
+        self.dispatch_events(gid);
+        let Some(g) = self.groups.get_mut(&gid) else { return };
+        let mut out = Vec::new();
+        let mut via_pair = Vec::new();
+        while let Some(t) = g.replica.poll_transmit() {
+            if t.kind == spook_core::FrameKind::Deltas {
+                Metrics::add(&self.metrics.deltas_out, t.items as u64);
+            }
+            // A member this replica counts as pruned has not got the current sender key (it
+            // must not read what follows). It still needs to hear us to be re-added, and we
+            // it: digests and wants (version vectors and a hash, no values) go to it over the
+            // pair channel; nothing else does.
+            if let spook_core::Dest::Peer(p) = t.dest {
+                if !g.replica.members().contains(&p) {
+                    if matches!(t.kind, spook_core::FrameKind::Digest | spook_core::FrameKind::Want) {
+                        let mut pt = vec![PAIR_GROUP_FRAME];
+                        pt.extend_from_slice(&gid.0);
+                        pt.extend_from_slice(&t.bytes);
+                        via_pair.push((p, pt));
+                    }
+                    continue;
+                }
+            }
+            let dest = match t.dest {
+                spook_core::Dest::Members => "all".to_string(),
+                spook_core::Dest::Peer(p) => hex(&blake3::keyed_hash(&self.domain_key, &p.0).as_bytes()[..8]),
+            };
+            match g.keys.seal(&self.me, &t.bytes) {
+                Ok(ct) => out.push((format!("{prefix}/g/{}/{dest}", g.tag), ct)),
+                Err(e) => tracing::error!("cannot seal a frame: {e}"),
+            }
         }
         // Every member of the pending membership (a re-added one included, before the re-add
         // commits, since committing needs its ack) gets the current key once.
