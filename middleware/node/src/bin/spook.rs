@@ -187,7 +187,10 @@ fn real_main() -> Result<()> {
             let j = request(&sock, &Request::Status)?;
             show(&j, &human_status);
             // Redraw every second (re-alignment progress, bytes) until Ctrl-C or the node stops.
-            while follow {
+            if !follow {
+                return Ok(());
+            }
+            loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 let j = request(&sock, &Request::Status)?;
                 if !o.json {
