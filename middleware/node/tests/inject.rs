@@ -33,27 +33,9 @@ fn three_nodes_dropping_a_fifth_of_their_messages_converge() {
             Node::with(&d, &format!("n{i}"), &domain, &loc(ports[i]), &connect, &timing, &[])
         })
         .collect();
-    let ids: Vec<String> = nodes.iter().map(|n| n.spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string()).collect();
-    for (i, n) in nodes.iter().enumerate() {
-        for (j, id) in ids.iter().enumerate() {
-            if i != j {
-                n.spook(&["allow", id]).unwrap();
-            }
-        }
-    }
-    for n in &mut nodes {
-        n.start();
-    }
-    for (name, serial) in [("fleet", false), ("tasks", true)] {
-        let mut args = vec!["group", "create", name, "--member", &ids[1], "--member", &ids[2]];
-        if serial {
-            args.push("--serial");
-        }
-        let created = nodes[0].spook(&args).unwrap();
-        for n in &nodes[1..] {
-            n.spook(&["group", "join", created["invite"].as_str().unwrap()]).unwrap();
-        }
-    }
+    let ids = common::start_domain(&mut nodes);
+    common::form_group(&nodes, &ids, "fleet", false);
+    common::form_group(&nodes, &ids, "tasks", true);
     for round in 0..20 {
         for (i, n) in nodes.iter().enumerate() {
             n.spook(&["set", "fleet", &i.to_string(), "battery", &format!("0.{}", 99 - round)]).unwrap();

@@ -259,32 +259,9 @@ fn fleet(variant: &str, udp: bool, default_partition: u64) {
             n
         })
         .collect();
-    let ids: Vec<String> = nodes.iter().map(|n| n.spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string()).collect();
-    for (i, n) in nodes.iter().enumerate() {
-        for (j, id) in ids.iter().enumerate() {
-            if i != j {
-                n.spook(&["allow", id]).unwrap();
-            }
-        }
-    }
-    for n in &mut nodes {
-        n.start();
-    }
-    let mut members = Vec::new();
-    for id in &ids[1..] {
-        members.extend(["--member", id.as_str()]);
-    }
-    for (name, serial) in [("fleet", false), ("tasks", true)] {
-        let mut args = vec!["group", "create", name];
-        args.extend(&members);
-        if serial {
-            args.push("--serial");
-        }
-        let created = nodes[0].spook(&args).unwrap();
-        for n in &nodes[1..] {
-            n.spook(&["group", "join", created["invite"].as_str().unwrap()]).unwrap();
-        }
-    }
+    let ids = common::start_domain(&mut nodes);
+    common::form_group(&nodes, &ids, "fleet", false);
+    common::form_group(&nodes, &ids, "tasks", true);
     common::eventually("the fleet forms", Duration::from_secs(90), || converged(&nodes));
     eprintln!("radio_{variant}: fleet formed");
 

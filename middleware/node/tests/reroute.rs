@@ -31,21 +31,8 @@ fn a_transfer_resent_through_another_node_after_kill9_executes_once() {
             Node::with(&d, &format!("n{i}"), &domain, &loc(ports[i]), &connect, TIMING, &[])
         })
         .collect();
-    let ids: Vec<String> = nodes.iter().map(|n| n.spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string()).collect();
-    for (i, n) in nodes.iter().enumerate() {
-        for (j, id) in ids.iter().enumerate() {
-            if i != j {
-                n.spook(&["allow", id]).unwrap();
-            }
-        }
-    }
-    for n in &mut nodes {
-        n.start();
-    }
-    let created = nodes[0].spook(&["group", "create", "bank", "--serial", "--member", &ids[1], "--member", &ids[2]]).unwrap();
-    for n in &nodes[1..] {
-        n.spook(&["group", "join", created["invite"].as_str().unwrap()]).unwrap();
-    }
+    let ids = common::start_domain(&mut nodes);
+    common::form_group(&nodes, &ids, "bank", true);
     // The client's own identity: its session, whichever node it talks to.
     let client = spook_node::session::client_identity(&d.join("client.key")).unwrap().id().to_string();
     let tx = |n: &Node, seq: &str, extra: &[&str]| -> Result<Json, String> {

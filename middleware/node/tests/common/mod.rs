@@ -137,3 +137,34 @@ pub(crate) fn skip(test: &str, why: &str) {
         }
     }
 }
+
+/// Give every node an identity, allow each other, start them all: their endpoint ids.
+pub(crate) fn start_domain(nodes: &mut [Node]) -> Vec<String> {
+    let ids: Vec<String> = nodes.iter().map(|n| n.spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    for (i, n) in nodes.iter().enumerate() {
+        for (j, id) in ids.iter().enumerate() {
+            if i != j {
+                n.spook(&["allow", id]).unwrap();
+            }
+        }
+    }
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    ids
+}
+
+/// Node 0 creates group `name` of all the nodes; the others join with its invite.
+pub(crate) fn form_group(nodes: &[Node], ids: &[String], name: &str, serial: bool) {
+    let mut args = vec!["group", "create", name];
+    for id in &ids[1..] {
+        args.extend(["--member", id.as_str()]);
+    }
+    if serial {
+        args.push("--serial");
+    }
+    let created = nodes[0].spook(&args).unwrap();
+    for n in &nodes[1..] {
+        n.spook(&["group", "join", created["invite"].as_str().unwrap()]).unwrap();
+    }
+}
