@@ -137,6 +137,8 @@ struct GroupRt {
     written_at: BTreeMap<u64, (Instant, spook_core::Hlc)>,
     /// Clients waiting for the outcome of a transaction submitted here.
     tx_waiters: BTreeMap<OpId, Vec<oneshot::Sender<Json>>>,
+    /// Every log line about this group is inside this span (`group{name=…}`).
+    span: tracing::Span,
 }
 
 #[derive(Default)]
@@ -392,7 +394,8 @@ impl Node {
         self.subscribe(&format!("{base}/all"))?;
         self.subscribe(&format!("{base}/{}", self.peer_tag(&self.me.id())))?;
         tracing::info!(group = %info.name, records = records.len(), members = cfg.members.len(), "group open");
-        self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), tx_waiters: BTreeMap::new(), key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new() });
+        let span = tracing::info_span!("group", name = %info.name);
+        self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), tx_waiters: BTreeMap::new(), span, key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new() });
         // Hand our new key to members we already have channels with.
         let peers: Vec<EndpointId> = self.pairs.iter().filter(|(_, p)| p.is_up()).map(|(id, _)| *id).collect();
         for p in peers {
@@ -735,6 +738,8 @@ impl Node {
     }
 
     fn on_group_frame(&mut self, gid: GroupId, ct: &[u8]) {
+        let span = self.group_span(gid);
+        let _in_group = span.enter();
         let now = now_ms();
         let Some(g) = self.groups.get_mut(&gid) else { return };
         match g.keys.open(ct, now) {
@@ -753,9 +758,15 @@ impl Node {
         }
     }
 
+    fn group_span(&self, gid: GroupId) -> tracing::Span {
+        self.groups.get(&gid).map_or_else(tracing::Span::none, |g| g.span.clone())
+    }
+
     /// Hand what a group's replica reported to watchers, waiting clients, metrics and logs.
     /// A pruned member makes us rotate our sender key, before anything more is sealed.
     fn dispatch_events(&mut self, gid: GroupId) {
+        let span = self.group_span(gid);
+        let _in_group = span.enter();
         let metrics = &self.metrics;
         let Some(g) = self.groups.get_mut(&gid) else { return };
         let mut changed: Vec<(View, Vec<RegisterId>)> = Vec::new();
@@ -827,6 +838,8 @@ impl Node {
 
     /// Persist, send and report what a group's replica asked for.
     fn drain(&mut self, gid: GroupId) {
+        let span = self.group_span(gid);
+        let _in_group = span.enter();
         // Watchers see the pending view as soon as a frame is applied: it is not waiting for
         // this node's ledger write (the sender made the delta durable before sending it).
         self.dispatch_events(gid);

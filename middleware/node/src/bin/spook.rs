@@ -18,7 +18,7 @@ NODE:
     init                          create this node's identity in its ledger
     id                            print this node's endpoint id
     allow <endpoint-id> [--name N]
-                                  add a peer to the allow-list (only allowed peers can pair)
+                                  add a peer to the allow-list (only allowed peers can connect)
     pair [--seconds N] [--name N]  meet another node by a pairing ceremony (run it on both):
                                   each shows a six-digit code; type the one the other shows
     pair --confirm CODE           the same, for scripts (after `spook --json pair`)
