@@ -177,8 +177,9 @@ struct Node {
     pairing: Option<crate::pairing::PairingRt>,
     /// When our sender keys were last re-announced to every paired member.
     last_reannounce_ms: u64,
-    /// The loss injector's PRNG state (`[faults]`), advanced at every publication.
-    fault_rng: std::cell::Cell<u64>,
+    /// The loss injector (`[faults]`): spook-relay's seeded schedule, consulted at every
+    /// publication.
+    faults: Option<std::cell::RefCell<spook_relay::Schedule>>,
 }
 
 fn now_ms() -> u64 {
@@ -281,14 +282,15 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         last_redeclare_ms: 0,
         pairing: None,
         last_reannounce_ms: 0,
-        fault_rng: std::cell::Cell::new(0),
+        faults: None,
     };
-    node.fault_rng.set(node.cfg.faults.seed);
     if node.cfg.faults.drop_pct > 0.0 {
+        let imp = spook_relay::Impairment { loss_pct: node.cfg.faults.drop_pct, seed: node.cfg.faults.seed, ..Default::default() };
+        node.faults = Some(std::cell::RefCell::new(spook_relay::Schedule::new(imp)?));
         tracing::warn!(drop_pct = node.cfg.faults.drop_pct, seed = node.cfg.faults.seed, "fault injection: dropping published messages");
     }
     node.subscribe(&format!("{}/p/{}", node.prefix(), node.peer_tag(&id)))?;
-    node.subscribe(&format!("{}/pairing", node.prefix()))?;
+    node.subscribe(&node.pairing_key())?;
     for (gid, bytes) in node.ledger.groups()? {
         match serde_json::from_slice::<GroupInfo>(&bytes) {
             Ok(info) => {
@@ -312,6 +314,11 @@ impl Node {
     /// An opaque tag for an endpoint or group within this domain (keyed hash).
     fn tag(&self, what: &[u8]) -> String {
         hex(&blake3::keyed_hash(&self.domain_key, what).as_bytes()[..8])
+    }
+
+    /// Where pairing ceremonies meet (see [`crate::pairing`]).
+    fn pairing_key(&self) -> String {
+        format!("{}/pairing", self.prefix())
     }
 
     fn peer_tag(&self, id: &EndpointId) -> String {
@@ -357,14 +364,8 @@ impl Node {
     }
 
     fn publish(&self, key: &str, payload: Vec<u8>) {
-        if self.cfg.faults.drop_pct > 0.0 {
-            // splitmix64: deterministic for a seed and a sequence of publications.
-            let mut z = self.fault_rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-            self.fault_rng.set(z);
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            if (z >> 11) as f64 / (1u64 << 53) as f64 * 100.0 < self.cfg.faults.drop_pct {
+        if let Some(f) = &self.faults {
+            if f.borrow_mut().on_datagram(0).is_dropped() {
                 Metrics::add(&self.metrics.injected_drops, 1);
                 return;
             }
@@ -498,8 +499,7 @@ impl Node {
         }
         if let Some(p) = &mut self.pairing {
             if let Some(b) = p.beacon(now) {
-                let key = format!("{}/pairing", self.prefix());
-                self.publish(&key, b);
+                self.publish(&self.pairing_key(), b);
             }
         }
         for g in self.groups.values_mut() {
@@ -624,8 +624,7 @@ impl Node {
         let Some(p) = self.pairing.as_mut().filter(|p| p.is_open(now)) else { return };
         match p.handle(&self.me, msg, now) {
             Ok(crate::pairing::Step::Send(m)) => {
-                let key = format!("{}/pairing", self.prefix());
-                self.publish(&key, m);
+                self.publish(&self.pairing_key(), m);
             }
             Ok(crate::pairing::Step::Nothing) => {}
             Err(e) => {
