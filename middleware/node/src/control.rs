@@ -137,6 +137,9 @@ pub enum Request {
     },
     /// Node and group status.
     Status,
+    /// Drop the zenoh session and open a fresh one (new zenoh id, new links and
+    /// declarations); see [`crate::renewal`] for when the node does this by itself.
+    Reconnect,
     /// Stop the node (as SIGTERM does).
     Shutdown,
 }

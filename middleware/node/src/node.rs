@@ -173,6 +173,11 @@ struct Node {
     subscribers: Vec<(String, zenoh::pubsub::Subscriber<()>)>,
     /// When the subscriptions were last declared again (see `on_tick`).
     last_redeclare_ms: u64,
+    /// When to open a fresh zenoh session (see [`crate::renewal`]).
+    renewal: crate::renewal::Renewal,
+    last_renewal_check_ms: u64,
+    /// A renewal is due (the policy, or `spook reconnect`); done by the run loop.
+    renew_now: Option<&'static str>,
     /// An open pairing window (`spook pair`).
     pairing: Option<crate::pairing::PairingRt>,
     /// When our sender keys were last re-announced to every paired member.
@@ -280,6 +285,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         metrics: metrics.clone(),
         subscribers: Vec::new(),
         last_redeclare_ms: 0,
+        renewal: crate::renewal::Renewal::default(),
+        last_renewal_check_ms: 0,
+        renew_now: None,
         pairing: None,
         last_reannounce_ms: 0,
         faults: None,
@@ -343,9 +351,10 @@ impl Node {
             .map_err(|e| anyhow::anyhow!("zenoh subscribe {key}: {e}"))
     }
 
-    /// Declare every subscription again. Over UDP, zenoh sends a declaration once and never
-    /// again: a lost one leaves a peer that never routes us that key. Called while some
-    /// member has no pair channel or is counted as gone.
+    /// Declare every subscription again, on the current session. Over UDP, zenoh sends a
+    /// declaration once and never again: a lost one leaves a peer that never routes us that
+    /// key. Called while some member has no pair channel or is counted as gone, and after a
+    /// renewal.
     fn redeclare(&mut self) {
         let keys: Vec<String> = self.subscribers.iter().map(|(k, _)| k.clone()).collect();
         let mut fresh = Vec::with_capacity(keys.len());
@@ -358,9 +367,48 @@ impl Node {
                 }
             }
         }
-        Metrics::add(&self.metrics.redeclarations, 1);
         // The old ones are undeclared as they drop, after the new ones exist.
         self.subscribers = fresh;
+    }
+
+    /// Close the zenoh session and open a fresh one (a fresh zenoh id: new handshakes and
+    /// declarations on every link), then declare the subscriptions on it. Pair channels and
+    /// group keys are Spook's own and survive. If the open fails, `on_tick` tries again.
+    async fn renew_session(&mut self, why: &'static str) {
+        let started = std::time::Instant::now();
+        let old = self.session.zid();
+        // The listen endpoints must be free before the new session binds them.
+        if let Err(e) = self.session.close().await {
+            tracing::warn!("closing the zenoh session: {e}");
+        }
+        let opened = match zenoh_config(&self.cfg) {
+            Ok(z) => zenoh::open(z).await.map_err(|e| anyhow::anyhow!("{e}")),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(s) => self.session = s,
+            Err(e) => {
+                tracing::error!("cannot open a fresh zenoh session: {e:#}; trying again in a second");
+                return;
+            }
+        }
+        self.redeclare();
+        Metrics::add(&self.metrics.renewals, 1);
+        tracing::warn!(why, old = %old, new = %self.session.zid(), took_ms = started.elapsed().as_millis() as u64, "zenoh session renewed");
+    }
+
+    /// Some member of some group is counted as gone, or has no pair channel with us.
+    fn some_member_unreachable(&self) -> bool {
+        let me = self.me.id();
+        self.groups.values().any(|g| {
+            g.replica.roster().values().any(|m| *m != me && (!g.replica.members().contains(m) || !self.pairs.get(m).is_some_and(Pair::is_up)))
+        })
+    }
+
+    /// zenoh transports (peers and routers) the session holds.
+    fn transports(&self) -> usize {
+        let info = self.session.info();
+        info.peers_zid().wait().count() + info.routers_zid().wait().count()
     }
 
     fn publish(&self, key: &str, payload: Vec<u8>) {
@@ -433,6 +481,9 @@ impl Node {
                 }
                 _ = tick.tick() => self.on_tick(),
             }
+            if let Some(why) = self.renew_now.take() {
+                self.renew_session(why).await;
+            }
             let gids: Vec<GroupId> = self.groups.keys().copied().collect();
             for g in gids {
                 self.drain(g);
@@ -478,14 +529,20 @@ impl Node {
 
     fn on_tick(&mut self) {
         let now = now_ms();
+        if now.saturating_sub(self.last_renewal_check_ms) >= 1_000 {
+            self.last_renewal_check_ms = now;
+            if self.session.is_closed() {
+                // The last renewal could not open a session.
+                self.renew_now = Some("no open session");
+            } else if self.renewal.on_tick(now, self.some_member_unreachable(), self.transports()) {
+                self.renew_now = Some("a member unreachable while zenoh holds its transports");
+            }
+        }
         if now.saturating_sub(self.last_redeclare_ms) >= REDECLARE_MS {
             self.last_redeclare_ms = now;
-            let me = self.me.id();
-            let unreachable = self.groups.values().any(|g| {
-                g.replica.roster().values().any(|m| *m != me && (!g.replica.members().contains(m) || !self.pairs.get(m).is_some_and(Pair::is_up)))
-            });
-            if unreachable {
+            if self.some_member_unreachable() {
                 self.redeclare();
+                Metrics::add(&self.metrics.redeclarations, 1);
             }
         }
         // Key announcements travel as single best-effort messages: a lost one would leave a
@@ -1061,6 +1118,10 @@ impl Node {
             }
             Request::Watch { .. } => Err("watch needs a streaming connection".into()),
             Request::Status => Ok(self.status()),
+            Request::Reconnect => {
+                self.renew_now = Some("asked by the operator");
+                Ok(json!({"reconnecting": true, "zid": self.session.zid().to_string()}))
+            }
             Request::Shutdown => Ok(json!({})),
         }
     }

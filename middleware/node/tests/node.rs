@@ -60,6 +60,18 @@ fn two_nodes_converge_and_a_killed_node_recovers_from_its_ledger() {
     assert!(m.contains("spook_commit_latency_ms_bucket"), "{m}");
     let mb = b.metrics();
     assert!(metric(&mb, "spook_realignments_total") + metric(&mb, "spook_deltas_in_total") > 0, "{mb}");
+
+    // A fresh zenoh session on A (what the node does by itself when its routing is wedged):
+    // a new zenoh id, and B's writes reach A again over it, and A's reach B.
+    let old = a.spook(&["reconnect"]).unwrap()["zid"].as_str().unwrap().to_string();
+    eventually("A renewed its session", Duration::from_secs(15), || metric(&a.metrics(), "spook_zenoh_renewals_total") == 1);
+    let new = a.spook(&["reconnect"]).unwrap()["zid"].as_str().unwrap().to_string();
+    assert_ne!(old, new, "a renewal opens a session with a fresh zenoh id");
+    eventually("A renewed it again", Duration::from_secs(15), || metric(&a.metrics(), "spook_zenoh_renewals_total") == 2);
+    b.spook(&["set", "fleet", "7", "battery", "0.7"]).unwrap();
+    eventually("A sees B's write over its new session", Duration::from_secs(20), || battery(&a, "7") == Some(0.7));
+    a.spook(&["set", "fleet", "8", "battery", "0.8"]).unwrap();
+    eventually("B sees A's write over A's new session", Duration::from_secs(20), || battery(&b, "8") == Some(0.8));
     std::fs::remove_dir_all(&d).ok();
 }
 

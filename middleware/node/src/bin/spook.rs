@@ -25,6 +25,9 @@ NODE:
     up                            run the node in the foreground (as spookd)
     status [--follow]             members, frontiers, pending, hashes, bytes, rejections, and
                                   re-alignment progress; --follow redraws every second
+    reconnect                     drop the zenoh session and open a fresh one (new zenoh id,
+                                  new links); the node does this itself when a member stays
+                                  unreachable while zenoh still holds its links
     demo [--nodes N] [--seconds S]
                                   start a local domain of N nodes and watch it converge
     bench [--quick] [--samples N] [--batches N] [--watchers N]
@@ -292,6 +295,10 @@ fn real_main() -> Result<()> {
             if !matches!(j["state"].as_str(), Some("committed" | "pending")) {
                 std::process::exit(3);
             }
+        }
+        "reconnect" => {
+            let j = request(&sock, &Request::Reconnect)?;
+            show(&j, &|j| format!("dropping zenoh session {} and opening a fresh one", j["zid"].as_str().unwrap_or_default()));
         }
         "session" => {
             let client = client_id(&mut args)?;
