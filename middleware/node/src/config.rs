@@ -34,6 +34,8 @@ multicast_scouting = false
 # Further zenoh settings, by path, as JSON5 values, e.g. for a lossy radio link:
 #   options = { "transport/link/tx/batch_size" = "1400", "transport/link/tx/lease" = "10000" }
 # Two nodes should not both list each other in `connect` over UDP (see docs/protocol.md).
+# Over a lossy radio use reliable UDP: udp/10.0.0.1:7447?rel=1;mixed_rel=1 (zenoh's own
+# messages go over QUIC, retransmitted; Spook's go as datagrams and Spook recovers them).
 options = {}
 
 [metrics]

@@ -138,7 +138,8 @@ pub enum Request {
     /// Node and group status.
     Status,
     /// Drop the zenoh session and open a fresh one (new zenoh id, new links and
-    /// declarations); see [`crate::renewal`] for when the node does this by itself.
+    /// declarations): the way out when zenoh's routing is wedged, as plain UDP can leave it
+    /// (see docs/protocol.md).
     Reconnect,
     /// Stop the node (as SIGTERM does).
     Shutdown,

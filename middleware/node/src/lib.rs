@@ -12,7 +12,6 @@ pub mod demo;
 pub mod metrics;
 pub mod node;
 pub mod pairing;
-pub mod renewal;
 pub mod session;
 pub mod values;
 

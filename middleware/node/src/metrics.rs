@@ -33,7 +33,7 @@ pub struct Metrics {
     pub writes_refused: AtomicU64,
     /// Times the subscriptions were declared again (a member was unreachable).
     pub redeclarations: AtomicU64,
-    /// zenoh sessions dropped and opened afresh (see [`crate::renewal`]).
+    /// zenoh sessions dropped and opened afresh (`spook reconnect`).
     pub renewals: AtomicU64,
     /// Publications dropped by the fault injector (`[faults] drop_pct`).
     pub injected_drops: AtomicU64,
@@ -88,7 +88,7 @@ impl Metrics {
             ("spook_bytes_out_total", "Bytes published", &self.bytes_out),
             ("spook_bytes_in_total", "Bytes received", &self.bytes_in),
             ("spook_redeclarations_total", "Subscriptions declared again while a member was unreachable", &self.redeclarations),
-            ("spook_zenoh_renewals_total", "zenoh sessions dropped and opened afresh (wedged routing, or `spook reconnect`)", &self.renewals),
+            ("spook_zenoh_renewals_total", "zenoh sessions dropped and opened afresh (`spook reconnect`)", &self.renewals),
             ("spook_injected_drops_total", "Publications dropped by fault injection ([faults])", &self.injected_drops),
             ("spook_deltas_out_total", "Own deltas sent", &self.deltas_out),
             ("spook_deltas_in_total", "Deltas received from other members", &self.deltas_in),

@@ -14,6 +14,7 @@ use spook_core::{
 use spook_ledger::{GroupStore, Ledger, LocalWriteError};
 use spook_secure::{AllowList, GroupCrypto, GroupKeys, HelloGuard, Identity, Initiator, KeyAnnouncement, PairChannel, PeerEntry};
 use tokio::sync::{mpsc, oneshot};
+use zenoh::qos::Reliability;
 use zenoh::Wait;
 
 use crate::config::Config;
@@ -36,6 +37,10 @@ const HANDSHAKE_RETRY_MS: u64 = 3_000;
 
 /// Channels kept per peer for receiving (see [`Pair::chans`]).
 const KEPT_CHANNELS: usize = 4;
+
+/// Publications up to this size go best effort (one datagram on a mixed-reliability link,
+/// whose batches are 1,150 bytes).
+const BEST_EFFORT_MAX: usize = 1_024;
 
 /// How often subscriptions are declared again while a member is unreachable (ms).
 const REDECLARE_MS: u64 = 5_000;
@@ -173,11 +178,10 @@ struct Node {
     subscribers: Vec<(String, zenoh::pubsub::Subscriber<()>)>,
     /// When the subscriptions were last declared again (see `on_tick`).
     last_redeclare_ms: u64,
-    /// When to open a fresh zenoh session (see [`crate::renewal`]).
-    renewal: crate::renewal::Renewal,
-    last_renewal_check_ms: u64,
-    /// A renewal is due (the policy, or `spook reconnect`); done by the run loop.
+    /// A fresh zenoh session is due (`spook reconnect`, or the last one failed to open);
+    /// the run loop opens it.
     renew_now: Option<&'static str>,
+    last_renewal_check_ms: u64,
     /// An open pairing window (`spook pair`).
     pairing: Option<crate::pairing::PairingRt>,
     /// When our sender keys were last re-announced to every paired member.
@@ -285,9 +289,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         metrics: metrics.clone(),
         subscribers: Vec::new(),
         last_redeclare_ms: 0,
-        renewal: crate::renewal::Renewal::default(),
-        last_renewal_check_ms: 0,
         renew_now: None,
+        last_renewal_check_ms: 0,
         pairing: None,
         last_reannounce_ms: 0,
         faults: None,
@@ -405,12 +408,6 @@ impl Node {
         })
     }
 
-    /// zenoh transports (peers and routers) the session holds.
-    fn transports(&self) -> usize {
-        let info = self.session.info();
-        info.peers_zid().wait().count() + info.routers_zid().wait().count()
-    }
-
     fn publish(&self, key: &str, payload: Vec<u8>) {
         if let Some(f) = &self.faults {
             if f.borrow_mut().on_datagram(0).is_dropped() {
@@ -419,7 +416,12 @@ impl Node {
             }
         }
         Metrics::add(&self.metrics.bytes_out, payload.len() as u64);
-        if let Err(e) = self.session.put(key, payload).wait() {
+        // Spook recovers lost, duplicated and reordered messages itself, so a small one goes
+        // best effort: over a mixed-reliability link (`udp/…?rel=1;mixed_rel=1`) that is a
+        // datagram, never held back behind a retransmission. A message that spans several
+        // datagrams goes reliable: losing one fragment would lose all of it.
+        let reliability = if payload.len() <= BEST_EFFORT_MAX { Reliability::BestEffort } else { Reliability::Reliable };
+        if let Err(e) = self.session.put(key, payload).reliability(reliability).wait() {
             tracing::warn!(key, "publish failed: {e}");
         }
     }
@@ -532,10 +534,9 @@ impl Node {
         if now.saturating_sub(self.last_renewal_check_ms) >= 1_000 {
             self.last_renewal_check_ms = now;
             if self.session.is_closed() {
-                // The last renewal could not open a session.
+                // The last renewal could not open a session (a QUIC listener's port is held
+                // until its old connections are gone).
                 self.renew_now = Some("no open session");
-            } else if self.renewal.on_tick(now, self.some_member_unreachable(), self.transports()) {
-                self.renew_now = Some("a member unreachable while zenoh holds its transports");
             }
         }
         if now.saturating_sub(self.last_redeclare_ms) >= REDECLARE_MS {

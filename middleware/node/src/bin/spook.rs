@@ -26,8 +26,8 @@ NODE:
     status [--follow]             members, frontiers, pending, hashes, bytes, rejections, and
                                   re-alignment progress; --follow redraws every second
     reconnect                     drop the zenoh session and open a fresh one (new zenoh id,
-                                  new links); the node does this itself when a member stays
-                                  unreachable while zenoh still holds its links
+                                  new links and declarations), e.g. when plain UDP has
+                                  wedged zenoh's routing (see docs/protocol.md)
     demo [--nodes N] [--seconds S]
                                   start a local domain of N nodes and watch it converge
     bench [--quick] [--samples N] [--batches N] [--watchers N]
