@@ -95,14 +95,20 @@ impl GroupStore {
         Ok(replica.submit(now, txn)?)
     }
 
+    /// Take the batches the replica asks to persist; true when some wait for [`Self::pump`].
+    /// Touches no file: an async shell calls it to learn whether a blocking write is due.
+    pub fn gather(&mut self, replica: &mut Replica) -> bool {
+        while let Some(p) = replica.poll_persist() {
+            self.waiting.push_back(p);
+        }
+        !self.waiting.is_empty()
+    }
+
     /// Write every batch the replica has asked for, in one durable transaction, and report
     /// them persisted. Returns how many batches became durable. On error, the batches stay
     /// here and the error is kept until a later call succeeds (after [`Ledger::reopen`]).
     pub fn pump(&mut self, ledger: &mut Ledger, replica: &mut Replica, now: u64) -> Result<usize, LedgerError> {
-        while let Some(p) = replica.poll_persist() {
-            self.waiting.push_back(p);
-        }
-        if self.waiting.is_empty() {
+        if !self.gather(replica) {
             return Ok(0);
         }
         let roster = replica.roster().clone();

@@ -904,9 +904,13 @@ impl Node {
         let prefix = self.prefix();
         let me = self.me.id();
         let Some(g) = self.groups.get_mut(&gid) else { return };
-        let res = tokio::task::block_in_place(|| g.store.pump(&mut self.ledger, &mut g.replica, now));
-        if let Err(e) = res {
-            tracing::error!(group = %g.info.name, "ledger: {e}");
+        // Only a write that is due leaves the async worker: handing it over costs wakeups,
+        // and drain runs after every input and every tick.
+        if g.store.gather(&mut g.replica) {
+            let res = tokio::task::block_in_place(|| g.store.pump(&mut self.ledger, &mut g.replica, now));
+            if let Err(e) = res {
+                tracing::error!(group = %g.info.name, "ledger: {e}");
+            }
         }
         // What durability produced (commits, acks, consensus), and key rotation before sealing.
         self.dispatch_events(gid);
