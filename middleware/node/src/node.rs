@@ -42,6 +42,9 @@ const KEPT_CHANNELS: usize = 4;
 /// whose batches are 1,150 bytes).
 const BEST_EFFORT_MAX: usize = 1_024;
 
+/// How often a ledger that failed (a full disk) is reopened (ms).
+const LEDGER_REOPEN_MS: u64 = 5_000;
+
 /// How often subscriptions are declared again while a member is unreachable (ms).
 const REDECLARE_MS: u64 = 5_000;
 
@@ -142,6 +145,9 @@ struct GroupRt {
     written_at: BTreeMap<u64, (Instant, spook_core::Hlc)>,
     /// Clients waiting for the outcome of a transaction submitted here.
     tx_waiters: BTreeMap<OpId, Vec<oneshot::Sender<Json>>>,
+    /// Writes accepted and not yet answered: a write is answered once the ledger write that
+    /// holds it is done (or has failed), so an acknowledged write survives `kill -9`.
+    durable_waiters: Vec<(Json, oneshot::Sender<Json>)>,
     /// Every log line about this group is inside this span (`group{name=…}`).
     span: tracing::Span,
 }
@@ -181,7 +187,9 @@ struct Node {
     /// A fresh zenoh session is due (`spook reconnect`, or the last one failed to open);
     /// the run loop opens it.
     renew_now: Option<&'static str>,
-    last_renewal_check_ms: u64,
+    last_health_check_ms: u64,
+    /// When the ledger was last reopened after an I/O error.
+    last_reopen_ms: u64,
     /// An open pairing window (`spook pair`).
     pairing: Option<crate::pairing::PairingRt>,
     /// When our sender keys were last re-announced to every paired member.
@@ -189,6 +197,15 @@ struct Node {
     /// The loss injector (`[faults]`): spook-relay's seeded schedule, consulted at every
     /// publication.
     faults: Option<std::cell::RefCell<spook_relay::Schedule>>,
+}
+
+/// A local write or transaction the node refused, as the client's error text. A refusal for
+/// want of storage (full disk, broken ledger) is counted: an operator must act on it.
+fn refused(metrics: &Metrics, e: LocalWriteError) -> String {
+    if matches!(e, LocalWriteError::StorageUnavailable(_)) {
+        Metrics::add(&metrics.writes_refused, 1);
+    }
+    e.to_string()
 }
 
 fn now_ms() -> u64 {
@@ -290,7 +307,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         subscribers: Vec::new(),
         last_redeclare_ms: 0,
         renew_now: None,
-        last_renewal_check_ms: 0,
+        last_health_check_ms: 0,
+        last_reopen_ms: 0,
         pairing: None,
         last_reannounce_ms: 0,
         faults: None,
@@ -446,7 +464,7 @@ impl Node {
         self.subscribe(&format!("{base}/{}", self.peer_tag(&self.me.id())))?;
         tracing::info!(group = %info.name, records = records.len(), members = cfg.members.len(), "group open");
         let span = tracing::info_span!("group", name = %info.name);
-        self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), tx_waiters: BTreeMap::new(), span, key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new() });
+        self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), tx_waiters: BTreeMap::new(), durable_waiters: Vec::new(), span, key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new() });
         // Hand our new key to members we already have channels with.
         let peers: Vec<EndpointId> = self.pairs.iter().filter(|(_, p)| p.is_up()).map(|(id, _)| *id).collect();
         for p in peers {
@@ -509,6 +527,8 @@ impl Node {
                 return true;
             }
             Cmd::Control(r @ Request::Tx { .. }, reply) => self.on_tx(r, reply),
+            Cmd::Control(Request::Set { group, register, field, value }, reply) => self.on_write(&group, vec![crate::control::FieldWrite { register, field, value }], reply),
+            Cmd::Control(Request::Write { group, set }, reply) => self.on_write(&group, set, reply),
             Cmd::Control(r, reply) => {
                 let resp = self.on_request(r);
                 let _ = reply.send(resp);
@@ -531,12 +551,21 @@ impl Node {
 
     fn on_tick(&mut self) {
         let now = now_ms();
-        if now.saturating_sub(self.last_renewal_check_ms) >= 1_000 {
-            self.last_renewal_check_ms = now;
+        if now.saturating_sub(self.last_health_check_ms) >= 1_000 {
+            self.last_health_check_ms = now;
             if self.session.is_closed() {
                 // The last renewal could not open a session (a QUIC listener's port is held
                 // until its old connections are gone).
                 self.renew_now = Some("no open session");
+            }
+            // After an I/O error (a full disk) the ledger refuses writes until reopened; try
+            // every few seconds, so that freeing space is all an operator has to do.
+            if !self.ledger.is_healthy() && now.saturating_sub(self.last_reopen_ms) >= LEDGER_REOPEN_MS {
+                self.last_reopen_ms = now;
+                match tokio::task::block_in_place(|| self.ledger.reopen()) {
+                    Ok(()) => tracing::info!("ledger reopened; waiting writes are written at the next pump"),
+                    Err(e) => tracing::warn!("ledger still unavailable: {e}"),
+                }
             }
         }
         if now.saturating_sub(self.last_redeclare_ms) >= REDECLARE_MS {
@@ -912,6 +941,15 @@ impl Node {
                 tracing::error!(group = %g.info.name, "ledger: {e}");
             }
         }
+        // Answer the writes this pump was for. A failed one stays queued in the store and is
+        // written once the ledger is writable again (`on_tick` reopens it); say so.
+        let failed = g.store.error().map(ToString::to_string);
+        for (j, reply) in std::mem::take(&mut g.durable_waiters) {
+            let _ = reply.send(match &failed {
+                None => control::ok(j),
+                Some(e) => control::error(format!("write {} is not durable yet: {e}. It is kept and will be written when the ledger can be written again (see `spook status`)", j["seq"])),
+            });
+        }
         // What durability produced (commits, acks, consensus), and key rotation before sealing.
         self.dispatch_events(gid);
         let Some(g) = self.groups.get_mut(&gid) else { return };
@@ -982,6 +1020,17 @@ impl Node {
     }
 
     /// Submit a client's transaction; answer now, or once its outcome is known (`wait`).
+    /// A write is answered after the ledger write that holds it (see `drain`).
+    fn on_write(&mut self, group: &str, set: Vec<crate::control::FieldWrite>, reply: oneshot::Sender<Json>) {
+        match self.write(group, set, now_ms()) {
+            Ok((gid, j)) => match self.groups.get_mut(&gid) {
+                Some(g) => g.durable_waiters.push((j, reply)),
+                None => drop(reply.send(control::error("group vanished"))),
+            },
+            Err(e) => drop(reply.send(control::error(e))),
+        }
+    }
+
     fn on_tx(&mut self, r: Request, reply: oneshot::Sender<Json>) {
         match self.submit_tx(r) {
             Ok((j, Some((gid, id)))) => match self.groups.get_mut(&gid) {
@@ -1019,11 +1068,7 @@ impl Node {
         let txn = session::build_txn(&g.cfg.schema, id, now + timeout, &after, &conditions, &set)?;
         match g.store.submit(&mut g.replica, now, txn) {
             Ok(_) => Ok((json!({"seq": seq, "client": client.to_string(), "state": "pending"}), wait.then_some((gid, id)))),
-            Err(e @ LocalWriteError::StorageUnavailable(_)) => {
-                Metrics::add(&self.metrics.writes_refused, 1);
-                Err(e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(refused(&self.metrics, e)),
         }
     }
 
@@ -1085,8 +1130,8 @@ impl Node {
             Request::GroupList => Ok(json!({"groups": self.groups.values().map(|g| json!({
                 "name": g.info.name, "id": g.info.id, "kind": g.info.kind, "members": g.info.members,
             })).collect::<Vec<_>>()})),
-            Request::Set { group, register, field, value } => self.write(&group, vec![crate::control::FieldWrite { register, field, value }], now),
-            Request::Write { group, set } => self.write(&group, set, now),
+            // Answered once durable: `on_cmd` sends them to `on_write`.
+            Request::Set { .. } | Request::Write { .. } => Err("a write is answered by the node task".into()),
             Request::Get { group, register, field: None, view } if view.as_deref() == Some("serial") => {
                 let gid = self.find_group(&group)?;
                 let g = self.groups.get(&gid).ok_or("group vanished")?;
@@ -1132,7 +1177,7 @@ impl Node {
     }
 
     /// A local write of one or more fields as one delta.
-    fn write(&mut self, group: &str, set: Vec<crate::control::FieldWrite>, now: u64) -> Result<Json, String> {
+    fn write(&mut self, group: &str, set: Vec<crate::control::FieldWrite>, now: u64) -> Result<(GroupId, Json), String> {
         let gid = self.find_group(group)?;
         let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
         if set.is_empty() {
@@ -1150,13 +1195,9 @@ impl Node {
                 // The clock right after the write is at or above the delta's stamp.
                 let h = g.replica.clock_now(now);
                 g.written_at.insert(dot.seq, (Instant::now(), h));
-                Ok(json!({"seq": dot.seq}))
+                Ok((gid, json!({"seq": dot.seq})))
             }
-            Err(e @ LocalWriteError::StorageUnavailable(_)) => {
-                Metrics::add(&self.metrics.writes_refused, 1);
-                Err(e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(refused(&self.metrics, e)),
         }
     }
 

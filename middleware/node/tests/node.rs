@@ -200,3 +200,108 @@ fn the_pairing_ceremony_allows_only_after_both_operators_confirm_the_code() {
     eventually("B sees A's write after pairing", Duration::from_secs(20), || battery(&b, "1") == Some(0.5));
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A running node whose disk fills up: the write that meets the full disk is answered with a
+/// clear error, not acknowledged; later writes are refused at once and counted; the node keeps
+/// serving. Once space is freed it reopens its ledger by itself, writes the delta that
+/// waited, and its peer ends with everything: nothing acknowledged or accepted is lost, also
+/// across a `kill -9` after.
+#[test]
+fn a_full_disk_refuses_writes_clearly_and_the_node_recovers_when_space_is_freed() {
+    const NAME: &str = "a_full_disk_refuses_writes_clearly_and_the_node_recovers_when_space_is_freed";
+    let d = dir("full");
+    let mnt = d.join("mnt");
+    let _fs = match Tmpfs::mount(&mnt, "4m") {
+        Ok(fs) => fs,
+        Err(e) => return common::skip(NAME, &format!("cannot mount a tmpfs (needs root): {e}")),
+    };
+    let domain = format!("f{}", std::process::id());
+    let (pa, pb) = (free_port(), free_port());
+    let mut nodes = vec![Node::new(&mnt, "a", &domain, pa, &[]), Node::new(&d, "b", &domain, pb, &[pa])];
+    let ids = common::start_domain(&mut nodes);
+    common::form_group(&nodes, &ids, "fleet", false);
+    nodes[0].spook(&["set", "fleet", "1", "battery", "0.5"]).unwrap();
+    eventually("B sees A's write", Duration::from_secs(15), || battery(&nodes[1], "1") == Some(0.5));
+
+    let filler = mnt.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.sync_all();
+        // Leave room for some acknowledged writes before the disk is full.
+        let len = f.metadata().unwrap().len();
+        f.set_len(len.saturating_sub(512 * 1024)).unwrap();
+    }
+    // 8 KB writes over one control connection until one is not acknowledged.
+    let s = std::os::unix::net::UnixStream::connect(mnt.join("a.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let big = "x".repeat(8 * 1024);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for i in 0..2_000u32 {
+        let req = serde_json::json!({"op": "set", "group": "fleet", "register": 1000 + i, "field": "owner", "value": format!("{i}:{big}")});
+        writeln!(w, "{req}").unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if j["ok"] == true {
+            acked.push(i);
+        } else {
+            refused = Some((i, j["error"].as_str().unwrap_or_default().to_string()));
+            break;
+        }
+    }
+    let (held, msg) = refused.expect("a 4 MB disk filled up must refuse one of 2,000 writes of 8 KB");
+    assert!(!acked.is_empty(), "the 512 KB left took no write");
+    eprintln!("{NAME}: {} writes acknowledged, write {held} met the full disk: {msg}", acked.len());
+    assert!(msg.contains("not durable yet") && msg.contains("disk full"), "{msg}");
+    let e = nodes[0].spook(&["set", "fleet", "2", "battery", "0.2"]).unwrap_err();
+    assert!(e.contains("refused") && e.contains("disk full"), "{e}");
+    assert!(metric(&nodes[0].metrics(), "spook_writes_refused_total") >= 1);
+    let st = nodes[0].spook(&["status"]).unwrap();
+    assert!(st["groups"][0]["ledger_error"].as_str().is_some_and(|e| e.contains("disk full")), "{st}");
+
+    std::fs::remove_file(&filler).unwrap();
+    eventually("A accepts writes again once space is freed", Duration::from_secs(30), || nodes[0].spook(&["set", "fleet", "2", "battery", "0.2"]).is_ok());
+    let owner = |n: &Node, i: u32| n.spook(&["get", "fleet", &(1000 + i).to_string(), "owner"]).ok().and_then(|j| j["value"].as_str().map(|v| v.starts_with(&format!("{i}:"))));
+    eventually("B holds the write that waited for space", Duration::from_secs(30), || owner(&nodes[1], held) == Some(true));
+    eventually("equal state hashes", Duration::from_secs(30), || {
+        let (sa, sb) = (nodes[0].spook(&["status"]).unwrap(), nodes[1].spook(&["status"]).unwrap());
+        sa["groups"][0]["state_hash"] == sb["groups"][0]["state_hash"]
+    });
+    for i in acked.iter().copied().step_by(7).chain([held]) {
+        assert_eq!(owner(&nodes[1], i), Some(true), "write {i} at B");
+    }
+    // Every acknowledged write, and the one that waited, is in A's ledger.
+    nodes[0].kill9();
+    nodes[0].start();
+    for i in acked.iter().copied().step_by(7).chain(acked.last().copied()).chain([held]) {
+        assert_eq!(owner(&nodes[0], i), Some(true), "write {i} at A after kill -9");
+    }
+    drop(nodes);
+    drop(_fs);
+    std::fs::remove_dir_all(&d).ok();
+}
