@@ -42,6 +42,9 @@ if [ -f "$SPOOK_SKIP_LOG" ]; then self_skipped=$(wc -l < "$SPOOK_SKIP_LOG"); fi
 skipped=$((ignored + self_skipped))
 echo "== skipped tests: ${skipped} (${ignored} ignored by nextest, ${self_skipped} real-part tests that could not run)"
 if [ -s "$SPOOK_SKIP_LOG" ]; then cat "$SPOOK_SKIP_LOG"; fi
+flaky=$(grep -Eo '[0-9]+ flaky' target/nextest.log | tail -n1 | grep -Eo '[0-9]+' || echo 0)
+echo "== flaky tests (failed once, passed on the retry .config/nextest.toml allows): ${flaky}"
+grep -E '^ +(TRY [0-9]+ FAIL|FLAKY)' target/nextest.log || true
 if [ "${CI:-}" = "true" ] && [ "${skipped}" != "0" ]; then
   echo "error: ${skipped} tests skipped under CI=true; a test that proves a real part must not skip" >&2
   exit 1
