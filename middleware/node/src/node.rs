@@ -187,6 +187,7 @@ struct Node {
     /// A fresh zenoh session is due (`spook reconnect`, or the last one failed to open);
     /// the run loop opens it.
     renew_now: Option<&'static str>,
+    /// When the session was last checked for being closed.
     last_health_check_ms: u64,
     /// When the ledger was last reopened after an I/O error.
     last_reopen_ms: u64,
@@ -206,6 +207,11 @@ fn refused(metrics: &Metrics, e: LocalWriteError) -> String {
         Metrics::add(&metrics.writes_refused, 1);
     }
     e.to_string()
+}
+
+/// An opaque tag for an endpoint or group within a domain: the first 8 bytes of a keyed hash.
+fn tag(domain_key: &[u8; 32], what: &[u8]) -> String {
+    hex(&blake3::keyed_hash(domain_key, what).as_bytes()[..8])
 }
 
 fn now_ms() -> u64 {
@@ -342,7 +348,12 @@ impl Node {
 
     /// An opaque tag for an endpoint or group within this domain (keyed hash).
     fn tag(&self, what: &[u8]) -> String {
-        hex(&blake3::keyed_hash(&self.domain_key, what).as_bytes()[..8])
+        tag(&self.domain_key, what)
+    }
+
+    /// Members we hold a pair channel with.
+    fn paired(&self) -> Vec<EndpointId> {
+        self.pairs.iter().filter(|(_, p)| p.is_up()).map(|(id, _)| *id).collect()
     }
 
     /// Where pairing ceremonies meet (see [`crate::pairing`]).
@@ -466,8 +477,7 @@ impl Node {
         let span = tracing::info_span!("group", name = %info.name);
         self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), tx_waiters: BTreeMap::new(), durable_waiters: Vec::new(), span, key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new() });
         // Hand our new key to members we already have channels with.
-        let peers: Vec<EndpointId> = self.pairs.iter().filter(|(_, p)| p.is_up()).map(|(id, _)| *id).collect();
-        for p in peers {
+        for p in self.paired() {
             self.announce_keys(p);
         }
         Ok(gid)
@@ -558,14 +568,14 @@ impl Node {
                 // until its old connections are gone).
                 self.renew_now = Some("no open session");
             }
-            // After an I/O error (a full disk) the ledger refuses writes until reopened; try
-            // every few seconds, so that freeing space is all an operator has to do.
-            if !self.ledger.is_healthy() && now.saturating_sub(self.last_reopen_ms) >= LEDGER_REOPEN_MS {
-                self.last_reopen_ms = now;
-                match tokio::task::block_in_place(|| self.ledger.reopen()) {
-                    Ok(()) => tracing::info!("ledger reopened; waiting writes are written at the next pump"),
-                    Err(e) => tracing::warn!("ledger still unavailable: {e}"),
-                }
+        }
+        // After an I/O error (a full disk) the ledger refuses writes until reopened; try
+        // every few seconds, so that freeing space is all an operator has to do.
+        if !self.ledger.is_healthy() && now.saturating_sub(self.last_reopen_ms) >= LEDGER_REOPEN_MS {
+            self.last_reopen_ms = now;
+            match tokio::task::block_in_place(|| self.ledger.reopen()) {
+                Ok(()) => tracing::info!("ledger reopened; waiting writes are written at the next pump"),
+                Err(e) => tracing::warn!("ledger still unavailable: {e}"),
             }
         }
         if now.saturating_sub(self.last_redeclare_ms) >= REDECLARE_MS {
@@ -579,8 +589,7 @@ impl Node {
         // member unable to read us for good. Every member with a channel hears them again.
         if now.saturating_sub(self.last_reannounce_ms) >= KEY_REANNOUNCE_MS {
             self.last_reannounce_ms = now;
-            let paired: Vec<EndpointId> = self.pairs.iter().filter(|(_, p)| p.is_up()).map(|(id, _)| *id).collect();
-            for p in paired {
+            for p in self.paired() {
                 self.announce_keys(p);
             }
         }
@@ -976,7 +985,7 @@ impl Node {
             }
             let dest = match t.dest {
                 spook_core::Dest::Members => "all".to_string(),
-                spook_core::Dest::Peer(p) => hex(&blake3::keyed_hash(&self.domain_key, &p.0).as_bytes()[..8]),
+                spook_core::Dest::Peer(p) => tag(&self.domain_key, &p.0),
             };
             match g.keys.seal(&self.me, &t.bytes) {
                 Ok(ct) => out.push((format!("{prefix}/g/{}/{dest}", g.tag), ct)),
@@ -1019,7 +1028,6 @@ impl Node {
         }
     }
 
-    /// Submit a client's transaction; answer now, or once its outcome is known (`wait`).
     /// A write is answered after the ledger write that holds it (see `drain`).
     fn on_write(&mut self, group: &str, set: Vec<crate::control::FieldWrite>, reply: oneshot::Sender<Json>) {
         match self.write(group, set, now_ms()) {
@@ -1031,6 +1039,7 @@ impl Node {
         }
     }
 
+    /// Submit a client's transaction; answer now, or once its outcome is known (`wait`).
     fn on_tx(&mut self, r: Request, reply: oneshot::Sender<Json>) {
         match self.submit_tx(r) {
             Ok((j, Some((gid, id)))) => match self.groups.get_mut(&gid) {

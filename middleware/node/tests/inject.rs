@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{dir, eventually, free_port, metric, Node};
+use common::{dir, eventually, metric};
 use serde_json::Value as Json;
 
 const TIMING: &str = "digest_interval_ms = 100\ndecohere_after_ms = 3000\nrejoin_after_ms = 3000\n";
@@ -24,15 +24,7 @@ fn three_nodes_dropping_a_fifth_of_their_messages_converge() {
     eprintln!("SPOOK_SEED={seed}");
     let d = dir("inject");
     let domain = format!("i{}", std::process::id());
-    let ports = [free_port(), free_port(), free_port()];
-    let loc = |p: u16| format!("tcp/127.0.0.1:{p}");
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let connect: Vec<String> = ports[..i].iter().map(|p| loc(*p)).collect();
-            let timing = format!("{TIMING}\n[faults]\ndrop_pct = 20.0\nseed = {}\n", seed + i as u64);
-            Node::with(&d, &format!("n{i}"), &domain, &loc(ports[i]), &connect, &timing, &[])
-        })
-        .collect();
+    let mut nodes = common::loopback_chain(&d, &domain, 3, |i| format!("{TIMING}\n[faults]\ndrop_pct = 20.0\nseed = {}\n", seed + i as u64));
     let ids = common::start_domain(&mut nodes);
     common::form_group(&nodes, &ids, "fleet", false);
     common::form_group(&nodes, &ids, "tasks", true);

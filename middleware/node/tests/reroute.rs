@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{dir, eventually, free_port, Node};
+use common::{dir, eventually, Node};
 use serde_json::Value as Json;
 
 /// Decoherence on, so the survivors prune the dead node and go on committing.
@@ -23,14 +23,7 @@ fn cell(n: &Node, reg: &str) -> (Json, u64) {
 fn a_transfer_resent_through_another_node_after_kill9_executes_once() {
     let d = dir("reroute");
     let domain = format!("r{}", std::process::id());
-    let ports = [free_port(), free_port(), free_port()];
-    let loc = |p: u16| format!("tcp/127.0.0.1:{p}");
-    let mut nodes: Vec<Node> = (0..3)
-        .map(|i| {
-            let connect: Vec<String> = ports[..i].iter().map(|p| loc(*p)).collect();
-            Node::with(&d, &format!("n{i}"), &domain, &loc(ports[i]), &connect, TIMING, &[])
-        })
-        .collect();
+    let mut nodes = common::loopback_chain(&d, &domain, 3, |_| TIMING.to_string());
     let ids = common::start_domain(&mut nodes);
     common::form_group(&nodes, &ids, "bank", true);
     // The client's own identity: its session, whichever node it talks to.

@@ -139,6 +139,19 @@ pub(crate) fn skip(test: &str, why: &str) {
 }
 
 /// Give every node an identity, allow each other, start them all: their endpoint ids.
+/// `n` nodes on loopback TCP named n0, n1, …; each dials the ones before it. `timing(i)` is
+/// node i's `[timing]` section (and anything after it).
+pub(crate) fn loopback_chain(dir: &Path, domain: &str, n: usize, timing: impl Fn(usize) -> String) -> Vec<Node> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let loc = |p: u16| format!("tcp/127.0.0.1:{p}");
+    (0..n)
+        .map(|i| {
+            let connect: Vec<String> = ports[..i].iter().map(|p| loc(*p)).collect();
+            Node::with(dir, &format!("n{i}"), domain, &loc(ports[i]), &connect, &timing(i), &[])
+        })
+        .collect()
+}
+
 pub(crate) fn start_domain(nodes: &mut [Node]) -> Vec<String> {
     let ids: Vec<String> = nodes.iter().map(|n| n.spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string()).collect();
     for (i, n) in nodes.iter().enumerate() {
