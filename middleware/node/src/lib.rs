@@ -12,6 +12,7 @@ pub mod demo;
 pub mod metrics;
 pub mod node;
 pub mod pairing;
+pub mod remote;
 pub mod session;
 pub mod values;
 

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub renewals: AtomicU64,
     /// Publications dropped by the fault injector (`[faults] drop_pct`).
     pub injected_drops: AtomicU64,
+    /// Digests and wants sent as zenoh queries.
+    pub sync_queries_out: AtomicU64,
+    /// Frames sent as replies to another member's digest or want query.
+    pub sync_replies_out: AtomicU64,
     rejected: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<[u64; LATENCY_BUCKETS_MS.len() + 1]>,
     latency_sum_ms: AtomicU64,
@@ -90,6 +94,8 @@ impl Metrics {
             ("spook_redeclarations_total", "Subscriptions declared again while a member was unreachable", &self.redeclarations),
             ("spook_zenoh_renewals_total", "zenoh sessions dropped and opened afresh (`spook reconnect`)", &self.renewals),
             ("spook_injected_drops_total", "Publications dropped by fault injection ([faults])", &self.injected_drops),
+            ("spook_sync_queries_out_total", "Digests and wants sent as zenoh queries", &self.sync_queries_out),
+            ("spook_sync_replies_out_total", "Frames sent as replies to a member's digest or want query", &self.sync_replies_out),
             ("spook_deltas_out_total", "Own deltas sent", &self.deltas_out),
             ("spook_deltas_in_total", "Deltas received from other members", &self.deltas_in),
             ("spook_realignments_total", "State messages applied (re-alignments)", &self.realignments),

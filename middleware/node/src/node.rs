@@ -48,9 +48,39 @@ const LEDGER_REOPEN_MS: u64 = 5_000;
 /// How often subscriptions are declared again while a member is unreachable (ms).
 const REDECLARE_MS: u64 = 5_000;
 
+/// Remote clients whose channels are kept; the longest-known one is forgotten first (it
+/// shakes hands again).
+const MAX_CLIENTS: usize = 1_024;
+
+/// A digest or want query is given up after this long (a member that vanished mid-query).
+const SYNC_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A declaration this node holds on its zenoh session (declared again by `redeclare`).
+#[expect(dead_code, reason = "held only so that dropping it undeclares it")]
+enum Declared {
+    Subscriber(zenoh::pubsub::Subscriber<()>),
+    Queryable(zenoh::query::Queryable<()>),
+}
+
+/// Where a sealed group frame goes.
+enum Route {
+    /// Published on this key.
+    Publish(String),
+    /// Asked as a query on this key (a digest or a want).
+    Query(String),
+    /// A reply to the open query with this index in `drain`'s list.
+    Reply(usize),
+}
+
 /// Inputs of the node task.
 enum Cmd {
     Sample { key: String, payload: Vec<u8> },
+    /// A member's digest or want, asked as a zenoh query: what this node sends that member
+    /// while handling it goes back as replies (see `drain`); or a remote client's hello or
+    /// request ([`crate::remote`]).
+    Query { key: String, payload: Vec<u8>, query: zenoh::query::Query },
+    /// The response to a remote client's request, to seal on the channel it came on.
+    ClientAnswer { client: EndpointId, channel: [u8; 8], query: zenoh::query::Query, response: Json },
     Control(Request, oneshot::Sender<Json>),
     Watch { group: String, view: View, tx: mpsc::UnboundedSender<Json>, reply: oneshot::Sender<Json> },
 }
@@ -181,7 +211,13 @@ struct Node {
     tx: mpsc::Sender<Cmd>,
     domain_key: [u8; 32],
     metrics: Arc<Metrics>,
-    subscribers: Vec<(String, zenoh::pubsub::Subscriber<()>)>,
+    subscribers: Vec<(String, Declared)>,
+    /// Digest and want queries handled and not yet answered: (group, asking member, query).
+    /// `drain` sends what the group has for that member as replies, then drops the query,
+    /// which ends it.
+    answering: Vec<(GroupId, EndpointId, zenoh::query::Query)>,
+    /// Channels with remote clients ([`crate::remote`]), newest last per client.
+    clients: BTreeMap<EndpointId, std::collections::VecDeque<PairChannel>>,
     /// When the subscriptions were last declared again (see `on_tick`).
     last_redeclare_ms: u64,
     /// A fresh zenoh session is due (`spook reconnect`, or the last one failed to open);
@@ -210,7 +246,14 @@ fn refused(metrics: &Metrics, e: LocalWriteError) -> String {
 }
 
 /// An opaque tag for an endpoint or group within a domain: the first 8 bytes of a keyed hash.
-fn tag(domain_key: &[u8; 32], what: &[u8]) -> String {
+/// The key every tag of a domain is hashed with.
+pub(crate) fn domain_key(domain: &str) -> [u8; 32] {
+    let mut dk = blake3::Hasher::new_derive_key("spook domain key v1");
+    dk.update(domain.as_bytes());
+    *dk.finalize().as_bytes()
+}
+
+pub(crate) fn tag(domain_key: &[u8; 32], what: &[u8]) -> String {
     hex(&blake3::keyed_hash(domain_key, what).as_bytes()[..8])
 }
 
@@ -294,9 +337,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         Some(addr)
     };
     let (tx, rx) = mpsc::channel(4096);
-    let mut dk = blake3::Hasher::new_derive_key("spook domain key v1");
-    dk.update(cfg.node.domain.as_bytes());
-    let domain_key = *dk.finalize().as_bytes();
+    let domain_key = domain_key(&cfg.node.domain);
     let id = me.id();
     let mut node = Node {
         cfg,
@@ -311,6 +352,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         domain_key,
         metrics: metrics.clone(),
         subscribers: Vec::new(),
+        answering: Vec::new(),
+        clients: BTreeMap::new(),
         last_redeclare_ms: 0,
         renew_now: None,
         last_health_check_ms: 0,
@@ -324,8 +367,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         node.faults = Some(std::cell::RefCell::new(spook_relay::Schedule::new(imp)?));
         tracing::warn!(drop_pct = node.cfg.faults.drop_pct, seed = node.cfg.faults.seed, "fault injection: dropping published messages");
     }
-    node.subscribe(&format!("{}/p/{}", node.prefix(), node.peer_tag(&id)))?;
-    node.subscribe(&node.pairing_key())?;
+    node.subscribe(&format!("{}/p/{}", node.prefix(), node.peer_tag(&id)), false)?;
+    node.subscribe(&node.pairing_key(), false)?;
+    node.subscribe(&crate::remote::client_key(&node.cfg.node.domain, &id), true)?;
     for (gid, bytes) in node.ledger.groups()? {
         match serde_json::from_slice::<GroupInfo>(&bytes) {
             Ok(info) => {
@@ -365,14 +409,27 @@ impl Node {
         self.tag(&id.0)
     }
 
-    fn subscribe(&mut self, key: &str) -> anyhow::Result<()> {
-        let sub = self.declare(key)?;
-        self.subscribers.push((key.to_string(), sub));
+    fn subscribe(&mut self, key: &str, queryable: bool) -> anyhow::Result<()> {
+        let d = self.declare(key, queryable)?;
+        self.subscribers.push((key.to_string(), d));
         Ok(())
     }
 
-    fn declare(&self, key: &str) -> anyhow::Result<zenoh::pubsub::Subscriber<()>> {
+    fn declare(&self, key: &str, queryable: bool) -> anyhow::Result<Declared> {
         let tx = self.tx.clone();
+        if queryable {
+            return self
+                .session
+                .declare_queryable(key)
+                .allowed_origin(zenoh::sample::Locality::Remote)
+                .callback(move |q| {
+                    let payload = q.payload().map(|p| p.to_bytes().into_owned()).unwrap_or_default();
+                    let _ = tx.try_send(Cmd::Query { key: q.key_expr().as_str().to_string(), payload, query: q });
+                })
+                .wait()
+                .map(Declared::Queryable)
+                .map_err(|e| anyhow::anyhow!("zenoh queryable {key}: {e}"));
+        }
         self.session
             .declare_subscriber(key)
             .allowed_origin(zenoh::sample::Locality::Remote)
@@ -380,6 +437,7 @@ impl Node {
                 let _ = tx.try_send(Cmd::Sample { key: s.key_expr().as_str().to_string(), payload: s.payload().to_bytes().into_owned() });
             })
             .wait()
+            .map(Declared::Subscriber)
             .map_err(|e| anyhow::anyhow!("zenoh subscribe {key}: {e}"))
     }
 
@@ -388,11 +446,11 @@ impl Node {
     /// key. Called while some member has no pair channel or is counted as gone, and after a
     /// renewal.
     fn redeclare(&mut self) {
-        let keys: Vec<String> = self.subscribers.iter().map(|(k, _)| k.clone()).collect();
+        let keys: Vec<(String, bool)> = self.subscribers.iter().map(|(k, d)| (k.clone(), matches!(d, Declared::Queryable(_)))).collect();
         let mut fresh = Vec::with_capacity(keys.len());
-        for k in keys {
-            match self.declare(&k) {
-                Ok(sub) => fresh.push((k, sub)),
+        for (k, queryable) in keys {
+            match self.declare(&k, queryable) {
+                Ok(d) => fresh.push((k, d)),
                 Err(e) => {
                     tracing::warn!("{e}");
                     return;
@@ -437,12 +495,19 @@ impl Node {
         })
     }
 
+    /// The fault injector drops the next message (counted); every message this node sends
+    /// asks it.
+    fn injected_drop(&self) -> bool {
+        let dropped = self.faults.as_ref().is_some_and(|f| f.borrow_mut().on_datagram(0).is_dropped());
+        if dropped {
+            Metrics::add(&self.metrics.injected_drops, 1);
+        }
+        dropped
+    }
+
     fn publish(&self, key: &str, payload: Vec<u8>) {
-        if let Some(f) = &self.faults {
-            if f.borrow_mut().on_datagram(0).is_dropped() {
-                Metrics::add(&self.metrics.injected_drops, 1);
-                return;
-            }
+        if self.injected_drop() {
+            return;
         }
         Metrics::add(&self.metrics.bytes_out, payload.len() as u64);
         // Spook recovers lost, duplicated and reordered messages itself, so a small one goes
@@ -452,6 +517,46 @@ impl Node {
         let reliability = if payload.len() <= BEST_EFFORT_MAX { Reliability::BestEffort } else { Reliability::Reliable };
         if let Err(e) = self.session.put(key, payload).reliability(reliability).wait() {
             tracing::warn!(key, "publish failed: {e}");
+        }
+    }
+
+    /// Ask a digest or want as a query on `key`: the member that answers sends what it has
+    /// for us (what we lack, or its own want) as replies, which arrive like samples.
+    fn query(&self, key: &str, payload: Vec<u8>) {
+        if self.injected_drop() {
+            return;
+        }
+        Metrics::add(&self.metrics.bytes_out, payload.len() as u64);
+        Metrics::add(&self.metrics.sync_queries_out, 1);
+        let tx = self.tx.clone();
+        let sent = self
+            .session
+            .get(key)
+            .payload(payload)
+            .target(zenoh::query::QueryTarget::All)
+            // Every reply is a distinct frame on the same key: none may be merged away.
+            .consolidation(zenoh::query::ConsolidationMode::None)
+            .allowed_destination(zenoh::sample::Locality::Remote)
+            .timeout(SYNC_QUERY_TIMEOUT)
+            .callback(move |r| {
+                if let Ok(s) = r.result() {
+                    let _ = tx.try_send(Cmd::Sample { key: s.key_expr().as_str().to_string(), payload: s.payload().to_bytes().into_owned() });
+                }
+            })
+            .wait();
+        if let Err(e) = sent {
+            tracing::warn!(key, "query failed: {e}");
+        }
+    }
+
+    /// Answer an open query with one message.
+    fn reply(&self, query: &zenoh::query::Query, payload: Vec<u8>) {
+        if self.injected_drop() {
+            return;
+        }
+        Metrics::add(&self.metrics.bytes_out, payload.len() as u64);
+        if let Err(e) = query.reply(query.key_expr().clone(), payload).wait() {
+            tracing::warn!(key = %query.key_expr(), "reply failed: {e}");
         }
     }
 
@@ -471,8 +576,10 @@ impl Node {
         let keys = GroupKeys::new(gid, self.me.id(), key_epoch, GroupCrypto { trusted_members: false, grace_ms: 10_000 }, &mut rand_core::OsRng);
         let tag = self.tag(&gid.0);
         let base = format!("{}/g/{tag}", self.prefix());
-        self.subscribe(&format!("{base}/all"))?;
-        self.subscribe(&format!("{base}/{}", self.peer_tag(&self.me.id())))?;
+        let own = self.peer_tag(&self.me.id());
+        self.subscribe(&format!("{base}/all"), false)?;
+        self.subscribe(&format!("{base}/{own}"), false)?;
+        self.subscribe(&format!("{base}/q/{own}"), true)?;
         tracing::info!(group = %info.name, records = records.len(), members = cfg.members.len(), "group open");
         let span = tracing::info_span!("group", name = %info.name);
         self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), tx_waiters: BTreeMap::new(), durable_waiters: Vec::new(), span, key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new() });
@@ -532,6 +639,8 @@ impl Node {
     fn on_cmd(&mut self, cmd: Cmd) -> bool {
         match cmd {
             Cmd::Sample { key, payload } => self.on_sample(&key, payload),
+            Cmd::Query { key, payload, query } => self.on_query(&key, &payload, query),
+            Cmd::ClientAnswer { client, channel, query, response } => self.answer_client(client, channel, &query, &response),
             Cmd::Control(Request::Shutdown, reply) => {
                 let _ = reply.send(control::ok(json!({"stopping": true})));
                 return true;
@@ -635,10 +744,31 @@ impl Node {
             self.on_pair_message(payload);
         } else if rest == "/pairing" {
             self.on_pairing_message(&payload);
-        } else if let Some(g) = rest.strip_prefix("/g/") {
-            let tag = g.split('/').next().unwrap_or_default();
-            let Some(gid) = self.groups.iter().find(|(_, r)| r.tag == tag).map(|(id, _)| *id) else { return };
+        } else if let Some(gid) = self.group_of(key) {
             self.on_group_frame(gid, &payload);
+        }
+    }
+
+    /// The group whose key expression `key` is under.
+    fn group_of(&self, key: &str) -> Option<GroupId> {
+        let rest = key.strip_prefix(&self.prefix())?.strip_prefix("/g/")?;
+        let tag = rest.split('/').next()?;
+        self.groups.iter().find(|(_, r)| r.tag == tag).map(|(id, _)| *id)
+    }
+
+    /// A member's digest or want: handled like a sample; the query stays open until `drain`
+    /// has sent the answer as replies. One that cannot be opened is dropped unanswered.
+    fn on_query(&mut self, key: &str, payload: &[u8], query: zenoh::query::Query) {
+        Metrics::add(&self.metrics.bytes_in, payload.len() as u64);
+        if key.starts_with(&format!("{}/c/", self.prefix())) {
+            return self.on_client_query(payload, query);
+        }
+        let Some(gid) = self.group_of(key) else {
+            self.metrics.reject("query-unknown-group");
+            return;
+        };
+        if let Some(from) = self.on_group_frame(gid, payload) {
+            self.answering.push((gid, from, query));
         }
     }
 
@@ -832,11 +962,74 @@ impl Node {
         }
     }
 
-    fn on_group_frame(&mut self, gid: GroupId, ct: &[u8]) {
+    /// A remote client's hello (answered with the handshake reply, if the client is allowed)
+    /// or sealed request (answered once the node has the response, by `answer_client`).
+    /// Nothing goes back to what does not verify.
+    fn on_client_query(&mut self, payload: &[u8], query: zenoh::query::Query) {
+        if payload.first() == Some(&spook_secure::HELLO) {
+            match spook_secure::respond(&self.me, &self.allow, &mut self.guard, payload) {
+                Ok((est, reply)) => {
+                    if !self.clients.contains_key(&est.peer) && self.clients.len() >= MAX_CLIENTS {
+                        self.clients.pop_first();
+                    }
+                    let chans = self.clients.entry(est.peer).or_default();
+                    chans.push_back(est.channel);
+                    while chans.len() > KEPT_CHANNELS {
+                        chans.pop_front();
+                    }
+                    tracing::info!(client = %est.peer, "remote client attached");
+                    self.reply(&query, reply);
+                }
+                Err(why) => {
+                    tracing::debug!("silent to a client hello: {why}");
+                    self.metrics.reject(&format!("client-hello-{}", reason(&why.to_string())));
+                }
+            }
+            return;
+        }
+        let opened = self.clients.iter_mut().find_map(|(client, chans)| chans.iter_mut().find_map(|c| c.open(payload).ok().map(|pt| (*client, c.send_fingerprint(), pt))));
+        let Some((client, channel, pt)) = opened else {
+            self.metrics.reject("client-unopened");
+            return;
+        };
+        let refused = match serde_json::from_slice::<Request>(&pt) {
+            Err(e) => control::error(format!("bad request: {e}")),
+            Ok(r) if !crate::remote::allowed_remotely(&r) => control::error("this request is only served on the node's local control socket"),
+            // The session is the authenticated key, not a claim.
+            Ok(Request::Tx { client: c, .. } | Request::Session { client: c, .. }) if c != client.to_string() => control::error(format!("client {c} is not the key this channel was opened with ({client})")),
+            Ok(r) => {
+                let (tx, rx) = oneshot::channel();
+                // The same path as the local socket's requests (writes answer once durable).
+                self.on_cmd(Cmd::Control(r, tx));
+                let node = self.tx.clone();
+                tokio::spawn(async move {
+                    let response = rx.await.unwrap_or_else(|_| control::error("the node has stopped"));
+                    let _ = node.send(Cmd::ClientAnswer { client, channel, query, response }).await;
+                });
+                return;
+            }
+        };
+        self.answer_client(client, channel, &query, &refused);
+    }
+
+    /// Seal a response on the client's channel it asked on, and reply.
+    fn answer_client(&mut self, client: EndpointId, channel: [u8; 8], query: &zenoh::query::Query, response: &Json) {
+        let Some(chan) = self.clients.get_mut(&client).and_then(|cs| cs.iter_mut().find(|c| c.send_fingerprint() == channel)) else {
+            tracing::debug!(%client, "the channel of a remote request is gone; it stays unanswered");
+            return;
+        };
+        match chan.seal(response.to_string().as_bytes()) {
+            Ok(ct) => self.reply(query, ct),
+            Err(e) => tracing::warn!(%client, "cannot seal a response: {e}"),
+        }
+    }
+
+    /// Open and handle a group frame; its origin if it opened.
+    fn on_group_frame(&mut self, gid: GroupId, ct: &[u8]) -> Option<EndpointId> {
         let span = self.group_span(gid);
         let _in_group = span.enter();
         let now = now_ms();
-        let Some(g) = self.groups.get_mut(&gid) else { return };
+        let g = self.groups.get_mut(&gid)?;
         match g.keys.open(ct, now) {
             Ok(o) => {
                 Metrics::add(&self.metrics.frames_in, 1);
@@ -848,8 +1041,12 @@ impl Node {
                 if after.frames_rejected > before.frames_rejected {
                     self.metrics.reject("frame-malformed");
                 }
+                Some(o.origin)
             }
-            Err(e) => self.metrics.reject(&format!("frame-{}", reason(&format!("{e:?}")))),
+            Err(e) => {
+                self.metrics.reject(&format!("frame-{}", reason(&format!("{e:?}"))));
+                None
+            }
         }
     }
 
@@ -961,6 +1158,9 @@ impl Node {
         }
         // What durability produced (commits, acks, consensus), and key rotation before sealing.
         self.dispatch_events(gid);
+        // Queries from members of this group that this drain answers (then ends, by dropping).
+        let (answering, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.answering).into_iter().partition(|(g, _, _)| *g == gid);
+        self.answering = others;
         let Some(g) = self.groups.get_mut(&gid) else { return };
         let mut out = Vec::new();
         let mut via_pair = Vec::new();
@@ -983,22 +1183,39 @@ impl Node {
                     continue;
                 }
             }
-            let dest = match t.dest {
-                spook_core::Dest::Members => "all".to_string(),
-                spook_core::Dest::Peer(p) => tag(&self.domain_key, &p.0),
+            // Digests and wants are asked as queries; what a member sends to one that asked
+            // goes back as replies; the rest is published.
+            let base = format!("{prefix}/g/{}", g.tag);
+            let route = match t.dest {
+                spook_core::Dest::Members => Route::Publish(format!("{base}/all")),
+                spook_core::Dest::Peer(p) => match answering.iter().position(|(_, from, _)| *from == p) {
+                    Some(i) => Route::Reply(i),
+                    None if matches!(t.kind, spook_core::FrameKind::Digest | spook_core::FrameKind::Want) => Route::Query(format!("{base}/q/{}", tag(&self.domain_key, &p.0))),
+                    None => Route::Publish(format!("{base}/{}", tag(&self.domain_key, &p.0))),
+                },
             };
             match g.keys.seal(&self.me, &t.bytes) {
-                Ok(ct) => out.push((format!("{prefix}/g/{}/{dest}", g.tag), ct)),
+                Ok(ct) => out.push((route, ct)),
                 Err(e) => tracing::error!("cannot seal a frame: {e}"),
             }
         }
         // Every member of the pending membership (a re-added one included, before the re-add
         // commits, since committing needs its ack) gets the current key once.
         let remaining: Vec<EndpointId> = g.replica.members().iter().copied().filter(|m| *m != me && !g.keyed.contains(m)).collect();
-        for (key, ct) in out {
+        for (route, ct) in out {
             Metrics::add(&self.metrics.frames_out, 1);
-            self.publish(&key, ct);
+            match route {
+                Route::Publish(key) => self.publish(&key, ct),
+                Route::Query(key) => self.query(&key, ct),
+                Route::Reply(i) => {
+                    if let Some((_, _, q)) = answering.get(i) {
+                        Metrics::add(&self.metrics.sync_replies_out, 1);
+                        self.reply(q, ct);
+                    }
+                }
+            }
         }
+        drop(answering);
         for m in remaining {
             self.announce_keys(m);
         }
@@ -1133,7 +1350,11 @@ impl Node {
             }
             Request::GroupLeave { group } => {
                 let g = self.find_group(&group)?;
-                self.groups.remove(&g);
+                if let Some(rt) = self.groups.remove(&g) {
+                    // Its subscriptions and queryable go with it (undeclared as they drop).
+                    let base = format!("{}/g/{}/", self.prefix(), rt.tag);
+                    self.subscribers.retain(|(k, _)| !k.starts_with(&base));
+                }
                 Ok(json!({"left": group}))
             }
             Request::GroupList => Ok(json!({"groups": self.groups.values().map(|g| json!({

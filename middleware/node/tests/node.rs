@@ -60,6 +60,11 @@ fn two_nodes_converge_and_a_killed_node_recovers_from_its_ledger() {
     assert!(m.contains("spook_commit_latency_ms_bucket"), "{m}");
     let mb = b.metrics();
     assert!(metric(&mb, "spook_realignments_total") + metric(&mb, "spook_deltas_in_total") > 0, "{mb}");
+    // Digests and wants travel as zenoh queries, and what B lacked came back as replies.
+    for m in [&m, &mb] {
+        assert!(metric(m, "spook_sync_queries_out_total") > 0, "{m}");
+    }
+    assert!(metric(&m, "spook_sync_replies_out_total") + metric(&mb, "spook_sync_replies_out_total") > 0, "{m}\n{mb}");
 
     // A fresh zenoh session on A (what the node does by itself when its routing is wedged):
     // a new zenoh id, and B's writes reach A again over it, and A's reach B.
@@ -136,12 +141,20 @@ fn bad_input_is_refused_clearly_and_the_node_keeps_running() {
         flipped[last] ^= 1;
         z.put(&key, flipped).await.unwrap();
         z.put(format!("spook/{domain}/p/0000000000000000"), vec![1u8; 64]).await.unwrap();
+        // Garbage queries on the group's digest queryable and on the remote-client one: no
+        // answer to any, each counted.
+        for key in [format!("spook/{domain}/g/*/q/*"), format!("spook/{domain}/c/*")] {
+            for junk in [vec![], vec![1u8; 40], vec![3u8; 200], payload.clone()] {
+                let replies = z.get(&key).payload(junk).timeout(Duration::from_millis(500)).await.unwrap();
+                assert!(replies.recv_async().await.is_err(), "no reply to garbage on {key}");
+            }
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         z.close().await.unwrap();
     });
     let st = a.spook(&["status"]).unwrap();
     let rejected: u64 = st["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
-    assert!(rejected >= 5, "garbage, a replay and a tampered frame are counted: {st}");
+    assert!(rejected >= 13, "garbage, a replay, a tampered frame and garbage queries are counted: {st}");
     // Still running, still writing.
     a.spook(&["set", "fleet", "2", "battery", "0.25"]).unwrap();
     assert_eq!(battery(&a, "2"), Some(0.25));

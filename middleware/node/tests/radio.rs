@@ -326,10 +326,11 @@ fn fleet(variant: &str, udp: bool, default_partition: u64) {
 
 /// zenoh over UDP through the relays: 10% loss, 200 ± 100 ms delay (reordering), 5%
 /// duplication, one drone cut off for 60 s. The locators ask for reliable UDP with mixed
-/// reliability ([`RELIABLE_UDP`]): zenoh's handshakes and declarations go over QUIC and are
-/// retransmitted, while Spook's deltas, digests and handshakes (best effort, up to 1 KB) go
-/// as datagrams that the relays lose, delay, duplicate and reorder: their recovery is
-/// Spook's. Over plain `udp/`, zenoh sends its own messages once, and a lost one can leave a
+/// reliability ([`RELIABLE_UDP`]): zenoh's handshakes and declarations, and Spook's digests
+/// and wants (zenoh queries, which zenoh always sends reliably), go over QUIC and are
+/// retransmitted, while Spook's deltas, key announcements and pair handshakes (best effort, up
+/// to 1 KB) go as datagrams that the relays lose, delay, duplicate and reorder: their recovery
+/// is Spook's. Over plain `udp/`, zenoh sends its own messages once, and a lost one can leave a
 /// pair of nodes without working routing for good (see docs/protocol.md).
 #[test]
 fn radio_udp_lossy_delayed_duplicated_partition_heals() {

@@ -1,7 +1,8 @@
 //! Client sessions survive rerouting: an operation's identity is (client EndpointId, client
 //! seq), so a client whose node is SIGKILLed mid-transfer resends through another node and
 //! the transfer executes exactly once, on every node, also after the dead node comes back
-//! with its own copy of the operation in its ledger.
+//! with its own copy of the operation in its ledger. The client talks to its node over the
+//! node's local socket, or attaches over zenoh with its key proven in a Noise handshake.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod common;
@@ -21,32 +22,73 @@ fn cell(n: &Node, reg: &str) -> (Json, u64) {
 
 #[test]
 fn a_transfer_resent_through_another_node_after_kill9_executes_once() {
-    let d = dir("reroute");
-    let domain = format!("r{}", std::process::id());
+    transfer_survives_kill9("reroute", false);
+}
+
+/// The same, with the client attached over zenoh to A and then to B (no local socket); and
+/// what such a client may not do.
+#[test]
+fn a_remote_client_over_zenoh_resends_through_another_node_after_kill9_and_it_executes_once() {
+    transfer_survives_kill9("reroute-zenoh", true);
+}
+
+fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
+    let d = dir(name);
+    let domain = format!("r{}{}", std::process::id(), u8::from(over_zenoh));
     let mut nodes = common::loopback_chain(&d, &domain, 3, |_| TIMING.to_string());
     let ids = common::start_domain(&mut nodes);
     common::form_group(&nodes, &ids, "bank", true);
     // The client's own identity: its session, whichever node it talks to.
-    let client = spook_node::session::client_identity(&d.join("client.key")).unwrap().id().to_string();
-    let tx = |n: &Node, seq: &str, extra: &[&str]| -> Result<Json, String> {
-        let mut args = vec!["tx", "bank", "--client", &client, "--seq", seq, "--timeout-ms", "30000"];
+    let key = d.join("client.key");
+    let client = spook_node::session::client_identity(&key).unwrap().id().to_string();
+    let key = key.to_str().unwrap().to_string();
+    // Over zenoh, the node knows the client by the key it proved; over the socket, it is told.
+    let remote = |n: &Node, id: &str, args: &[&str]| -> Result<Json, String> {
+        let mut a = vec!["--connect", n.listen.as_str(), "--node", id, "--client-key", key.as_str()];
+        a.extend_from_slice(args);
+        n.spook(&a)
+    };
+    if over_zenoh {
+        // Only allowed clients get an answer: a stranger hears nothing, and is told why.
+        let e = remote(&nodes[0], &ids[0], &["status"]).unwrap_err();
+        assert!(e.contains("no answer") && e.contains(&format!("spook allow {client}")), "{e}");
+        assert!(common::metric(&nodes[0].metrics(), "spook_rejected_total{reason=\"client-hello-unknown\"}") >= 1, "the refused hello is counted");
+        for n in &nodes {
+            n.spook(&["allow", &client, "--name", "bank-client"]).unwrap();
+        }
+        let st = remote(&nodes[0], &ids[0], &["status"]).unwrap();
+        assert_eq!(st["id"].as_str(), Some(ids[0].as_str()), "{st}");
+        // The session is the proven key: naming another client is refused, and so is
+        // administration.
+        let e = remote(&nodes[0], &ids[0], &["tx", "bank", "--client", &ids[1], "--set", "9.owner 1"]).unwrap_err();
+        assert!(e.contains("is not the key this channel was opened with"), "{e}");
+        let e = remote(&nodes[0], &ids[0], &["allow", &ids[1]]).unwrap_err();
+        assert!(e.contains("only served on the node's local control socket"), "{e}");
+    }
+    let tx = |n: &Node, id: &str, seq: &str, extra: &[&str]| -> Result<Json, String> {
+        let mut args = vec!["tx", "bank", "--seq", seq, "--timeout-ms", "30000"];
         args.extend_from_slice(extra);
-        n.spook(&args)
+        if over_zenoh {
+            remote(n, id, &args)
+        } else {
+            args.extend(["--client", client.as_str()]);
+            n.spook(&args)
+        }
     };
 
     // The client opens two accounts through A (registers 1 and 2, field `owner`).
     let setup = ["--if", "1.owner absent", "--if", "2.owner absent", "--set", "1.owner 100", "--set", "2.owner 0"];
-    eventually("the accounts open through A", Duration::from_secs(30), || tx(&nodes[0], "1", &setup).is_ok_and(|j| j["state"] == "committed"));
+    eventually("the accounts open through A", Duration::from_secs(30), || tx(&nodes[0], &ids[0], "1", &setup).is_ok_and(|j| j["state"] == "committed"));
     // The transfer, through A; A dies as soon as it has accepted it.
     let transfer = ["--if", "1.owner == 100", "--if", "2.owner == 0", "--set", "1.owner 70", "--set", "2.owner 30"];
     let mut no_wait = transfer.to_vec();
     no_wait.push("--no-wait");
-    let first = tx(&nodes[0], "2", &no_wait).unwrap();
+    let first = tx(&nodes[0], &ids[0], "2", &no_wait).unwrap();
     assert_eq!(first["state"], "pending", "{first}");
     nodes[0].kill9();
 
     // The client resends the same operation (client, 2) through B.
-    let resent = tx(&nodes[1], "2", &transfer).unwrap();
+    let resent = tx(&nodes[1], &ids[1], "2", &transfer).unwrap();
     assert_eq!(resent["state"], "committed", "the transfer commits once A is pruned: {resent}");
     let path = if resent["resent"] == true { "A's copy had committed before A died" } else { "B submitted it again; whichever copy comes first executes" };
     eprintln!("resend through B: {resent} ({path})");
@@ -70,12 +112,12 @@ fn a_transfer_resent_through_another_node_after_kill9_executes_once() {
         assert_eq!(s["next_seq"], 3);
     }
     // Resending once more, through the restarted A, only reports the outcome.
-    let again = tx(&nodes[0], "2", &transfer).unwrap();
+    let again = tx(&nodes[0], &ids[0], "2", &transfer).unwrap();
     assert_eq!((again["state"].as_str(), again["resent"].as_bool()), (Some("committed"), Some(true)), "{again}");
     assert_eq!(again["fence"], resent["fence"], "the same commit, not a second one");
 
     // A different operation with the same conditions is a new transfer and aborts.
-    let other = tx(&nodes[2], "3", &transfer).unwrap_err();
+    let other = tx(&nodes[2], &ids[2], "3", &transfer).unwrap_err();
     assert!(other.contains("aborted") && other.contains("condition 1"), "{other}");
     std::fs::remove_dir_all(&d).ok();
 }

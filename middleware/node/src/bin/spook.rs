@@ -12,7 +12,7 @@ const HELP: &str = "\
 spook: command line for a Spook node
 
 USAGE:
-    spook [--config FILE] [--json] <command>
+    spook [--config FILE] [--json] [--connect LOCATOR --node ID [--domain D]] <command>
 
 NODE:
     init                          create this node's identity in its ledger
@@ -62,16 +62,31 @@ key file (--client-key FILE, $SPOOK_CLIENT_KEY, default ~/.config/spook/client.k
 on first use); seq defaults to the current time in microseconds.
 
 Commands other than init, id, allow and up talk to the running node over its control socket
-(from the config's [node] control). --json prints the node's JSON responses as they are.";
+(from the config's [node] control). --json prints the node's JSON responses as they are.
+
+REMOTE (attach to any node of the domain over zenoh, no local socket):
+    --connect LOCATOR             a zenoh endpoint of the domain, e.g. tcp/10.0.0.5:7447
+                                  (repeatable)
+    --node ID                     the node to attach to (its `spook id`)
+    --domain D                    the domain (default: the config's [node] domain)
+The client key (--client-key) is proven in a Noise handshake: the node must allow it first
+(`spook allow <client-id>` on that node; `spook client-id` prints it). Over zenoh, a client
+can get, set, write, tx, session, status and group list; administration and watch stay on
+the local socket.
+    client-id                     print this client's id (from its key file)";
 
 struct Opts {
     config: Option<PathBuf>,
     json: bool,
+    connect: Vec<String>,
+    node: Option<String>,
+    domain: Option<String>,
+    client_key: Option<String>,
     rest: Vec<String>,
 }
 
 fn parse_args() -> Result<Opts> {
-    let mut o = Opts { config: None, json: false, rest: Vec::new() };
+    let mut o = Opts { config: None, json: false, connect: Vec::new(), node: None, domain: None, client_key: None, rest: Vec::new() };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -81,6 +96,10 @@ fn parse_args() -> Result<Opts> {
             }
             "--config" | "-c" => o.config = Some(it.next().context("--config needs a file")?.into()),
             "--json" => o.json = true,
+            "--connect" => o.connect.push(it.next().context("--connect needs a zenoh locator, e.g. tcp/127.0.0.1:7447")?),
+            "--node" => o.node = Some(it.next().context("--node needs the node's id (`spook id` on it)")?),
+            "--domain" => o.domain = Some(it.next().context("--domain needs a name")?),
+            "--client-key" => o.client_key = Some(it.next().context("--client-key needs a file")?),
             _ => o.rest.push(a),
         }
     }
@@ -112,16 +131,49 @@ fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
     }
 }
 
-fn request(sock: &std::path::Path, r: &Request) -> Result<Json> {
+/// Where requests go: the node's local control socket, or a node attached over zenoh.
+enum Conn {
+    Local(PathBuf),
+    Remote(Box<RemoteConn>),
+}
+
+/// A node attached over zenoh, at the first request.
+struct RemoteConn {
+    rt: tokio::runtime::Runtime,
+    attach: Option<(spook_secure::Identity, spook_core::EndpointId, String, Vec<String>)>,
+    remote: Option<spook_node::remote::Remote>,
+}
+
+/// A remote request may wait for a transaction's outcome (its own timeout, 10 s by default).
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Conn {
+    fn request(&mut self, r: &Request) -> Result<Json> {
+        let j = match self {
+            Conn::Local(sock) => local_request(sock, r)?,
+            Conn::Remote(c) => {
+                let RemoteConn { rt, attach, remote } = &mut **c;
+                if remote.is_none() {
+                    let (me, node, domain, connect) = attach.take().context("the earlier attach failed")?;
+                    *remote = Some(rt.block_on(spook_node::remote::Remote::attach(me, node, &domain, &connect))?);
+                }
+                let r2 = remote.as_mut().context("not attached")?;
+                rt.block_on(r2.request(r, REMOTE_TIMEOUT))?
+            }
+        };
+        if j.get("ok") != Some(&Json::Bool(true)) {
+            bail!("{}", j.get("error").and_then(Json::as_str).unwrap_or("the node refused the request"));
+        }
+        Ok(j)
+    }
+}
+
+fn local_request(sock: &std::path::Path, r: &Request) -> Result<Json> {
     let mut s = UnixStream::connect(sock).with_context(|| format!("cannot reach the node at {} (is spookd running? `spook up` starts one)", sock.display()))?;
     writeln!(s, "{}", serde_json::to_string(r)?)?;
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line)?;
-    let j: Json = serde_json::from_str(&line).context("the node answered something that is not JSON")?;
-    if j.get("ok") != Some(&Json::Bool(true)) {
-        bail!("{}", j.get("error").and_then(Json::as_str).unwrap_or("the node refused the request"));
-    }
-    Ok(j)
+    serde_json::from_str(&line).context("the node answered something that is not JSON")
 }
 
 fn main() {
@@ -135,6 +187,17 @@ fn real_main() -> Result<()> {
     let o = parse_args()?;
     let cfg = spook_node::Config::load(o.config.as_deref())?;
     let sock = cfg.node.control.clone();
+    // Only the commands that need a client key look for one (HOME may be unset under a
+    // service manager).
+    let key_path = || client_key_path(o.client_key.as_deref());
+    let mut conn = if o.connect.is_empty() {
+        Conn::Local(sock.clone())
+    } else {
+        let node = o.node.as_deref().context("--connect needs --node ID: the node to attach to (`spook id` on it)")?.parse().map_err(|e| anyhow!("--node: {e}"))?;
+        let me = spook_node::session::client_identity(&key_path()?)?;
+        let domain = o.domain.clone().unwrap_or_else(|| cfg.node.domain.clone());
+        Conn::Remote(Box::new(RemoteConn { rt: tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?, attach: Some((me, node, domain, o.connect.clone())), remote: None }))
+    };
     let mut args = o.rest.clone();
     if args.is_empty() {
         println!("{HELP}");
@@ -149,8 +212,12 @@ fn real_main() -> Result<()> {
         }
     };
     match cmd.as_str() {
+        "client-id" => {
+            let id = spook_node::session::client_identity(&key_path()?)?.id().to_string();
+            show(&json!({"ok": true, "client": id}), &|j| j["client"].as_str().unwrap_or_default().to_string());
+        }
         "init" | "id" => {
-            let j = match request(&sock, &Request::Id) {
+            let j = match conn.request(&Request::Id) {
                 Ok(j) => j,
                 Err(_) => {
                     let mut l = spook_ledger::Ledger::open(&cfg.node.ledger)?;
@@ -168,7 +235,7 @@ fn real_main() -> Result<()> {
             let name = take_opt(&mut args, "--name")?.unwrap_or_default();
             let peer = args.first().ok_or_else(|| anyhow!("usage: spook allow <endpoint-id> [--name N]"))?.clone();
             let r = Request::Allow { peer: peer.clone(), name: name.clone() };
-            let j = match request(&sock, &r) {
+            let j = match conn.request(&r) {
                 Ok(j) => j,
                 Err(e) if e.to_string().contains("cannot reach") => {
                     let id = peer.parse().map_err(|e| anyhow!("{e}"))?;
@@ -187,7 +254,7 @@ fn real_main() -> Result<()> {
         }
         "status" => {
             let follow = take_flag(&mut args, "--follow");
-            let j = request(&sock, &Request::Status)?;
+            let j = conn.request(&Request::Status)?;
             show(&j, &human_status);
             // Redraw every second (re-alignment progress, bytes) until Ctrl-C or the node stops.
             if !follow {
@@ -195,7 +262,7 @@ fn real_main() -> Result<()> {
             }
             loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
-                let j = request(&sock, &Request::Status)?;
+                let j = conn.request(&Request::Status)?;
                 if !o.json {
                     print!("\x1b[2J\x1b[H");
                 }
@@ -213,22 +280,22 @@ fn real_main() -> Result<()> {
                     }
                     let name = args.first().ok_or_else(|| anyhow!("usage: spook group create <name> [--member ID]... [--serial]"))?.clone();
                     let kind = Some(if serial { "serial" } else { "convergent" }.to_string());
-                    let j = request(&sock, &Request::GroupCreate { name, members, kind })?;
+                    let j = conn.request(&Request::GroupCreate { name, members, kind })?;
                     show(&j, &|j| format!("group {} created ({})\ninvite for the other members:\n  spook group join {}", j["group"].as_str().unwrap_or_default(), j["id"].as_str().unwrap_or_default(), j["invite"].as_str().unwrap_or_default()));
                 }
                 "join" => {
                     let name = take_opt(&mut args, "--name")?;
                     let invite = args.first().ok_or_else(|| anyhow!("usage: spook group join <invite> [--name N]"))?.clone();
-                    let j = request(&sock, &Request::GroupJoin { invite, name })?;
+                    let j = conn.request(&Request::GroupJoin { invite, name })?;
                     show(&j, &|j| format!("joined group {}", j["group"].as_str().unwrap_or_default()));
                 }
                 "leave" => {
                     let group = args.first().ok_or_else(|| anyhow!("usage: spook group leave <name>"))?.clone();
-                    let j = request(&sock, &Request::GroupLeave { group })?;
+                    let j = conn.request(&Request::GroupLeave { group })?;
                     show(&j, &|j| format!("left {}", j["left"].as_str().unwrap_or_default()));
                 }
                 "list" => {
-                    let j = request(&sock, &Request::GroupList)?;
+                    let j = conn.request(&Request::GroupList)?;
                     show(&j, &|j| {
                         let gs = j["groups"].as_array().cloned().unwrap_or_default();
                         if gs.is_empty() {
@@ -246,7 +313,7 @@ fn real_main() -> Result<()> {
             }
             let register: u32 = args[1].parse().with_context(|| format!("register {:?} is not a number", args[1]))?;
             let value: Json = serde_json::from_str(&args[3]).with_context(|| format!("value {:?} is not JSON (strings need quotes: '\"text\"')", args[3]))?;
-            let j = request(&sock, &Request::Set { group: args[0].clone(), register, field: args[2].clone(), value })?;
+            let j = conn.request(&Request::Set { group: args[0].clone(), register, field: args[2].clone(), value })?;
             show(&j, &|j| format!("written (seq {})", j["seq"]));
         }
         "get" => {
@@ -257,7 +324,7 @@ fn real_main() -> Result<()> {
             }
             let register: u32 = args[1].parse().with_context(|| format!("register {:?} is not a number", args[1]))?;
             let view = Some(if serial { "serial" } else if committed { "committed" } else { "pending" }.to_string());
-            let j = request(&sock, &Request::Get { group: args[0].clone(), register, field: args.get(2).cloned(), view })?;
+            let j = conn.request(&Request::Get { group: args[0].clone(), register, field: args.get(2).cloned(), view })?;
             show(&j, &|j| if j.get("field").is_some() { j["value"].to_string() } else { serde_json::to_string_pretty(&j["fields"]).unwrap_or_default() });
         }
         "tx" => {
@@ -279,13 +346,13 @@ fn real_main() -> Result<()> {
                 Some(v) => v.parse::<u64>().with_context(|| format!("--seq {v:?} is not a number"))?,
                 None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64),
             };
-            let client = client_id(&mut args)?;
+            let client = client_id(&mut args, &key_path()?)?;
             let wait = !take_flag(&mut args, "--no-wait");
             let group = match args.as_slice() {
                 [g] => g.clone(),
                 _ => bail!("usage: spook tx <group> --set 'REG.FIELD JSON'... [--if 'COND']... (see spook --help)"),
             };
-            let j = request(&sock, &Request::Tx { group, client, seq, conditions, set, after, timeout_ms, wait })?;
+            let j = conn.request(&Request::Tx { group, client, seq, conditions, set, after, timeout_ms, wait })?;
             show(&j, &|j| match j["state"].as_str().unwrap_or_default() {
                 "committed" => format!("committed (op {}, fence {}){}", j["seq"], j["fence"], if j["resent"] == json!(true) { ", already executed before" } else { "" }),
                 "aborted" => format!("aborted (op {}): {}", j["seq"], j["reason"].as_str().unwrap_or_default()),
@@ -297,13 +364,13 @@ fn real_main() -> Result<()> {
             }
         }
         "reconnect" => {
-            let j = request(&sock, &Request::Reconnect)?;
+            let j = conn.request(&Request::Reconnect)?;
             show(&j, &|j| format!("dropping zenoh session {} and opening a fresh one", j["zid"].as_str().unwrap_or_default()));
         }
         "session" => {
-            let client = client_id(&mut args)?;
+            let client = client_id(&mut args, &key_path()?)?;
             let group = args.first().ok_or_else(|| anyhow!("usage: spook session <group> [--client ID]"))?.clone();
-            let j = request(&sock, &Request::Session { group, client })?;
+            let j = conn.request(&Request::Session { group, client })?;
             show(&j, &|j| {
                 let mut s = format!("client {}  next seq {}\n", j["client"].as_str().unwrap_or_default(), j["next_seq"]);
                 for op in j["ops"].as_array().cloned().unwrap_or_default() {
@@ -315,6 +382,9 @@ fn real_main() -> Result<()> {
         "watch" => {
             let committed = take_flag(&mut args, "--committed");
             let group = args.first().ok_or_else(|| anyhow!("usage: spook watch <group> [--committed]"))?.clone();
+            if !o.connect.is_empty() {
+                bail!("watch streams only from the node's local control socket, not over --connect");
+            }
             let mut s = UnixStream::connect(&sock).with_context(|| format!("cannot reach the node at {}", sock.display()))?;
             let view = Some(if committed { "committed" } else { "pending" }.to_string());
             writeln!(s, "{}", serde_json::to_string(&Request::Watch { group, view })?)?;
@@ -332,19 +402,19 @@ fn real_main() -> Result<()> {
         }
         "pair" => {
             if let Some(code) = take_opt(&mut args, "--confirm")? {
-                let j = request(&sock, &Request::PairConfirm { code })?;
+                let j = conn.request(&Request::PairConfirm { code })?;
                 show(&j, &|j| format!("paired: {} ({}) is on the allow-list", j["allowed"].as_str().unwrap_or_default(), j["name"].as_str().unwrap_or_default()));
                 return Ok(());
             }
             let seconds = take_opt(&mut args, "--seconds")?.map(|v| v.parse::<u64>()).transpose().context("--seconds needs a number")?;
             let name = take_opt(&mut args, "--name")?.unwrap_or_default();
-            let j = request(&sock, &Request::PairOpen { name, seconds })?;
+            let j = conn.request(&Request::PairOpen { name, seconds })?;
             if !o.json {
                 println!("pairing window open for {} s: run `spook pair` on the other node too (same domain)", j["seconds"]);
             }
             let code = loop {
                 std::thread::sleep(std::time::Duration::from_millis(200));
-                let st = request(&sock, &Request::PairStatus)?;
+                let st = conn.request(&Request::PairStatus)?;
                 if let Some(c) = st["code"].as_str() {
                     break c.to_string();
                 }
@@ -362,7 +432,7 @@ fn real_main() -> Result<()> {
             std::io::stdout().flush()?;
             let mut typed = String::new();
             std::io::stdin().read_line(&mut typed)?;
-            let j = request(&sock, &Request::PairConfirm { code: typed.trim().to_string() })?;
+            let j = conn.request(&Request::PairConfirm { code: typed.trim().to_string() })?;
             println!("paired: {} ({}) is on the allow-list", j["allowed"].as_str().unwrap_or_default(), j["name"].as_str().unwrap_or_default());
         }
         "bench" => {
@@ -429,16 +499,19 @@ fn human_status(j: &Json) -> String {
 }
 
 /// The client id for `tx` and `session`: `--client ID`, or the client key file's.
-fn client_id(args: &mut Vec<String>) -> Result<String> {
-    let key = take_opt(args, "--client-key")?;
+fn client_id(args: &mut Vec<String>, key_path: &std::path::Path) -> Result<String> {
     if let Some(c) = take_opt(args, "--client")? {
         return Ok(c);
     }
-    let path = match key.or_else(|| std::env::var("SPOOK_CLIENT_KEY").ok()) {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var("HOME").context("HOME is not set: give --client-key FILE")?).join(".config/spook/client.key"),
-    };
-    Ok(spook_node::session::client_identity(&path)?.id().to_string())
+    Ok(spook_node::session::client_identity(key_path)?.id().to_string())
+}
+
+/// The client key file: `--client-key`, `$SPOOK_CLIENT_KEY`, or ~/.config/spook/client.key.
+fn client_key_path(given: Option<&str>) -> Result<PathBuf> {
+    match given.map(str::to_string).or_else(|| std::env::var("SPOOK_CLIENT_KEY").ok()) {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => Ok(PathBuf::from(std::env::var("HOME").context("HOME is not set: give --client-key FILE")?).join(".config/spook/client.key")),
+    }
 }
 
 /// A progress bar over the deltas other members announced that this node does not hold yet.

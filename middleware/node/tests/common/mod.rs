@@ -22,6 +22,8 @@ pub(crate) struct Node {
     pub(crate) dir: PathBuf,
     pub(crate) name: String,
     pub(crate) config: PathBuf,
+    /// Its zenoh listen locator (where a remote client connects).
+    pub(crate) listen: String,
     pub(crate) metrics: u16,
     /// Runs spookd inside this (e.g. `ip netns exec ns`).
     pub(crate) wrapper: Vec<String>,
@@ -50,7 +52,7 @@ impl Node {
             ),
         )
         .unwrap();
-        Node { dir: dir.to_path_buf(), name: name.into(), config, metrics, wrapper: wrapper.iter().map(ToString::to_string).collect(), child: None }
+        Node { dir: dir.to_path_buf(), name: name.into(), config, listen: listen.to_string(), metrics, wrapper: wrapper.iter().map(ToString::to_string).collect(), child: None }
     }
 
     pub(crate) fn spook(&self, args: &[&str]) -> Result<Json, String> {

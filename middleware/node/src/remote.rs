@@ -1,0 +1,186 @@
+//! Remote clients: an application attaches to any node of its domain over zenoh, with no
+//! local socket. The client proves its key in a Noise IK handshake (the same one nodes pair
+//! with), so the node knows which EndpointId it serves and only allowed clients get an
+//! answer; every request and response after it is sealed on that channel.
+//!
+//! A client's session is its EndpointId, not the node ([`crate::session`]): the node refuses a
+//! transaction or session read that names another client, and a client that loses its node
+//! attaches to another one and resends the same (client, seq).
+//!
+//! On the wire: one queryable per node at `spook/<domain>/c/<keyed hash of the node id>`.
+//! A query carries a hello (answered with the handshake reply) or a sealed request (answered
+//! with the sealed response). Administration (allow-list, groups, pairing, shutdown) stays on
+//! the local socket.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value as Json;
+use spook_core::EndpointId;
+use spook_secure::{ChannelError, HandshakeError, Identity, Initiator, PairChannel};
+use zenoh::Wait;
+
+use crate::control::Request;
+
+/// How long a handshake may take before the node counts as unreachable.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a remote request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The zenoh session could not be opened or the query not sent.
+    #[error("zenoh: {0}")]
+    Zenoh(String),
+    /// Nothing came back in time. A node stays silent to clients it does not allow.
+    #[error("no answer from node {node} within {waited:?}: it is not reachable on domain {domain:?}, or it does not allow this client (run `spook allow {client}` on that node)")]
+    NoAnswer {
+        /// The node asked.
+        node: EndpointId,
+        /// The domain.
+        domain: String,
+        /// This client.
+        client: EndpointId,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The node's handshake reply did not verify.
+    #[error("handshake with the node failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// A response that does not open on the channel (tampered, or from another channel).
+    #[error("the node's response cannot be opened: {0}")]
+    Channel(#[from] ChannelError),
+    /// A response that opened but is not JSON.
+    #[error("the node's response is not JSON: {0}")]
+    NotJson(String),
+}
+
+/// The key expression a node answers remote clients on: opaque, a keyed hash of the node id
+/// within the domain.
+///
+/// ```
+/// let node = spook_core::EndpointId([7; 32]);
+/// let k = spook_node::remote::client_key("lab", &node);
+/// assert!(k.starts_with("spook/lab/c/") && !k.contains(&node.to_string()));
+/// assert_ne!(k, spook_node::remote::client_key("other", &node));
+/// ```
+#[must_use]
+pub fn client_key(domain: &str, node: &EndpointId) -> String {
+    format!("spook/{domain}/c/{}", crate::node::tag(&crate::node::domain_key(domain), &node.0))
+}
+
+/// Whether a remote client may make this request (the rest is administration, local only).
+///
+/// ```
+/// use spook_node::{control::Request, remote::allowed_remotely};
+/// assert!(allowed_remotely(&Request::Status));
+/// assert!(!allowed_remotely(&Request::Shutdown));
+/// assert!(!allowed_remotely(&Request::Allow { peer: "…".into(), name: String::new() }));
+/// ```
+#[must_use]
+pub fn allowed_remotely(r: &Request) -> bool {
+    matches!(r, Request::Id | Request::GroupList | Request::Set { .. } | Request::Write { .. } | Request::Get { .. } | Request::Tx { .. } | Request::Session { .. } | Request::Status)
+}
+
+/// A client attached to one node over zenoh.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), spook_node::remote::RemoteError> {
+/// use spook_node::{control::Request, remote::Remote};
+/// let me = spook_secure::Identity::generate();
+/// let node = "…node id from `spook id`…".parse().unwrap();
+/// let mut r = Remote::attach(me, node, "lab", &["tcp/127.0.0.1:7447".into()]).await?;
+/// let status = r.request(&Request::Status, std::time::Duration::from_secs(5)).await?;
+/// # Ok(()) }
+/// ```
+pub struct Remote {
+    session: zenoh::Session,
+    key: String,
+    domain: String,
+    me: Identity,
+    node: EndpointId,
+    chan: PairChannel,
+}
+
+impl Remote {
+    /// Open a zenoh session to `connect` (peer mode, no scouting) and shake hands with `node`.
+    ///
+    /// # Errors
+    /// zenoh cannot start, the node does not answer (unreachable, or this client is not on its
+    /// allow-list), or its reply does not verify.
+    pub async fn attach(me: Identity, node: EndpointId, domain: &str, connect: &[String]) -> Result<Remote, RemoteError> {
+        let mut z = zenoh::Config::default();
+        let endpoints = serde_json::to_string(connect).map_err(|e| RemoteError::Zenoh(e.to_string()))?;
+        for (k, v) in [("mode", "\"peer\""), ("listen/endpoints", "[]"), ("scouting/multicast/enabled", "false"), ("connect/endpoints", endpoints.as_str())] {
+            z.insert_json5(k, v).map_err(|e| RemoteError::Zenoh(format!("config {k}: {e}")))?;
+        }
+        let session = zenoh::open(z).await.map_err(|e| RemoteError::Zenoh(e.to_string()))?;
+        let key = client_key(domain, &node);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let (init, hello) = Initiator::start(&me, node, now)?;
+        let probe = Probe { session: &session, key: &key, domain, client: me.id(), node };
+        // zenoh may still be connecting: a hello nobody received gets no answer; ask again.
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        let reply = loop {
+            match probe.ask(hello.clone(), Duration::from_millis(500)).await {
+                Ok(r) => break r,
+                Err(RemoteError::NoAnswer { .. }) if tokio::time::Instant::now() < deadline => continue,
+                Err(RemoteError::NoAnswer { node, domain, client, .. }) => return Err(RemoteError::NoAnswer { node, domain, client, waited: HANDSHAKE_TIMEOUT }),
+                Err(e) => return Err(e),
+            }
+        };
+        let est = init.finish(&reply)?;
+        Ok(Remote { session, key, domain: domain.to_string(), me, node, chan: est.channel })
+    }
+
+    /// This client's id (its session).
+    #[must_use]
+    pub fn id(&self) -> EndpointId {
+        self.me.id()
+    }
+
+    /// Send a request and wait up to `timeout` for the node's response (the JSON a local
+    /// socket would give: `{"ok": true, …}` or `{"ok": false, "error": …}`).
+    ///
+    /// # Errors
+    /// No answer in time, or a response that does not open or parse.
+    pub async fn request(&mut self, r: &Request, timeout: Duration) -> Result<Json, RemoteError> {
+        let pt = serde_json::to_vec(r).map_err(|e| RemoteError::NotJson(e.to_string()))?;
+        let sealed = self.chan.seal(&pt)?;
+        let probe = Probe { session: &self.session, key: &self.key, domain: &self.domain, client: self.me.id(), node: self.node };
+        let resp = probe.ask(sealed, timeout).await?;
+        let pt = self.chan.open(&resp)?;
+        serde_json::from_slice(&pt).map_err(|e| RemoteError::NotJson(e.to_string()))
+    }
+
+    /// Close the zenoh session.
+    pub fn close(self) {
+        let _ = self.session.close().wait();
+    }
+}
+
+/// One query to a node's client queryable.
+struct Probe<'a> {
+    session: &'a zenoh::Session,
+    key: &'a str,
+    domain: &'a str,
+    client: EndpointId,
+    node: EndpointId,
+}
+
+impl Probe<'_> {
+    async fn ask(&self, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RemoteError> {
+        let replies = self
+            .session
+            .get(self.key)
+            .payload(payload)
+            .allowed_destination(zenoh::sample::Locality::Remote)
+            .timeout(timeout)
+            .await
+            .map_err(|e| RemoteError::Zenoh(e.to_string()))?;
+        while let Ok(reply) = replies.recv_async().await {
+            if let Ok(s) = reply.result() {
+                return Ok(s.payload().to_bytes().into_owned());
+            }
+        }
+        Err(RemoteError::NoAnswer { node: self.node, domain: self.domain.to_string(), client: self.client, waited: timeout })
+    }
+}
