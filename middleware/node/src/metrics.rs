@@ -31,6 +31,8 @@ pub struct Metrics {
     pub handshakes: AtomicU64,
     /// Local writes refused.
     pub writes_refused: AtomicU64,
+    /// Fresh handshakes with a peer whose channels had been silent (see `PAIR_SILENCE_MS`).
+    pub pair_repairs: AtomicU64,
     /// Times the subscriptions were declared again (a member was unreachable).
     pub redeclarations: AtomicU64,
     /// zenoh sessions dropped and opened afresh (`spook reconnect`).
@@ -91,6 +93,7 @@ impl Metrics {
             ("spook_frames_in_total", "Group frames received and opened", &self.frames_in),
             ("spook_bytes_out_total", "Bytes published", &self.bytes_out),
             ("spook_bytes_in_total", "Bytes received", &self.bytes_in),
+            ("spook_pair_repairs_total", "Fresh handshakes with a peer whose pair channels had gone silent", &self.pair_repairs),
             ("spook_redeclarations_total", "Subscriptions declared again while a member was unreachable", &self.redeclarations),
             ("spook_zenoh_renewals_total", "zenoh sessions dropped and opened afresh (`spook reconnect`)", &self.renewals),
             ("spook_injected_drops_total", "Publications dropped by fault injection ([faults])", &self.injected_drops),

@@ -35,6 +35,10 @@ const KEY_REANNOUNCE_MS: u64 = 3_000;
 /// initiator ends up holding only the one whose reply arrived first.
 const HANDSHAKE_RETRY_MS: u64 = 3_000;
 
+/// A pair silent this long gets a fresh handshake although it has channels (ms): more than
+/// three rounds of key announcements ([`KEY_REANNOUNCE_MS`]) lost in a row.
+const PAIR_SILENCE_MS: u64 = 10_000;
+
 /// Channels kept per peer for receiving (see [`Pair::chans`]).
 const KEPT_CHANNELS: usize = 4;
 
@@ -191,6 +195,10 @@ struct Pair {
     chans: std::collections::VecDeque<(PairChannel, bool)>,
     pending: Option<(u32, Initiator)>,
     last_attempt: u64,
+    /// When a message from the peer last opened on one of these channels (or a channel came
+    /// up). Key announcements cross every pair every few seconds, so a long silence means the
+    /// two sides may hold no channel in common: a fresh handshake repairs that.
+    last_opened: u64,
 }
 
 impl Pair {
@@ -719,7 +727,12 @@ impl Node {
             .collect();
         for m in wanted {
             let p = self.pairs.entry(m).or_default();
-            if !p.is_up() && now.saturating_sub(p.last_attempt) >= HANDSHAKE_RETRY_MS {
+            let silent = now.saturating_sub(p.last_opened) >= PAIR_SILENCE_MS;
+            if (!p.is_up() || silent) && now.saturating_sub(p.last_attempt) >= HANDSHAKE_RETRY_MS {
+                if p.is_up() {
+                    Metrics::add(&self.metrics.pair_repairs, 1);
+                    tracing::debug!(peer = %m, "nothing opened from this peer for {PAIR_SILENCE_MS} ms: a fresh handshake");
+                }
                 p.last_attempt = now;
                 match Initiator::start(&self.me, m, now) {
                     Ok((init, hello)) => {
@@ -786,7 +799,7 @@ impl Node {
                     let mut out = hid.to_le_bytes().to_vec();
                     out.extend_from_slice(&reply);
                     self.publish(&format!("{}/p/{}", self.prefix(), self.peer_tag(&est.peer)), out);
-                    self.pair_up(est);
+                    self.pair_up(est, false);
                 }
                 Err(why) => {
                     // WireGuard's rule: nothing goes back.
@@ -801,7 +814,8 @@ impl Node {
                 };
                 let Some((_, init)) = self.pairs.get_mut(&peer).and_then(|p| p.pending.take()) else { return };
                 match init.finish(body) {
-                    Ok(est) => self.pair_up(est),
+                    // The responder finished this channel before replying: it is proven.
+                    Ok(est) => self.pair_up(est, true),
                     Err(e) => {
                         tracing::warn!(%peer, "handshake failed: {e}");
                         self.metrics.reject("handshake-failed");
@@ -816,6 +830,7 @@ impl Node {
                         *proven = true;
                         Some(pt)
                     }) {
+                        p.last_opened = now;
                         opened = Some((*peer, pt));
                         break;
                     }
@@ -894,7 +909,8 @@ impl Node {
         }
     }
 
-    fn pair_up(&mut self, est: spook_secure::Established) {
+    /// A channel is up; `proven` when the peer is known to hold it (we initiated it).
+    fn pair_up(&mut self, est: spook_secure::Established, proven: bool) {
         Metrics::add(&self.metrics.handshakes, 1);
         if let Some(e) = self.allow.get(&est.peer).cloned() {
             if e.signing.is_none() {
@@ -907,7 +923,8 @@ impl Node {
         }
         tracing::info!(peer = %est.peer, "pair channel up");
         let p = self.pairs.entry(est.peer).or_default();
-        p.chans.push_back((est.channel, false));
+        p.chans.push_back((est.channel, proven));
+        p.last_opened = now_ms();
         while p.chans.len() > KEPT_CHANNELS {
             p.chans.pop_front();
         }

@@ -77,6 +77,19 @@ fn two_nodes_converge_and_a_killed_node_recovers_from_its_ledger() {
     eventually("A sees B's write over its new session", Duration::from_secs(20), || battery(&a, "7") == Some(0.7));
     a.spook(&["set", "fleet", "8", "battery", "0.8"]).unwrap();
     eventually("B sees A's write over A's new session", Duration::from_secs(20), || battery(&b, "8") == Some(0.8));
+
+    // B frozen (SIGSTOP, a stall as CPU starvation gives) for longer than a pair may stay
+    // silent: A opens a fresh pair channel with B, and both go on once B runs again.
+    let pid = b.child.as_ref().unwrap().id().to_string();
+    let signal = |s: &str| assert!(Command::new("kill").args([s, &pid]).status().unwrap().success());
+    signal("-STOP");
+    std::thread::sleep(Duration::from_secs(14));
+    signal("-CONT");
+    eventually("A repaired its pair with B", Duration::from_secs(20), || metric(&a.metrics(), "spook_pair_repairs_total") >= 1);
+    b.spook(&["set", "fleet", "9", "battery", "0.9"]).unwrap();
+    eventually("A sees B's write after the stall", Duration::from_secs(20), || battery(&a, "9") == Some(0.9));
+    a.spook(&["set", "fleet", "10", "battery", "0.1"]).unwrap();
+    eventually("B sees A's write after the stall", Duration::from_secs(20), || battery(&b, "10") == Some(0.1));
     std::fs::remove_dir_all(&d).ok();
 }
 
