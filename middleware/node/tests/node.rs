@@ -331,3 +331,51 @@ fn a_full_disk_refuses_writes_clearly_and_the_node_recovers_when_space_is_freed(
     drop(_fs);
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// Re-entangling moves the state that changed, not the history: B is killed twice while A
+/// rewrites the same 20 registers at 50 Hz, once for 2 s and once for 8 s. The traffic B
+/// missed grows with the outage; what B receives to re-align must not.
+#[test]
+fn rejoining_moves_the_changed_state_not_the_history_of_the_outage() {
+    let d = dir("rejoin");
+    let domain = format!("j{}", std::process::id());
+    let mut nodes = common::loopback_chain(&d, &domain, 2, |_| common::TIMING.to_string());
+    let ids = common::start_domain(&mut nodes);
+    common::form_group(&nodes, &ids, "fleet", false);
+    let hash = |n: &Node| n.spook(&["status"]).unwrap()["groups"][0]["state_hash"].clone();
+    eventually("the group forms", Duration::from_secs(15), || hash(&nodes[0]) == hash(&nodes[1]));
+    let sock = d.join("n0.sock");
+    let mut rounds = Vec::new();
+    for (round, outage) in [(0u32, Duration::from_secs(2)), (1, Duration::from_secs(8))] {
+        nodes[1].kill9();
+        let out0 = metric(&nodes[0].metrics(), "spook_bytes_out_total");
+        // A rewrites registers 0..20 every 20 ms over its control socket.
+        let s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let end = std::time::Instant::now() + outage;
+        let mut k = 0u32;
+        while std::time::Instant::now() < end {
+            k += 1;
+            let set: Vec<serde_json::Value> = (0..20).map(|reg| serde_json::json!({"register": reg, "field": "pose.translation.x", "value": f64::from(round * 100_000 + k * 20 + reg)})).collect();
+            writeln!(w, "{}", serde_json::json!({"op": "write", "group": "fleet", "set": set})).unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert!(line.contains("\"ok\":true"), "{line}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let missed = metric(&nodes[0].metrics(), "spook_bytes_out_total") - out0;
+        nodes[1].start();
+        eventually("B re-aligns", Duration::from_secs(30), || hash(&nodes[0]) == hash(&nodes[1]));
+        // B's counters started at zero with the process: all it received since.
+        let realign = metric(&nodes[1].metrics(), "spook_bytes_in_total");
+        eprintln!("outage {:?}: {k} writes of 20 registers; A sent {missed} B meanwhile; B received {realign} B to re-align", outage);
+        rounds.push((missed, realign));
+    }
+    let [(missed_short, realign_short), (missed_long, realign_long)] = rounds[..] else { unreachable!() };
+    assert!(missed_long > 3 * missed_short, "the longer outage missed more: {missed_long} B against {missed_short} B");
+    // The fixed part (handshake, keys, digests until the hashes match) varies with timing.
+    assert!(realign_long < realign_short * 3 / 2 + 8_192, "re-alignment grew with the outage: {realign_long} B after 8 s against {realign_short} B after 2 s");
+    assert!(realign_long < missed_long / 2, "re-alignment {realign_long} B is not well below the {missed_long} B missed");
+    std::fs::remove_dir_all(&d).ok();
+}
