@@ -114,14 +114,15 @@ impl Remote {
         }
         let session = zenoh::open(z).await.map_err(|e| RemoteError::Zenoh(e.to_string()))?;
         let key = client_key(domain, &node);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let (init, hello) = Initiator::start(&me, node, now)?;
         let probe = Probe { session: &session, key: &key, domain, client: me.id(), node };
-        // zenoh may still be connecting: a hello nobody received gets no answer; ask again.
+        // zenoh may still be connecting, or a message was lost: ask again, with a fresh hello
+        // each time (a node takes each hello timestamp once, so a resent one gets no answer).
         let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
-        let reply = loop {
-            match probe.ask(hello.clone(), Duration::from_millis(500)).await {
-                Ok(r) => break r,
+        let (init, reply) = loop {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let (init, hello) = Initiator::start(&me, node, now)?;
+            match probe.ask(hello, Duration::from_millis(500)).await {
+                Ok(r) => break (init, r),
                 Err(RemoteError::NoAnswer { .. }) if tokio::time::Instant::now() < deadline => continue,
                 Err(RemoteError::NoAnswer { node, domain, client, .. }) => return Err(RemoteError::NoAnswer { node, domain, client, waited: HANDSHAKE_TIMEOUT }),
                 Err(e) => return Err(e),
