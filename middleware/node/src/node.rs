@@ -52,8 +52,8 @@ const LEDGER_REOPEN_MS: u64 = 5_000;
 /// How often subscriptions are declared again while a member is unreachable (ms).
 const REDECLARE_MS: u64 = 5_000;
 
-/// Remote clients whose channels are kept; the longest-known one is forgotten first (it
-/// shakes hands again).
+/// Remote clients whose channels are kept. Past this, one is forgotten (the lowest id, not
+/// the oldest: a bound on memory, not a policy) and shakes hands again at its next attach.
 const MAX_CLIENTS: usize = 1_024;
 
 /// A digest or want query is given up after this long (a member that vanished mid-query).
