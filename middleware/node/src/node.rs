@@ -186,6 +186,14 @@ struct GroupRt {
     span: tracing::Span,
 }
 
+/// A remote client's channels, newest last, and when a request of it last opened (ms; its
+/// watches end once it has been silent for [`crate::remote::WATCH_IDLE_MS`]).
+#[derive(Default)]
+struct RemoteClient {
+    chans: std::collections::VecDeque<PairChannel>,
+    seen: Arc<std::sync::atomic::AtomicU64>,
+}
+
 #[derive(Default)]
 struct Pair {
     /// Channels with the peer, newest last, each with whether the peer has sent on it. Both
@@ -224,8 +232,8 @@ struct Node {
     /// `drain` sends what the group has for that member as replies, then drops the query,
     /// which ends it.
     answering: Vec<(GroupId, EndpointId, zenoh::query::Query)>,
-    /// Channels with remote clients ([`crate::remote`]), newest last per client.
-    clients: BTreeMap<EndpointId, std::collections::VecDeque<PairChannel>>,
+    /// Remote clients ([`crate::remote`]).
+    clients: BTreeMap<EndpointId, RemoteClient>,
     /// When the subscriptions were last declared again (see `on_tick`).
     last_redeclare_ms: u64,
     /// A fresh zenoh session is due (`spook reconnect`, or the last one failed to open);
@@ -989,11 +997,12 @@ impl Node {
                     if !self.clients.contains_key(&est.peer) && self.clients.len() >= MAX_CLIENTS {
                         self.clients.pop_first();
                     }
-                    let chans = self.clients.entry(est.peer).or_default();
-                    chans.push_back(est.channel);
-                    while chans.len() > KEPT_CHANNELS {
-                        chans.pop_front();
+                    let c = self.clients.entry(est.peer).or_default();
+                    c.chans.push_back(est.channel);
+                    while c.chans.len() > KEPT_CHANNELS {
+                        c.chans.pop_front();
                     }
+                    c.seen.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(client = %est.peer, "remote client attached");
                     self.reply(&query, reply);
                 }
@@ -1004,8 +1013,12 @@ impl Node {
             }
             return;
         }
-        let opened = self.clients.iter_mut().find_map(|(client, chans)| chans.iter_mut().find_map(|c| c.open(payload).ok().map(|pt| (*client, c.send_fingerprint(), pt))));
-        let Some((client, channel, pt)) = opened else {
+        let opened = self.clients.iter_mut().find_map(|(client, rc)| {
+            let (channel, pt) = rc.chans.iter_mut().find_map(|c| c.open(payload).ok().map(|pt| (c.send_fingerprint(), pt)))?;
+            rc.seen.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+            Some((*client, channel, pt, rc.seen.clone()))
+        });
+        let Some((client, channel, pt, seen)) = opened else {
             self.metrics.reject("client-unopened");
             return;
         };
@@ -1014,6 +1027,14 @@ impl Node {
             Ok(r) if !crate::remote::allowed_remotely(&r) => control::error("this request is only served on the node's local control socket"),
             // The session is the authenticated key, not a claim.
             Ok(Request::Tx { client: c, .. } | Request::Session { client: c, .. }) if c != client.to_string() => control::error(format!("client {c} is not the key this channel was opened with ({client})")),
+            Ok(Request::Watch { group, view }) => match self.remote_watch(&group, view.as_deref()) {
+                Err(e) => control::error(e),
+                Ok(events) => {
+                    self.answer_client(client, channel, &query, &control::ok(json!({"watching": group, "idle_ms": crate::remote::WATCH_IDLE_MS})));
+                    tokio::spawn(forward_watch(self.tx.clone(), client, channel, query, events, seen));
+                    return;
+                }
+            },
             Ok(r) => {
                 let (tx, rx) = oneshot::channel();
                 // The same path as the local socket's requests (writes answer once durable).
@@ -1029,9 +1050,20 @@ impl Node {
         self.answer_client(client, channel, &query, &refused);
     }
 
+    /// Register a watcher for a remote client.
+    fn remote_watch(&mut self, group: &str, view: Option<&str>) -> Result<mpsc::UnboundedReceiver<Json>, String> {
+        let view = parse_view(view)?;
+        let gid = self.find_group(group)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Some(g) = self.groups.get_mut(&gid) {
+            g.watchers.push((view, tx));
+        }
+        Ok(rx)
+    }
+
     /// Seal a response on the client's channel it asked on, and reply.
     fn answer_client(&mut self, client: EndpointId, channel: [u8; 8], query: &zenoh::query::Query, response: &Json) {
-        let Some(chan) = self.clients.get_mut(&client).and_then(|cs| cs.iter_mut().find(|c| c.send_fingerprint() == channel)) else {
+        let Some(chan) = self.clients.get_mut(&client).and_then(|c| c.chans.iter_mut().find(|c| c.send_fingerprint() == channel)) else {
             tracing::debug!(%client, "the channel of a remote request is gone; it stays unanswered");
             return;
         };
@@ -1510,6 +1542,27 @@ impl Node {
 fn reason(s: &str) -> String {
     let head: String = s.chars().take_while(|c| c.is_alphanumeric()).collect();
     head.to_lowercase()
+}
+
+/// Send a remote watch's events as replies to its query until the client has been silent for
+/// [`crate::remote::WATCH_IDLE_MS`] (it asks something at least every few seconds while it
+/// watches: the node cannot see a querier that went away). Dropping the query ends the stream
+/// at the client; dropping `events` unregisters the watcher.
+async fn forward_watch(node: mpsc::Sender<Cmd>, client: EndpointId, channel: [u8; 8], query: zenoh::query::Query, mut events: mpsc::UnboundedReceiver<Json>, seen: Arc<std::sync::atomic::AtomicU64>) {
+    loop {
+        let idle = now_ms().saturating_sub(seen.load(std::sync::atomic::Ordering::Relaxed));
+        let Some(left) = crate::remote::WATCH_IDLE_MS.checked_sub(idle).filter(|l| *l > 0) else { break };
+        match tokio::time::timeout(Duration::from_millis(left), events.recv()).await {
+            Ok(Some(response)) => {
+                if node.send(Cmd::ClientAnswer { client, channel, query: query.clone(), response }).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    tracing::debug!(%client, "remote watch ended");
 }
 
 fn parse_view(v: Option<&str>) -> Result<View, String> {

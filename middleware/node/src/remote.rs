@@ -10,7 +10,8 @@
 //! On the wire: one queryable per node at `spook/<domain>/c/<keyed hash of the node id>`.
 //! A query carries a hello (answered with the handshake reply) or a sealed request (answered
 //! with the sealed response). Administration (allow-list, groups, pairing, shutdown) stays on
-//! the local socket.
+//! the local socket. A watch is one long query answered with a reply per change; the node
+//! ends it once the client has been silent for [`WATCH_IDLE_MS`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,14 @@ use crate::control::Request;
 
 /// How long a handshake may take before the node counts as unreachable.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A node ends a remote watch once the client has sent nothing for this long (ms): it cannot
+/// see a querier that went away. [`Remote::watch`] asks something every
+/// [`WATCH_KEEPALIVE`] meanwhile.
+pub const WATCH_IDLE_MS: u64 = 30_000;
+
+/// How often a watching client shows the node it is still there.
+pub const WATCH_KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// Why a remote request failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +60,9 @@ pub enum RemoteError {
     /// A response that opened but is not JSON.
     #[error("the node's response is not JSON: {0}")]
     NotJson(String),
+    /// The node refused a watch (`{"ok": false, …}`), or ended it.
+    #[error("{0}")]
+    Watch(String),
 }
 
 /// The key expression a node answers remote clients on: opaque, a keyed hash of the node id
@@ -77,7 +89,7 @@ pub fn client_key(domain: &str, node: &EndpointId) -> String {
 /// ```
 #[must_use]
 pub fn allowed_remotely(r: &Request) -> bool {
-    matches!(r, Request::Id | Request::GroupList | Request::Set { .. } | Request::Write { .. } | Request::Get { .. } | Request::Tx { .. } | Request::Session { .. } | Request::Status)
+    matches!(r, Request::Id | Request::GroupList | Request::Set { .. } | Request::Write { .. } | Request::Get { .. } | Request::Tx { .. } | Request::Session { .. } | Request::Status | Request::Watch { .. })
 }
 
 /// A client attached to one node over zenoh.
@@ -139,7 +151,8 @@ impl Remote {
     }
 
     /// Send a request and wait up to `timeout` for the node's response (the JSON a local
-    /// socket would give: `{"ok": true, …}` or `{"ok": false, "error": …}`).
+    /// socket would give: `{"ok": true, …}` or `{"ok": false, "error": …}`). For `watch`, use
+    /// [`Remote::watch`].
     ///
     /// # Errors
     /// No answer in time, or a response that does not open or parse.
@@ -150,6 +163,56 @@ impl Remote {
         let resp = probe.ask(sealed, timeout).await?;
         let pt = self.chan.open(&resp)?;
         serde_json::from_slice(&pt).map_err(|e| RemoteError::NotJson(e.to_string()))
+    }
+
+    /// Stream a group's changes (the events a local `watch` gives) to `on_event` until it
+    /// returns false. Meanwhile it asks the node for its id every [`WATCH_KEEPALIVE`], so the
+    /// node keeps the watch.
+    ///
+    /// # Errors
+    /// The node refuses the watch (no such group), ends it (it stopped, or lost this client's
+    /// channel), or stops answering.
+    pub async fn watch(&mut self, group: &str, view: Option<String>, mut on_event: impl FnMut(Json) -> bool) -> Result<(), RemoteError> {
+        let r = Request::Watch { group: group.to_string(), view };
+        let pt = serde_json::to_vec(&r).map_err(|e| RemoteError::NotJson(e.to_string()))?;
+        let sealed = self.chan.seal(&pt)?;
+        let replies = self
+            .session
+            .get(&self.key)
+            .payload(sealed)
+            .allowed_destination(zenoh::sample::Locality::Remote)
+            // Every reply is a distinct event on the same key: none may be merged away.
+            .consolidation(zenoh::query::ConsolidationMode::None)
+            // The watch lasts as long as the keep-alives: the node ends it.
+            .timeout(Duration::from_secs(365 * 24 * 3600))
+            .await
+            .map_err(|e| RemoteError::Zenoh(e.to_string()))?;
+        let mut keepalive = tokio::time::interval(WATCH_KEEPALIVE);
+        keepalive.tick().await;
+        let mut first = true;
+        loop {
+            tokio::select! {
+                reply = replies.recv_async() => {
+                    let Ok(reply) = reply else { return Err(RemoteError::Watch(format!("node {} ended the watch", self.node))) };
+                    let Ok(sample) = reply.result() else { continue };
+                    let pt = self.chan.open(&sample.payload().to_bytes())?;
+                    let j: Json = serde_json::from_slice(&pt).map_err(|e| RemoteError::NotJson(e.to_string()))?;
+                    if first {
+                        first = false;
+                        if j.get("ok") != Some(&Json::Bool(true)) {
+                            return Err(RemoteError::Watch(j.get("error").and_then(Json::as_str).map_or_else(|| format!("the node refused the watch: {j}"), ToString::to_string)));
+                        }
+                        continue;
+                    }
+                    if !on_event(j) {
+                        return Ok(());
+                    }
+                }
+                _ = keepalive.tick() => {
+                    self.request(&Request::Id, HANDSHAKE_TIMEOUT).await?;
+                }
+            }
+        }
     }
 
     /// Close the zenoh session.

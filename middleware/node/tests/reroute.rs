@@ -64,6 +64,28 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
         assert!(e.contains("is not the key this channel was opened with"), "{e}");
         let e = remote(&nodes[0], &ids[0], &["allow", &ids[1]]).unwrap_err();
         assert!(e.contains("only served on the node's local control socket"), "{e}");
+        let e = remote(&nodes[0], &ids[0], &["watch", "nope"]).unwrap_err();
+        assert!(e.contains("no group named"), "{e}");
+    }
+    // A remote watch on C streams the changes that follow.
+    let watch = over_zenoh.then(|| {
+        let mut child = std::process::Command::new(common::SPOOK)
+            .args(["--config", nodes[2].config.to_str().unwrap(), "--json", "--connect", &nodes[2].listen, "--node", &ids[2], "--client-key", &key, "watch", "bank"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (child, rx)
+    });
+    // Give the watch time to attach before the writes it must see.
+    if over_zenoh {
+        std::thread::sleep(Duration::from_secs(2));
     }
     let tx = |n: &Node, id: &str, seq: &str, extra: &[&str]| -> Result<Json, String> {
         let mut args = vec!["tx", "bank", "--seq", seq, "--timeout-ms", "30000"];
@@ -79,6 +101,19 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     // The client opens two accounts through A (registers 1 and 2, field `owner`).
     let setup = ["--if", "1.owner absent", "--if", "2.owner absent", "--set", "1.owner 100", "--set", "2.owner 0"];
     eventually("the accounts open through A", Duration::from_secs(30), || tx(&nodes[0], &ids[0], "1", &setup).is_ok_and(|j| j["state"] == "committed"));
+    if let Some((child, rx)) = &watch {
+        // A convergent write through A (the serial state has no watch events).
+        remote(&nodes[0], &ids[0], &["set", "bank", "7", "battery", "0.25"]).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(15);
+        let mut seen = Vec::new();
+        while !seen.iter().any(|l: &String| l.contains("\"register\":7") && l.contains("0.25")) {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => seen.push(l),
+                Err(_) => panic!("the remote watch on C did not show A's write within 15 s (pid {}): {seen:?}", child.id()),
+            }
+        }
+    }
     // The transfer, through A; A dies as soon as it has accepted it.
     let transfer = ["--if", "1.owner == 100", "--if", "2.owner == 0", "--set", "1.owner 70", "--set", "2.owner 30"];
     let mut no_wait = transfer.to_vec();
@@ -116,6 +151,10 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     assert_eq!((again["state"].as_str(), again["resent"].as_bool()), (Some("committed"), Some(true)), "{again}");
     assert_eq!(again["fence"], resent["fence"], "the same commit, not a second one");
 
+    if let Some((mut child, _)) = watch {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     // A different operation with the same conditions is a new transfer and aborts.
     let other = tx(&nodes[2], &ids[2], "3", &transfer).unwrap_err();
     assert!(other.contains("aborted") && other.contains("condition 1"), "{other}");

@@ -71,7 +71,7 @@ REMOTE (attach to any node of the domain over zenoh, no local socket):
     --domain D                    the domain (default: the config's [node] domain)
 The client key (--client-key) is proven in a Noise handshake: the node must allow it first
 (`spook allow <client-id>` on that node; `spook client-id` prints it). Over zenoh, a client
-can get, set, write, tx, session, status and group list; administration and watch stay on
+can get, set, write, tx, session, status, watch and group list; administration stays on
 the local socket.
     client-id                     print this client's id (from its key file)";
 
@@ -147,18 +147,25 @@ struct RemoteConn {
 /// A remote request may wait for a transaction's outcome (its own timeout, 10 s by default).
 const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+impl RemoteConn {
+    /// Attach at the first use.
+    fn attached(&mut self) -> Result<(&tokio::runtime::Runtime, &mut spook_node::remote::Remote)> {
+        if self.remote.is_none() {
+            let (me, node, domain, connect) = self.attach.take().context("the earlier attach failed")?;
+            self.remote = Some(self.rt.block_on(spook_node::remote::Remote::attach(me, node, &domain, &connect))?);
+        }
+        let RemoteConn { rt, remote, .. } = self;
+        Ok((rt, remote.as_mut().context("not attached")?))
+    }
+}
+
 impl Conn {
     fn request(&mut self, r: &Request) -> Result<Json> {
         let j = match self {
             Conn::Local(sock) => local_request(sock, r)?,
             Conn::Remote(c) => {
-                let RemoteConn { rt, attach, remote } = &mut **c;
-                if remote.is_none() {
-                    let (me, node, domain, connect) = attach.take().context("the earlier attach failed")?;
-                    *remote = Some(rt.block_on(spook_node::remote::Remote::attach(me, node, &domain, &connect))?);
-                }
-                let r2 = remote.as_mut().context("not attached")?;
-                rt.block_on(r2.request(r, REMOTE_TIMEOUT))?
+                let (rt, remote) = c.attached()?;
+                rt.block_on(remote.request(r, REMOTE_TIMEOUT))?
             }
         };
         if j.get("ok") != Some(&Json::Bool(true)) {
@@ -382,8 +389,14 @@ fn real_main() -> Result<()> {
         "watch" => {
             let committed = take_flag(&mut args, "--committed");
             let group = args.first().ok_or_else(|| anyhow!("usage: spook watch <group> [--committed]"))?.clone();
-            if !o.connect.is_empty() {
-                bail!("watch streams only from the node's local control socket, not over --connect");
+            if let Conn::Remote(c) = &mut conn {
+                let view = Some(if committed { "committed" } else { "pending" }.to_string());
+                let (rt, remote) = c.attached()?;
+                rt.block_on(remote.watch(&group, view, |j| {
+                    show(&j, &|j| format!("{} register {}: {}", j["view"].as_str().unwrap_or_default(), j["register"], j["fields"]));
+                    true
+                }))?;
+                return Ok(());
             }
             let mut s = UnixStream::connect(&sock).with_context(|| format!("cannot reach the node at {}", sock.display()))?;
             let view = Some(if committed { "committed" } else { "pending" }.to_string());
