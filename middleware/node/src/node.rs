@@ -89,6 +89,13 @@ enum Cmd {
     Watch { group: String, view: View, tx: mpsc::UnboundedSender<Json>, reply: oneshot::Sender<Json> },
 }
 
+impl Cmd {
+    /// A zenoh sample (a publication, or a reply to one of our queries) for the node task.
+    fn sample(s: &zenoh::sample::Sample) -> Cmd {
+        Cmd::Sample { key: s.key_expr().as_str().to_string(), payload: s.payload().to_bytes().into_owned() }
+    }
+}
+
 /// A handle on a running node.
 #[derive(Clone)]
 pub struct NodeHandle {
@@ -227,7 +234,8 @@ struct Node {
     tx: mpsc::Sender<Cmd>,
     domain_key: [u8; 32],
     metrics: Arc<Metrics>,
-    subscribers: Vec<(String, Declared)>,
+    /// Subscriptions and queryables, by key expression.
+    declared: Vec<(String, Declared)>,
     /// Digest and want queries handled and not yet answered: (group, asking member, query).
     /// `drain` sends what the group has for that member as replies, then drops the query,
     /// which ends it.
@@ -261,7 +269,6 @@ fn refused(metrics: &Metrics, e: LocalWriteError) -> String {
     e.to_string()
 }
 
-/// An opaque tag for an endpoint or group within a domain: the first 8 bytes of a keyed hash.
 /// The key every tag of a domain is hashed with.
 pub(crate) fn domain_key(domain: &str) -> [u8; 32] {
     let mut dk = blake3::Hasher::new_derive_key("spook domain key v1");
@@ -269,8 +276,17 @@ pub(crate) fn domain_key(domain: &str) -> [u8; 32] {
     *dk.finalize().as_bytes()
 }
 
+/// An opaque tag for an endpoint or group within a domain: the first 8 bytes of a keyed hash.
 pub(crate) fn tag(domain_key: &[u8; 32], what: &[u8]) -> String {
     hex(&blake3::keyed_hash(domain_key, what).as_bytes()[..8])
+}
+
+/// Add a channel, keeping the [`KEPT_CHANNELS`] newest.
+fn keep_newest<T>(chans: &mut std::collections::VecDeque<T>, chan: T) {
+    chans.push_back(chan);
+    while chans.len() > KEPT_CHANNELS {
+        chans.pop_front();
+    }
 }
 
 fn now_ms() -> u64 {
@@ -367,7 +383,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         tx: tx.clone(),
         domain_key,
         metrics: metrics.clone(),
-        subscribers: Vec::new(),
+        declared: Vec::new(),
         answering: Vec::new(),
         clients: BTreeMap::new(),
         last_redeclare_ms: 0,
@@ -427,7 +443,7 @@ impl Node {
 
     fn subscribe(&mut self, key: &str, queryable: bool) -> anyhow::Result<()> {
         let d = self.declare(key, queryable)?;
-        self.subscribers.push((key.to_string(), d));
+        self.declared.push((key.to_string(), d));
         Ok(())
     }
 
@@ -450,19 +466,19 @@ impl Node {
             .declare_subscriber(key)
             .allowed_origin(zenoh::sample::Locality::Remote)
             .callback(move |s| {
-                let _ = tx.try_send(Cmd::Sample { key: s.key_expr().as_str().to_string(), payload: s.payload().to_bytes().into_owned() });
+                let _ = tx.try_send(Cmd::sample(&s));
             })
             .wait()
             .map(Declared::Subscriber)
             .map_err(|e| anyhow::anyhow!("zenoh subscribe {key}: {e}"))
     }
 
-    /// Declare every subscription again, on the current session. Over UDP, zenoh sends a
-    /// declaration once and never again: a lost one leaves a peer that never routes us that
-    /// key. Called while some member has no pair channel or is counted as gone, and after a
-    /// renewal.
+    /// Declare every subscription and queryable again, on the current session. Over UDP,
+    /// zenoh sends a declaration once and never again: a lost one leaves a peer that never
+    /// routes us that key. Called while some member has no pair channel or is counted as
+    /// gone, and after a renewal.
     fn redeclare(&mut self) {
-        let keys: Vec<(String, bool)> = self.subscribers.iter().map(|(k, d)| (k.clone(), matches!(d, Declared::Queryable(_)))).collect();
+        let keys: Vec<(String, bool)> = self.declared.iter().map(|(k, d)| (k.clone(), matches!(d, Declared::Queryable(_)))).collect();
         let mut fresh = Vec::with_capacity(keys.len());
         for (k, queryable) in keys {
             match self.declare(&k, queryable) {
@@ -474,7 +490,7 @@ impl Node {
             }
         }
         // The old ones are undeclared as they drop, after the new ones exist.
-        self.subscribers = fresh;
+        self.declared = fresh;
     }
 
     /// Close the zenoh session and open a fresh one (a fresh zenoh id: new handshakes and
@@ -556,7 +572,7 @@ impl Node {
             .timeout(SYNC_QUERY_TIMEOUT)
             .callback(move |r| {
                 if let Ok(s) = r.result() {
-                    let _ = tx.try_send(Cmd::Sample { key: s.key_expr().as_str().to_string(), payload: s.payload().to_bytes().into_owned() });
+                    let _ = tx.try_send(Cmd::sample(s));
                 }
             })
             .wait();
@@ -931,11 +947,8 @@ impl Node {
         }
         tracing::info!(peer = %est.peer, "pair channel up");
         let p = self.pairs.entry(est.peer).or_default();
-        p.chans.push_back((est.channel, proven));
+        keep_newest(&mut p.chans, (est.channel, proven));
         p.last_opened = now_ms();
-        while p.chans.len() > KEPT_CHANNELS {
-            p.chans.pop_front();
-        }
         self.announce_keys(est.peer);
     }
 
@@ -998,10 +1011,7 @@ impl Node {
                         self.clients.pop_first();
                     }
                     let c = self.clients.entry(est.peer).or_default();
-                    c.chans.push_back(est.channel);
-                    while c.chans.len() > KEPT_CHANNELS {
-                        c.chans.pop_front();
-                    }
+                    keep_newest(&mut c.chans, est.channel);
                     c.seen.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(client = %est.peer, "remote client attached");
                     self.reply(&query, reply);
@@ -1213,6 +1223,7 @@ impl Node {
         let Some(g) = self.groups.get_mut(&gid) else { return };
         let mut out = Vec::new();
         let mut via_pair = Vec::new();
+        let base = format!("{prefix}/g/{}", g.tag);
         while let Some(t) = g.replica.poll_transmit() {
             if t.kind == spook_core::FrameKind::Deltas {
                 Metrics::add(&self.metrics.deltas_out, t.items as u64);
@@ -1234,7 +1245,6 @@ impl Node {
             }
             // Digests and wants are asked as queries; what a member sends to one that asked
             // goes back as replies; the rest is published.
-            let base = format!("{prefix}/g/{}", g.tag);
             let route = match t.dest {
                 spook_core::Dest::Members => Route::Publish(format!("{base}/all")),
                 spook_core::Dest::Peer(p) => match answering.iter().position(|(_, from, _)| *from == p) {
@@ -1402,7 +1412,7 @@ impl Node {
                 if let Some(rt) = self.groups.remove(&g) {
                     // Its subscriptions and queryable go with it (undeclared as they drop).
                     let base = format!("{}/g/{}/", self.prefix(), rt.tag);
-                    self.subscribers.retain(|(k, _)| !k.starts_with(&base));
+                    self.declared.retain(|(k, _)| !k.starts_with(&base));
                 }
                 Ok(json!({"left": group}))
             }

@@ -157,11 +157,24 @@ impl Remote {
     /// # Errors
     /// No answer in time, or a response that does not open or parse.
     pub async fn request(&mut self, r: &Request, timeout: Duration) -> Result<Json, RemoteError> {
+        let sealed = self.seal(r)?;
+        let resp = self.probe().ask(sealed, timeout).await?;
+        self.open(&resp)
+    }
+
+    fn probe(&self) -> Probe<'_> {
+        Probe { session: &self.session, key: &self.key, domain: &self.domain, client: self.me.id(), node: self.node }
+    }
+
+    /// A request sealed on the channel.
+    fn seal(&mut self, r: &Request) -> Result<Vec<u8>, RemoteError> {
         let pt = serde_json::to_vec(r).map_err(|e| RemoteError::NotJson(e.to_string()))?;
-        let sealed = self.chan.seal(&pt)?;
-        let probe = Probe { session: &self.session, key: &self.key, domain: &self.domain, client: self.me.id(), node: self.node };
-        let resp = probe.ask(sealed, timeout).await?;
-        let pt = self.chan.open(&resp)?;
+        Ok(self.chan.seal(&pt)?)
+    }
+
+    /// A response opened from the channel.
+    fn open(&mut self, sealed: &[u8]) -> Result<Json, RemoteError> {
+        let pt = self.chan.open(sealed)?;
         serde_json::from_slice(&pt).map_err(|e| RemoteError::NotJson(e.to_string()))
     }
 
@@ -173,20 +186,9 @@ impl Remote {
     /// The node refuses the watch (no such group), ends it (it stopped, or lost this client's
     /// channel), or stops answering.
     pub async fn watch(&mut self, group: &str, view: Option<String>, mut on_event: impl FnMut(Json) -> bool) -> Result<(), RemoteError> {
-        let r = Request::Watch { group: group.to_string(), view };
-        let pt = serde_json::to_vec(&r).map_err(|e| RemoteError::NotJson(e.to_string()))?;
-        let sealed = self.chan.seal(&pt)?;
-        let replies = self
-            .session
-            .get(&self.key)
-            .payload(sealed)
-            .allowed_destination(zenoh::sample::Locality::Remote)
-            // Every reply is a distinct event on the same key: none may be merged away.
-            .consolidation(zenoh::query::ConsolidationMode::None)
-            // The watch lasts as long as the keep-alives: the node ends it.
-            .timeout(Duration::from_secs(365 * 24 * 3600))
-            .await
-            .map_err(|e| RemoteError::Zenoh(e.to_string()))?;
+        let sealed = self.seal(&Request::Watch { group: group.to_string(), view })?;
+        // The watch lasts as long as the keep-alives: the node ends it.
+        let replies = self.probe().get(sealed, Duration::from_secs(365 * 24 * 3600)).await?;
         let mut keepalive = tokio::time::interval(WATCH_KEEPALIVE);
         keepalive.tick().await;
         let mut first = true;
@@ -195,8 +197,7 @@ impl Remote {
                 reply = replies.recv_async() => {
                     let Ok(reply) = reply else { return Err(RemoteError::Watch(format!("node {} ended the watch", self.node))) };
                     let Ok(sample) = reply.result() else { continue };
-                    let pt = self.chan.open(&sample.payload().to_bytes())?;
-                    let j: Json = serde_json::from_slice(&pt).map_err(|e| RemoteError::NotJson(e.to_string()))?;
+                    let j = self.open(&sample.payload().to_bytes())?;
                     if first {
                         first = false;
                         if j.get("ok") != Some(&Json::Bool(true)) {
@@ -231,15 +232,23 @@ struct Probe<'a> {
 }
 
 impl Probe<'_> {
-    async fn ask(&self, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RemoteError> {
-        let replies = self
-            .session
+    /// Send the query; its replies as they arrive.
+    async fn get(&self, payload: Vec<u8>, timeout: Duration) -> Result<zenoh::handlers::FifoChannelHandler<zenoh::query::Reply>, RemoteError> {
+        self.session
             .get(self.key)
             .payload(payload)
             .allowed_destination(zenoh::sample::Locality::Remote)
+            // Every reply is a distinct message on the same key (a watch's events): none may
+            // be merged away or held back until the query ends.
+            .consolidation(zenoh::query::ConsolidationMode::None)
             .timeout(timeout)
             .await
-            .map_err(|e| RemoteError::Zenoh(e.to_string()))?;
+            .map_err(|e| RemoteError::Zenoh(e.to_string()))
+    }
+
+    /// The first reply.
+    async fn ask(&self, payload: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RemoteError> {
+        let replies = self.get(payload, timeout).await?;
         while let Ok(reply) = replies.recv_async().await {
             if let Ok(s) = reply.result() {
                 return Ok(s.payload().to_bytes().into_owned());

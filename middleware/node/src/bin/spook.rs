@@ -389,17 +389,17 @@ fn real_main() -> Result<()> {
         "watch" => {
             let committed = take_flag(&mut args, "--committed");
             let group = args.first().ok_or_else(|| anyhow!("usage: spook watch <group> [--committed]"))?.clone();
+            let view = Some(if committed { "committed" } else { "pending" }.to_string());
+            let event = |j: &Json| format!("{} register {}: {}", j["view"].as_str().unwrap_or_default(), j["register"], j["fields"]);
             if let Conn::Remote(c) = &mut conn {
-                let view = Some(if committed { "committed" } else { "pending" }.to_string());
                 let (rt, remote) = c.attached()?;
                 rt.block_on(remote.watch(&group, view, |j| {
-                    show(&j, &|j| format!("{} register {}: {}", j["view"].as_str().unwrap_or_default(), j["register"], j["fields"]));
+                    show(&j, &event);
                     true
                 }))?;
                 return Ok(());
             }
             let mut s = UnixStream::connect(&sock).with_context(|| format!("cannot reach the node at {}", sock.display()))?;
-            let view = Some(if committed { "committed" } else { "pending" }.to_string());
             writeln!(s, "{}", serde_json::to_string(&Request::Watch { group, view })?)?;
             for line in BufReader::new(s).lines() {
                 let line = line?;
@@ -410,7 +410,7 @@ fn real_main() -> Result<()> {
                 if j.get("ok").is_some() {
                     continue;
                 }
-                show(&j, &|j| format!("{} register {}: {}", j["view"].as_str().unwrap_or_default(), j["register"], j["fields"]));
+                show(&j, &event);
             }
         }
         "pair" => {
