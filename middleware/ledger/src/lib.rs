@@ -1,10 +1,12 @@
-//! `spook-ledger` (SpookDB): the node's embedded store, one [redb](https://docs.rs/redb) file.
-//! It owns the durable half of a node: the identity key, the allow-list of peers, group
+//! `spook-ledger` (SpookDB): the node's embedded store, one [redb](https://docs.rs/redb) file
+//! and its commit log. It owns the durable half of a node: the identity key, the allow-list of peers, group
 //! configurations, each group's record log (the core's [`Record`]s, written in the core's
 //! record codec) with the roster needed to decode it, and the sender keys other members
 //! handed over. It implements the core's persistence contract: a [`PersistRequest`] is
 //! durable (fsynced) before [`Replica::handle_persisted`] is called, which is what lets the
-//! core ack received deltas and send its own.
+//! core ack received deltas and send its own. A batch is durable once it is in the commit
+//! log (`<ledger>.log`: one write and one `fdatasync`); the log is moved into redb at each
+//! checkpoint, in one durable transaction, and replayed on open after a crash.
 //!
 //! It must not depend on networking, async runtimes or the crypto crate: identities, peers and
 //! keys are opaque bytes here, so the store can be tested and benchmarked on its own.
@@ -16,6 +18,7 @@
 //! [`GroupStore`] keeps the unwritten batches in memory meanwhile and writes them after.
 
 mod store;
+mod wal;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +36,8 @@ pub const FORMAT: u32 = 1;
 const MAGIC: &[u8] = b"spookdb";
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The commit log's generation: its frames of this generation are not in redb yet.
+const WAL_GEN: &str = "wal-gen";
 const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers");
 const GROUPS: TableDefinition<u128, &[u8]> = TableDefinition::new("groups");
 const ROSTERS: TableDefinition<u128, &[u8]> = TableDefinition::new("rosters");
@@ -107,7 +112,9 @@ pub struct Compaction {
     pub after: u64,
 }
 
-/// The ledger: one redb file. Methods that write commit one durable transaction each.
+/// The ledger: one redb file and its commit log. [`Ledger::persist`] appends to the log; every
+/// other method that writes commits one durable redb transaction, which also checkpoints the
+/// log.
 ///
 /// ```
 /// # use spook_core::{EndpointId, GroupConfig, GroupId, Replica, Schema, Value, RegisterId};
@@ -141,6 +148,12 @@ pub struct Ledger {
     next: BTreeMap<GroupId, u64>,
     /// Roster length last written per group (rosters only grow).
     roster_len: BTreeMap<GroupId, usize>,
+    /// The commit log, once opened (after redb, which guards against a second process).
+    wal: Option<wal::Wal>,
+    /// Records durable in the log but not yet in redb, by group: (log index, stored value).
+    pending: BTreeMap<GroupId, Vec<(u64, Vec<u8>)>>,
+    /// Rosters durable in the log but not yet in redb (the newest per group).
+    pending_rosters: BTreeMap<GroupId, Vec<u8>>,
 }
 
 fn gkey(g: &GroupId) -> u128 {
@@ -161,7 +174,16 @@ impl Ledger {
     pub fn open(path: impl AsRef<Path>) -> Result<Ledger, LedgerError> {
         let path = path.as_ref().to_path_buf();
         let db = Self::open_db(&path)?;
-        let mut l = Ledger { path, db: Some(db), failed: None, next: BTreeMap::new(), roster_len: BTreeMap::new() };
+        let mut l = Ledger {
+            path,
+            db: Some(db),
+            failed: None,
+            next: BTreeMap::new(),
+            roster_len: BTreeMap::new(),
+            wal: None,
+            pending: BTreeMap::new(),
+            pending_rosters: BTreeMap::new(),
+        };
         l.init()?;
         Ok(l)
     }
@@ -230,9 +252,69 @@ impl Ledger {
                 next.insert(g, last.map_or(0, |k| k + 1));
             }
             self.next = next;
+            // Replay the commit log: the batches made durable since the last checkpoint.
+            let gen = match meta.get(WAL_GEN).map_err(|e| fail_on(&path, e))? {
+                Some(v) => {
+                    let b = open_value(&path, "meta/wal-gen", v.value())?;
+                    let b: [u8; 8] = b.as_slice().try_into().map_err(|_| LedgerError::Corrupt { path: path.clone(), detail: "meta/wal-gen is not a u64".into() })?;
+                    u64::from_le_bytes(b)
+                }
+                None => 0,
+            };
+            drop(meta);
+            let wal_path = self.wal_path();
+            let (w, entries) = wal::Wal::open(&wal_path, gen).map_err(|e| match e {
+                wal::ReadError::Io(e) => io_error(&wal_path, &e),
+                wal::ReadError::Corrupt(detail) => LedgerError::Corrupt { path: wal_path.clone(), detail },
+            })?;
+            if !entries.is_empty() {
+                tracing::info!(log = %wal_path.display(), entries = entries.len(), "replaying the commit log");
+            }
+            for e in entries {
+                self.take_entry(e);
+            }
+            flush_pending(&txn, &path, &self.pending, &self.pending_rosters, gen + 1)?;
+            self.wal = Some(w);
         }
         txn.commit().map_err(|e| fail_on(&path, e))?;
+        self.checkpointed();
         Ok(())
+    }
+
+    /// The commit log's file: the ledger's path with `.log` appended.
+    #[must_use]
+    pub fn wal_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".log");
+        PathBuf::from(p)
+    }
+
+    /// Hold a log entry as pending (it is durable in the log) and advance the group's index.
+    fn take_entry(&mut self, e: wal::Entry) {
+        let g = GroupId(e.group);
+        let n = e.records.len() as u64;
+        if let Some(r) = e.roster {
+            self.pending_rosters.insert(g, r);
+        }
+        self.pending.entry(g).or_default().extend((e.start..).zip(e.records));
+        let next = self.next.entry(g).or_insert(0);
+        *next = (*next).max(e.start + n);
+    }
+
+    /// After a durable commit that flushed the pending records: the log starts over.
+    fn checkpointed(&mut self) {
+        self.pending.clear();
+        self.pending_rosters.clear();
+        if let Some(w) = &mut self.wal {
+            let gen = w.gen + 1;
+            w.restart(gen);
+        }
+    }
+
+    /// Move the commit log into redb now (one durable transaction). It happens by itself when
+    /// the log is full and with every other write; a node calls it on a clean shutdown.
+    pub fn checkpoint(&mut self) -> Result<(), LedgerError> {
+        self.write(|_, _| Ok(()))
     }
 
     /// The ledger file.
@@ -251,6 +333,9 @@ impl Ledger {
     /// disk) is fixed. Recovery runs as on [`Ledger::open`].
     pub fn reopen(&mut self) -> Result<(), LedgerError> {
         self.db = None;
+        self.wal = None;
+        self.pending.clear();
+        self.pending_rosters.clear();
         let db = Self::open_db(&self.path)?;
         self.db = Some(db);
         self.failed = None;
@@ -277,17 +362,25 @@ impl Ledger {
         e
     }
 
-    /// Run one durable write transaction.
+    /// Run one durable write transaction; it checkpoints the commit log too.
     fn write<T>(&mut self, f: impl FnOnce(&redb::WriteTransaction, &Path) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
         let r = (|| {
             let db = self.db()?;
+            let gen = self.wal.as_ref().map_or(0, |w| w.gen);
             let mut txn = db.begin_write().map_err(|e| self.fail(e))?;
             txn.set_durability(Durability::Immediate);
+            flush_pending(&txn, &self.path, &self.pending, &self.pending_rosters, gen + 1)?;
             let out = f(&txn, &self.path)?;
             txn.commit().map_err(|e| self.fail(e))?;
             Ok(out)
         })();
-        r.map_err(|e| self.note(e))
+        match r {
+            Ok(out) => {
+                self.checkpointed();
+                Ok(out)
+            }
+            Err(e) => Err(self.note(e)),
+        }
     }
 
     // ------------------------------------------------------------ identity, peers, groups
@@ -388,36 +481,33 @@ impl Ledger {
     /// comes with its group's configuration (to encode it) and roster (stored beside the log,
     /// to decode it later).
     pub fn persist(&mut self, batches: &[(&GroupConfig, &BTreeMap<u64, EndpointId>, &PersistRequest)]) -> Result<(), LedgerError> {
-        let mut rows: Vec<(GroupId, Vec<Vec<u8>>)> = Vec::with_capacity(batches.len());
-        let mut rosters = Vec::new();
-        for (cfg, roster, req) in batches {
-            let recs = req.records.iter().map(|r| seal_value(&codec::encode_record(&cfg.schema, cfg.genesis_ms, r))).collect();
-            rows.push((cfg.group, recs));
-            if self.roster_len.get(&cfg.group) != Some(&roster.len()) {
-                rosters.push((cfg.group, roster_bytes(roster), roster.len()));
-            }
-        }
+        self.db()?;
         let mut next = self.next.clone();
-        self.write(|txn, path| {
-            for (g, recs) in &rows {
-                let name = log_name(g);
-                let mut log = txn.open_table(LogTable::new(&name)).map_err(|e| fail_on(path, e))?;
-                let n = next.entry(*g).or_insert(0);
-                for v in recs {
-                    log.insert(*n, v.as_slice()).map_err(|e| fail_on(path, e))?;
-                    *n += 1;
-                }
-            }
-            let mut rt = txn.open_table(ROSTERS).map_err(|e| fail_on(path, e))?;
-            for (g, bytes, _) in &rosters {
-                rt.insert(gkey(g), bytes.as_slice()).map_err(|e| fail_on(path, e))?;
-            }
-            Ok(())
-        })?;
-        self.next = next;
-        for (g, _, len) in rosters {
-            self.roster_len.insert(g, len);
+        let mut roster_len = self.roster_len.clone();
+        let mut entries = Vec::with_capacity(batches.len());
+        for (cfg, roster, req) in batches {
+            let records: Vec<Vec<u8>> = req.records.iter().map(|r| seal_value(&codec::encode_record(&cfg.schema, cfg.genesis_ms, r))).collect();
+            let start = next.entry(cfg.group).or_insert(0);
+            let changed = roster_len.get(&cfg.group) != Some(&roster.len());
+            entries.push(wal::Entry { group: cfg.group.0, start: *start, roster: changed.then(|| roster_bytes(roster)), records });
+            *start += req.records.len() as u64;
+            roster_len.insert(cfg.group, roster.len());
         }
+        let body = wal::encode(&entries);
+        if self.wal.as_ref().is_some_and(|w| !w.fits(body.len())) {
+            self.checkpoint()?;
+        }
+        let Some(w) = self.wal.as_mut() else {
+            return Err(LedgerError::NeedsReopen { path: self.path.clone(), cause: "the commit log is closed".into() });
+        };
+        if let Err(e) = w.append(&body) {
+            let e = io_error(w.path(), &e);
+            return Err(self.note(e));
+        }
+        for e in entries {
+            self.take_entry(e);
+        }
+        self.roster_len = roster_len;
         Ok(())
     }
 
@@ -426,29 +516,37 @@ impl Ledger {
         let g = gkey(&cfg.group);
         let db = self.db()?;
         let txn = db.begin_read().map_err(|e| self.fail(e))?;
-        let roster = {
-            let t = txn.open_table(ROSTERS).map_err(|e| self.fail(e))?;
-            let v = t.get(g).map_err(|e| self.fail(e))?;
-            match v {
-                Some(v) => parse_roster(&self.path, &open_value(&self.path, "rosters", v.value())?)?,
-                None => BTreeMap::new(),
+        let roster = match self.pending_rosters.get(&cfg.group) {
+            Some(b) => parse_roster(&self.path, &open_value(&self.path, "rosters", b)?)?,
+            None => {
+                let t = txn.open_table(ROSTERS).map_err(|e| self.fail(e))?;
+                let v = t.get(g).map_err(|e| self.fail(e))?;
+                match v {
+                    Some(v) => parse_roster(&self.path, &open_value(&self.path, "rosters", v.value())?)?,
+                    None => BTreeMap::new(),
+                }
             }
         };
         let view = codec::GroupView { schema: &cfg.schema, genesis_ms: cfg.genesis_ms, roster: &roster, limits: codec::Limits::default() };
-        let name = log_name(&cfg.group);
-        let log = match txn.open_table(LogTable::new(&name)) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.fail(e)),
+        let decode = |where_: String, v: &[u8]| -> Result<Record, LedgerError> {
+            let bytes = open_value(&self.path, &where_, v)?;
+            codec::decode_record(&view, &bytes).map_err(|e| LedgerError::Corrupt { path: self.path.clone(), detail: format!("{where_} does not decode: {e}") })
         };
+        let pending = self.pending.get(&cfg.group).map_or(&[][..], Vec::as_slice);
         let mut out = Vec::new();
-        for item in log.iter().map_err(|e| self.fail(e))? {
-            let (k, v) = item.map_err(|e| self.fail(e))?;
-            let where_ = format!("log record {} of group {}", k.value(), hex(&cfg.group.0));
-            let bytes = open_value(&self.path, &where_, v.value())?;
-            let rec = codec::decode_record(&view, &bytes)
-                .map_err(|e| LedgerError::Corrupt { path: self.path.clone(), detail: format!("{where_} does not decode: {e}") })?;
-            out.push(rec);
+        let name = log_name(&cfg.group);
+        match txn.open_table(LogTable::new(&name)) {
+            Ok(log) => {
+                for item in log.iter().map_err(|e| self.fail(e))? {
+                    let (k, v) = item.map_err(|e| self.fail(e))?;
+                    out.push(decode(format!("log record {} of group {}", k.value(), hex(&cfg.group.0)), v.value())?);
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(self.fail(e)),
+        }
+        for (k, v) in pending {
+            out.push(decode(format!("commit log record {k} of group {}", hex(&cfg.group.0)), v)?);
         }
         Ok(out)
     }
@@ -458,9 +556,10 @@ impl Ledger {
         let db = self.db()?;
         let txn = db.begin_read().map_err(|e| self.fail(e))?;
         let name = log_name(group);
+        let pending = self.pending.get(group).map_or(0, |p| p.len() as u64);
         match txn.open_table(LogTable::new(&name)) {
-            Ok(t) => t.len().map_err(|e| self.fail(e)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Ok(t) => t.len().map(|n| n + pending).map_err(|e| self.fail(e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(pending),
             Err(e) => Err(self.fail(e)),
         }
     }
@@ -500,6 +599,31 @@ impl Ledger {
     pub fn file_size(&self) -> Result<u64, LedgerError> {
         std::fs::metadata(&self.path).map(|m| m.len()).map_err(|e| io_error(&self.path, &e))
     }
+}
+
+/// Write the commit log's pending records and rosters into `txn`, and the generation the log
+/// goes on with once `txn` is durable.
+fn flush_pending(
+    txn: &redb::WriteTransaction,
+    path: &Path,
+    pending: &BTreeMap<GroupId, Vec<(u64, Vec<u8>)>>,
+    rosters: &BTreeMap<GroupId, Vec<u8>>,
+    next_gen: u64,
+) -> Result<(), LedgerError> {
+    for (g, recs) in pending {
+        let name = log_name(g);
+        let mut log = txn.open_table(LogTable::new(&name)).map_err(|e| fail_on(path, e))?;
+        for (i, v) in recs {
+            log.insert(*i, v.as_slice()).map_err(|e| fail_on(path, e))?;
+        }
+    }
+    let mut rt = txn.open_table(ROSTERS).map_err(|e| fail_on(path, e))?;
+    for (g, bytes) in rosters {
+        rt.insert(gkey(g), bytes.as_slice()).map_err(|e| fail_on(path, e))?;
+    }
+    let gen = seal_value(&next_gen.to_le_bytes());
+    txn.open_table(META).map_err(|e| fail_on(path, e))?.insert(WAL_GEN, gen.as_slice()).map_err(|e| fail_on(path, e))?;
+    Ok(())
 }
 
 fn roster_bytes(roster: &BTreeMap<u64, EndpointId>) -> Vec<u8> {

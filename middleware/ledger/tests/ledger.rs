@@ -190,27 +190,44 @@ fn a_corrupt_or_foreign_file_is_detected_on_open_or_load() {
     }
     assert!(matches!(Ledger::open(&foreign), Err(LedgerError::NotALedger { .. })));
 
-    // A damaged record: flip bytes of a value where it sits in the file.
-    let path = d.join("a.db");
-    let (cfg, mut a, _) = pair();
+    // A damaged record: flip bytes of a value where it sits in a file. First in the commit
+    // log (written, not yet checkpointed, with a second batch after it: damage, not a torn
+    // tail), then in redb (after a checkpoint).
     let marker = "MARKER-7f3a9c-MARKER";
-    {
+    let flip = |path: &Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let hits: Vec<usize> = bytes.windows(marker.len()).enumerate().filter(|(_, w)| *w == marker.as_bytes()).map(|(i, _)| i).collect();
+        assert!(!hits.is_empty(), "the record is in {} in clear (the ledger is not encrypted at rest)", path.display());
+        for h in hits {
+            bytes[h + 7] ^= 0x01;
+        }
+        std::fs::write(path, &bytes).unwrap();
+    };
+    let (cfg, _, _) = pair();
+    for checkpointed in [false, true] {
+        let path = d.join(format!("a{checkpointed}.db"));
+        let (_, mut a, _) = pair();
         let mut l = Ledger::open(&path).unwrap();
         let mut s = GroupStore::new(cfg.clone());
         s.write(&mut a, GENESIS + 1, vec![Op::Field { reg: RegisterId(1), field: FieldId(9), action: Action::Set(Value::Str(marker.into())) }]).unwrap();
         s.pump(&mut l, &mut a, GENESIS + 2).unwrap();
+        s.write(&mut a, GENESIS + 3, vec![op(3)]).unwrap();
+        s.pump(&mut l, &mut a, GENESIS + 4).unwrap();
+        if checkpointed {
+            l.checkpoint().unwrap();
+        }
+        let log = l.wal_path();
+        drop(l);
+        flip(if checkpointed { &path } else { &log });
+        let res = Ledger::open(&path).and_then(|l| l.load(&cfg));
+        let e = res.expect_err("a flipped byte is detected");
+        assert!(matches!(e, LedgerError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        if !checkpointed {
+            assert!(e.to_string().contains(".db.log"), "the message names the commit log: {e}");
+        }
     }
-    let mut bytes = std::fs::read(&path).unwrap();
-    let hits: Vec<usize> = bytes.windows(marker.len()).enumerate().filter(|(_, w)| *w == marker.as_bytes()).map(|(i, _)| i).collect();
-    assert!(!hits.is_empty(), "the record is in the file in clear (the ledger is not encrypted at rest)");
-    for h in hits {
-        bytes[h + 7] ^= 0x01;
-    }
-    std::fs::write(&path, &bytes).unwrap();
-    let res = Ledger::open(&path).and_then(|l| l.load(&cfg));
-    let e = res.expect_err("a flipped byte is detected");
-    assert!(matches!(e, LedgerError::Corrupt { .. }), "{e}");
-    assert!(e.to_string().contains("corrupt"), "{e}");
+    let path = d.join("atrue.db");
 
     // A damaged header.
     let mut bytes = std::fs::read(&path).unwrap();
@@ -347,5 +364,84 @@ fn a_full_disk_refuses_local_writes_stops_acks_and_recovers_after_reopen() {
     assert_eq!(back.state_hash(), a.state_hash());
     assert_eq!(back.context(), a.context());
     drop(fs);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// The child half of the kill test: from the ledger at `path`, go on writing one register per
+/// batch (register i holds a 2 KB string naming i) and print `durable i` once each batch is
+/// durable, until killed.
+fn write_until_killed(path: &Path) -> ! {
+    use std::io::Write;
+    let (cfg, a, _) = pair();
+    let mut l = Ledger::open(path).unwrap();
+    let mut a = Replica::restore(a.me(), cfg.clone(), &l.load(&cfg).unwrap(), GENESIS + 1);
+    let mut s = GroupStore::new(cfg);
+    let first = (0..).find(|i| a.get(View::Pending, RegisterId(*i), FieldId(9)).is_none()).unwrap();
+    let pad = "x".repeat(2_000);
+    let mut out = std::io::stdout().lock();
+    for i in first.. {
+        let now = GENESIS + 10 + u64::from(i);
+        s.set(&mut a, now, RegisterId(i), FieldId(9), Value::Str(format!("{i}:{pad}"))).unwrap();
+        s.pump(&mut l, &mut a, now).unwrap();
+        writeln!(out, "durable {i}").unwrap();
+        out.flush().unwrap();
+    }
+    unreachable!()
+}
+
+/// `kill -9` at random moments while batches are written: every batch reported durable is
+/// there after reopening, across several crashes, commit-log checkpoints (each child writes
+/// more than a log segment holds) and replays. Re-run a failure with `SPOOK_SEED`.
+#[test]
+fn kill_9_while_writing_loses_no_batch_reported_durable() {
+    use std::io::BufRead;
+    if let Some(path) = std::env::var_os("SPOOK_LEDGER_KILL_CHILD") {
+        write_until_killed(Path::new(&path));
+    }
+    let seed = std::env::var("SPOOK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| u64::from(std::process::id()) ^ 0x9e37_79b9);
+    println!("seed {seed} (re-run with SPOOK_SEED={seed})");
+    let mut rng = seed | 1;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let d = dir("kill9");
+    let path = d.join("a.db");
+    let (cfg, a, _) = pair();
+    let mut reported: Option<u32> = None;
+    for round in 0..4 {
+        // Between 100 and 900 batches of ~2 KB: a log segment (1 MiB) holds about 500.
+        let stop_after = 100 + next(800) as u32;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "kill_9_while_writing_loses_no_batch_reported_durable", "--nocapture"])
+            .env("SPOOK_LEDGER_KILL_CHILD", &path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = 0;
+        for line in lines {
+            let line = line.unwrap();
+            let Some(i) = line.strip_prefix("durable ").and_then(|i| i.parse::<u32>().ok()) else { continue };
+            reported = Some(i);
+            seen += 1;
+            if seen == stop_after {
+                break;
+            }
+        }
+        assert_eq!(seen, stop_after, "round {round}: the writer stopped early");
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let l = Ledger::open(&path).unwrap();
+        let back = Replica::restore(a.me(), cfg.clone(), &l.load(&cfg).unwrap(), GENESIS + 1);
+        let last = reported.unwrap();
+        for i in 0..=last {
+            let v = back.get(View::Pending, RegisterId(i), FieldId(9));
+            assert!(matches!(&v, Some(Value::Str(s)) if s.starts_with(&format!("{i}:"))), "round {round} (seed {seed}): batch {i} was reported durable but is {v:?} after kill -9");
+        }
+        println!("round {round}: killed after batch {last}; all {} reported batches recovered", last + 1);
+    }
     std::fs::remove_dir_all(&d).unwrap();
 }
