@@ -211,6 +211,7 @@ impl Ledger {
         let path = self.path.clone();
         let db = self.db()?;
         let txn = db.begin_write().map_err(|e| self.fail(e))?;
+        let replayed;
         {
             let mut meta = txn.open_table(META).map_err(|e| fail_on(&path, e))?;
             let found = meta.get("format").map_err(|e| fail_on(&path, e))?.map(|v| v.value().to_vec());
@@ -267,17 +268,20 @@ impl Ledger {
                 wal::ReadError::Io(e) => io_error(&wal_path, &e),
                 wal::ReadError::Corrupt(detail) => LedgerError::Corrupt { path: wal_path.clone(), detail },
             })?;
-            if !entries.is_empty() {
-                tracing::info!(log = %wal_path.display(), entries = entries.len(), "replaying the commit log");
-            }
-            for e in entries {
-                self.take_entry(e);
-            }
-            flush_pending(&txn, &path, &self.pending, &self.pending_rosters, gen + 1)?;
             self.wal = Some(w);
+            replayed = !entries.is_empty();
+            if replayed {
+                tracing::info!(log = %wal_path.display(), entries = entries.len(), "replaying the commit log");
+                for e in entries {
+                    self.take_entry(e);
+                }
+                flush_pending(&txn, &path, &self.pending, &self.pending_rosters, gen + 1)?;
+            }
         }
         txn.commit().map_err(|e| fail_on(&path, e))?;
-        self.checkpointed();
+        if replayed {
+            self.checkpointed();
+        }
         Ok(())
     }
 
@@ -340,7 +344,12 @@ impl Ledger {
         self.db = Some(db);
         self.failed = None;
         self.roster_len.clear();
-        self.init()
+        // Replaying the commit log writes to redb: on a disk still full that fails, and the
+        // handle stays failed with that cause.
+        self.init().map_err(|e| {
+            self.failed = Some(e.to_string());
+            e
+        })
     }
 
     fn db(&self) -> Result<&Database, LedgerError> {

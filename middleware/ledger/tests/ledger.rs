@@ -343,6 +343,13 @@ fn a_full_disk_refuses_local_writes_stops_acks_and_recovers_after_reopen() {
     let held = s.waiting();
     assert!(held > 0, "batches wait for the disk");
 
+    // Reopening while the disk is still full fails (the commit log's batches must go into
+    // redb) and the handle stays failed with that cause.
+    let e = l.reopen().unwrap_err();
+    assert!(matches!(e, LedgerError::DiskFull { .. }), "{e}");
+    let e = s.pump(&mut l, &mut a, now).unwrap_err();
+    assert!(e.to_string().contains("disk full"), "the cause stays visible: {e}");
+
     // Space comes back: reopen (redb refuses the failed handle) and everything waiting lands.
     fs.resize("64m");
     assert!(matches!(s.pump(&mut l, &mut a, now), Err(LedgerError::NeedsReopen { .. })), "the failed handle stays failed");
