@@ -1210,15 +1210,9 @@ impl Node {
                 tracing::error!(group = %g.info.name, "ledger: {e}");
             }
         }
-        // Answer the writes this pump was for. A failed one stays queued in the store and is
-        // written once the ledger is writable again (`on_tick` reopens it); say so.
+        // The writes this pump was for are answered once their deltas are on the way (below).
         let failed = g.store.error().map(ToString::to_string);
-        for (j, reply) in std::mem::take(&mut g.durable_waiters) {
-            let _ = reply.send(match &failed {
-                None => control::ok(j),
-                Some(e) => control::error(format!("write {} is not durable yet: {e}. It is kept and will be written when the ledger can be written again (see `spook status`)", j["seq"])),
-            });
-        }
+        let durable = std::mem::take(&mut g.durable_waiters);
         // What durability produced (commits, acks, consensus), and key rotation before sealing.
         self.dispatch_events(gid);
         // Queries from members of this group that this drain answers (then ends, by dropping).
@@ -1279,6 +1273,14 @@ impl Node {
             }
         }
         drop(answering);
+        // A failed write stays queued in the store and is written once the ledger is
+        // writable again (`on_tick` reopens it); say so.
+        for (j, reply) in durable {
+            let _ = reply.send(match &failed {
+                None => control::ok(j),
+                Some(e) => control::error(format!("write {} is not durable yet: {e}. It is kept and will be written when the ledger can be written again (see `spook status`)", j["seq"])),
+            });
+        }
         for m in remaining {
             self.announce_keys(m);
         }
