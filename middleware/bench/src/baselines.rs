@@ -641,7 +641,7 @@ pub mod cdr {
             Self(buf)
         }
         fn align(&mut self, n: usize) {
-            while (self.0.len() - ENCAPSULATION.len()) % n != 0 {
+            while !(self.0.len() - ENCAPSULATION.len()).is_multiple_of(n) {
                 self.0.push(0);
             }
         }
@@ -689,7 +689,7 @@ pub mod cdr {
             Ok(Self { buf, pos: 4 })
         }
         fn take<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-            while (self.pos - ENCAPSULATION.len()) % N != 0 {
+            while !(self.pos - ENCAPSULATION.len()).is_multiple_of(N) {
                 self.pos += 1;
             }
             let bytes = self

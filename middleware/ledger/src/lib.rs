@@ -346,10 +346,7 @@ impl Ledger {
         self.roster_len.clear();
         // Replaying the commit log writes to redb: on a disk still full that fails, and the
         // handle stays failed with that cause.
-        self.init().map_err(|e| {
-            self.failed = Some(e.to_string());
-            e
-        })
+        self.init().inspect_err(|e| self.failed = Some(e.to_string()))
     }
 
     fn db(&self) -> Result<&Database, LedgerError> {

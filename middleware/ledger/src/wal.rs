@@ -219,6 +219,7 @@ fn decode(mut b: &[u8]) -> Option<Vec<Entry>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail loudly on purpose
 mod tests {
     use super::*;
 

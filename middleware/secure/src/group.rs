@@ -422,7 +422,7 @@ impl GroupKeys {
                 let (frame, sig) = rest.split_at(rest.len() - SIG);
                 let sig: [u8; 64] = sig.try_into().map_err(|_| OpenError::Tampered)?;
                 let msg = signed_message(&group, hb, frame);
-                if !k.signing.is_some_and(|key| ed25519_dalek::Verifier::verify(&key, &msg, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()) {
+                if k.signing.is_none_or(|key| ed25519_dalek::Verifier::verify(&key, &msg, &ed25519_dalek::Signature::from_bytes(&sig)).is_err()) {
                     return Err(OpenError::BadSignature);
                 }
                 frame.to_vec()

@@ -103,7 +103,7 @@ fn parse() -> Result<Option<Args>, String> {
 
 fn bar(done: u64, total: u64, failed: u64) {
     let width = 40usize;
-    let filled = if total == 0 { width } else { (done * width as u64 / total) as usize };
+    let filled = (done * width as u64).checked_div(total).map_or(width, |f| f as usize);
     let mut e = std::io::stderr();
     let _ = write!(e, "\r[{}{}] {done}/{total} seeds, {failed} failed", "#".repeat(filled), " ".repeat(width - filled));
     let _ = e.flush();

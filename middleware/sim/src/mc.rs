@@ -218,9 +218,9 @@ pub fn explore(cfg: McConfig) -> McReport {
         claimants: cfg.claimants.min(cfg.nodes),
         path: Vec::new(),
     };
-    for i in 0..cfg.claimants.min(cfg.nodes) {
+    for (i, &client) in ids.iter().enumerate().take(cfg.claimants.min(cfg.nodes)) {
         let txn = Txn {
-            id: OpId { client: ids[i], seq: 1 },
+            id: OpId { client, seq: 1 },
             deadline_ms: 2_000 + 60_000,
             after: vec![],
             preconditions: vec![Precondition::Absent { reg: TASK, field: OWNER }],

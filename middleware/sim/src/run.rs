@@ -624,9 +624,9 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         failure: None,
         claim_seq: 0,
     };
-    for i in 0..cfg.nodes {
+    for (i, &id) in ids.iter().enumerate().take(cfg.nodes) {
         let local = w.local(i);
-        w.nodes[i].replica = Some(Replica::new(ids[i], w.group.clone(), local));
+        w.nodes[i].replica = Some(Replica::new(id, w.group.clone(), local));
         w.drain(i);
         let t = START + w.rng.range(1, cfg.write_every_ms);
         w.at(t, Ev::Write { node: i });
