@@ -13,7 +13,8 @@ pub const DEFAULT_CONFIG: &str = r#"# spookd configuration. Every key is optiona
 # (lists are comma-separated).
 
 [node]
-# The embedded SpookDB ledger: identity key, allow-list, groups, delta log.
+# The embedded SpookDB ledger: identity key, allow-list, groups, delta log. Its commit log
+# sits beside it as `<ledger>.log`: copy both (with the node stopped) to back a node up.
 ledger = "spook.spookdb"
 # Nodes of one domain talk to each other; the domain is part of every key expression.
 domain = "default"
