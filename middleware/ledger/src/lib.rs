@@ -38,6 +38,21 @@ const MAGIC: &[u8] = b"spookdb";
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The commit log's generation: its frames of this generation are not in redb yet.
 const WAL_GEN: &str = "wal-gen";
+/// The commit log's id, random per ledger.
+const WAL_ID: &str = "wal-id";
+
+/// A log id nobody else has: this crate takes no random source, and the time in nanoseconds,
+/// the process and the path are unique enough to tell ledgers apart.
+fn new_log_id(path: &Path) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut h = blake3::Hasher::new();
+    h.update(&nanos.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(path.as_os_str().as_encoded_bytes());
+    let mut b = [0; 8];
+    b.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(b)
+}
 const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers");
 const GROUPS: TableDefinition<u128, &[u8]> = TableDefinition::new("groups");
 const ROSTERS: TableDefinition<u128, &[u8]> = TableDefinition::new("rosters");
@@ -154,6 +169,8 @@ pub struct Ledger {
     pending: BTreeMap<GroupId, Vec<(u64, Vec<u8>)>>,
     /// Rosters durable in the log but not yet in redb (the newest per group).
     pending_rosters: BTreeMap<GroupId, Vec<u8>>,
+    /// Checkpoints since open, for operators.
+    checkpoints: u64,
 }
 
 fn gkey(g: &GroupId) -> u128 {
@@ -183,6 +200,7 @@ impl Ledger {
             wal: None,
             pending: BTreeMap::new(),
             pending_rosters: BTreeMap::new(),
+            checkpoints: 0,
         };
         l.init()?;
         Ok(l)
@@ -254,17 +272,26 @@ impl Ledger {
             }
             self.next = next;
             // Replay the commit log: the batches made durable since the last checkpoint.
-            let gen = match meta.get(WAL_GEN).map_err(|e| fail_on(&path, e))? {
-                Some(v) => {
-                    let b = open_value(&path, "meta/wal-gen", v.value())?;
-                    let b: [u8; 8] = b.as_slice().try_into().map_err(|_| LedgerError::Corrupt { path: path.clone(), detail: "meta/wal-gen is not a u64".into() })?;
-                    u64::from_le_bytes(b)
+            let read_u64 = |key: &str| -> Result<Option<u64>, LedgerError> {
+                let Some(v) = meta.get(key).map_err(|e| fail_on(&path, e))? else { return Ok(None) };
+                let b = open_value(&path, &format!("meta/{key}"), v.value())?;
+                let b: [u8; 8] = b.as_slice().try_into().map_err(|_| LedgerError::Corrupt { path: path.clone(), detail: format!("meta/{key} is not a u64") })?;
+                Ok(Some(u64::from_le_bytes(b)))
+            };
+            let gen = read_u64(WAL_GEN)?.unwrap_or(0);
+            // A ledger's own log id, made when it is first opened: a log file left beside it by
+            // another ledger (one deleted and created anew, say) is then never replayed.
+            let id = match read_u64(WAL_ID)? {
+                Some(id) => id,
+                None => {
+                    let id = new_log_id(&path);
+                    meta.insert(WAL_ID, seal_value(&id.to_le_bytes()).as_slice()).map_err(|e| fail_on(&path, e))?;
+                    id
                 }
-                None => 0,
             };
             drop(meta);
             let wal_path = self.wal_path();
-            let (w, entries) = wal::Wal::open(&wal_path, gen).map_err(|e| match e {
+            let (w, entries) = wal::Wal::open(&wal_path, gen, id).map_err(|e| match e {
                 wal::ReadError::Io(e) => io_error(&wal_path, &e),
                 wal::ReadError::Corrupt(detail) => LedgerError::Corrupt { path: wal_path.clone(), detail },
             })?;
@@ -273,6 +300,14 @@ impl Ledger {
             if replayed {
                 tracing::info!(log = %wal_path.display(), entries = entries.len(), "replaying the commit log");
                 for e in entries {
+                    // Batches follow each other in a group's log: anything else is not ours.
+                    let expected = self.next.get(&GroupId(e.group)).copied().unwrap_or(0);
+                    if e.start != expected {
+                        return Err(LedgerError::Corrupt {
+                            path: wal_path,
+                            detail: format!("a batch of group {} starts at record {} where {expected} was next", hex(&e.group), e.start),
+                        });
+                    }
                     self.take_entry(e);
                 }
                 flush_pending(&txn, &path, &self.pending, &self.pending_rosters, gen + 1)?;
@@ -307,12 +342,20 @@ impl Ledger {
 
     /// After a durable commit that flushed the pending records: the log starts over.
     fn checkpointed(&mut self) {
+        self.checkpoints += 1;
         self.pending.clear();
         self.pending_rosters.clear();
         if let Some(w) = &mut self.wal {
             let gen = w.gen + 1;
             w.restart(gen);
         }
+    }
+
+    /// Checkpoints of the commit log into redb since the ledger was opened (every durable
+    /// redb transaction is one).
+    #[must_use]
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints
     }
 
     /// Move the commit log into redb now (one durable transaction). It happens by itself when
@@ -362,7 +405,9 @@ impl Ledger {
     }
 
     fn note(&mut self, e: LedgerError) -> LedgerError {
-        if matches!(e, LedgerError::DiskFull { .. } | LedgerError::Io { .. }) {
+        // NeedsReopen from redb (an I/O error it saw earlier, on a read say) fails the handle
+        // too, so that the node reopens it.
+        if matches!(e, LedgerError::DiskFull { .. } | LedgerError::Io { .. }) || (matches!(e, LedgerError::NeedsReopen { .. }) && self.failed.is_none()) {
             self.failed = Some(e.to_string());
         }
         e
@@ -372,7 +417,9 @@ impl Ledger {
     fn write<T>(&mut self, f: impl FnOnce(&redb::WriteTransaction, &Path) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
         let r = (|| {
             let db = self.db()?;
-            let gen = self.wal.as_ref().map_or(0, |w| w.gen);
+            // The generation must only rise: without the log (never the case while the
+            // handle is healthy) there is no generation to go on from.
+            let gen = self.wal.as_ref().map(|w| w.gen).ok_or_else(|| LedgerError::NeedsReopen { path: self.path.clone(), cause: "the commit log is closed".into() })?;
             let mut txn = db.begin_write().map_err(|e| self.fail(e))?;
             txn.set_durability(Durability::Immediate);
             flush_pending(&txn, &self.path, &self.pending, &self.pending_rosters, gen + 1)?;
@@ -500,6 +547,9 @@ impl Ledger {
             roster_len.insert(cfg.group, roster.len());
         }
         let body = wal::encode(&entries);
+        if body.len() > wal::MAX_BODY {
+            return Err(LedgerError::TooLarge(body.len()));
+        }
         if self.wal.as_ref().is_some_and(|w| !w.fits(body.len())) {
             self.checkpoint()?;
         }

@@ -104,7 +104,7 @@ impl GroupStore {
         !self.waiting.is_empty()
     }
 
-    /// Write every batch the replica has asked for, in one durable transaction, and report
+    /// Write every batch the replica has asked for, as one durable ledger write, and report
     /// them persisted. Returns how many batches became durable. On error, the batches stay
     /// here and the error is kept until a later call succeeds (after [`Ledger::reopen`]).
     pub fn pump(&mut self, ledger: &mut Ledger, replica: &mut Replica, now: u64) -> Result<usize, LedgerError> {

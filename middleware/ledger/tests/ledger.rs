@@ -452,3 +452,25 @@ fn kill_9_while_writing_loses_no_batch_reported_durable() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A ledger file deleted and created anew (what the Corrupt error suggests) next to the old
+/// one's commit log: the old log's batches are another ledger's, and are not replayed.
+#[test]
+fn a_new_ledger_does_not_replay_the_log_of_the_one_it_replaced() {
+    let d = dir("stale-log");
+    let path = d.join("a.db");
+    let (cfg, mut a, _) = pair();
+    let mut l = Ledger::open(&path).unwrap();
+    let mut s = GroupStore::new(cfg.clone());
+    s.write(&mut a, GENESIS + 1, vec![op(1)]).unwrap();
+    s.pump(&mut l, &mut a, GENESIS + 2).unwrap();
+    let log = l.wal_path();
+    drop(l);
+    let n = Ledger::open(&path).unwrap().load(&cfg).unwrap().len();
+    assert!(n >= 1, "the batch replays into its own ledger");
+    std::fs::remove_file(&path).unwrap();
+    assert!(log.exists(), "the old log stays behind");
+    let fresh = Ledger::open(&path).unwrap();
+    assert!(fresh.load(&cfg).unwrap().is_empty(), "a new ledger starts empty");
+    std::fs::remove_dir_all(&d).unwrap();
+}
