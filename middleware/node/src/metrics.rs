@@ -7,9 +7,49 @@ use std::sync::{Arc, Mutex};
 
 /// Upper bounds (ms) of the commit latency histogram buckets.
 pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10_000];
+/// Upper bounds (µs) of the ledger write histogram buckets: an `fdatasync` is sub-millisecond
+/// on a good disk and tens of milliseconds on a struggling one.
+pub const LEDGER_BUCKETS_US: [u64; 10] = [100, 250, 500, 1000, 2500, 5000, 10_000, 50_000, 250_000, 1_000_000];
+
+/// A Prometheus histogram with fixed bounds.
+struct Histogram {
+    bounds: &'static [u64],
+    /// One count per bound, then the overflow.
+    counts: Mutex<Vec<u64>>,
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [u64]) -> Self {
+        Histogram { bounds, counts: Mutex::new(vec![0; bounds.len() + 1]), sum: AtomicU64::new(0), count: AtomicU64::new(0) }
+    }
+
+    fn observe(&self, v: u64) {
+        if let Ok(mut h) = self.counts.lock() {
+            let i = self.bounds.iter().position(|b| v <= *b).unwrap_or(self.bounds.len());
+            h[i] += 1;
+        }
+        self.sum.fetch_add(v, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, s: &mut String, name: &str, help: &str) {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let h = self.counts.lock().map(|h| h.clone()).unwrap_or_default();
+        let mut cum = 0;
+        for (b, n) in self.bounds.iter().zip(&h) {
+            cum += n;
+            let _ = writeln!(s, "{name}_bucket{{le=\"{b}\"}} {cum}");
+        }
+        cum += h.get(self.bounds.len()).copied().unwrap_or(0);
+        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {cum}");
+        let _ = writeln!(s, "{name}_sum {}", self.sum.load(Ordering::Relaxed));
+        let _ = writeln!(s, "{name}_count {}", self.count.load(Ordering::Relaxed));
+    }
+}
 
 /// Node-wide counters. Cheap to update from the node task; read by the HTTP endpoint.
-#[derive(Default)]
 pub struct Metrics {
     /// Group frames published.
     pub frames_out: AtomicU64,
@@ -43,10 +83,39 @@ pub struct Metrics {
     pub sync_queries_out: AtomicU64,
     /// Frames sent as replies to another member's digest or want query.
     pub sync_replies_out: AtomicU64,
+    /// Checkpoints of the ledger's commit log into redb (copied from the ledger).
+    pub ledger_checkpoints: AtomicU64,
     rejected: Mutex<BTreeMap<String, u64>>,
-    latency: Mutex<[u64; LATENCY_BUCKETS_MS.len() + 1]>,
-    latency_sum_ms: AtomicU64,
-    latency_count: AtomicU64,
+    commit_latency: Histogram,
+    ledger_write: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let z = || AtomicU64::new(0);
+        Metrics {
+            frames_out: z(),
+            frames_in: z(),
+            bytes_out: z(),
+            bytes_in: z(),
+            deltas_out: z(),
+            deltas_in: z(),
+            realignments: z(),
+            decoherence_events: z(),
+            handshakes: z(),
+            writes_refused: z(),
+            pair_repairs: z(),
+            redeclarations: z(),
+            renewals: z(),
+            injected_drops: z(),
+            sync_queries_out: z(),
+            sync_replies_out: z(),
+            ledger_checkpoints: z(),
+            rejected: Mutex::default(),
+            commit_latency: Histogram::new(&LATENCY_BUCKETS_MS),
+            ledger_write: Histogram::new(&LEDGER_BUCKETS_US),
+        }
+    }
 }
 
 impl Metrics {
@@ -71,12 +140,13 @@ impl Metrics {
 
     /// Record one commit latency (local write to committed).
     pub fn observe_commit_ms(&self, ms: u64) {
-        if let Ok(mut h) = self.latency.lock() {
-            let i = LATENCY_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(LATENCY_BUCKETS_MS.len());
-            h[i] += 1;
-        }
-        self.latency_sum_ms.fetch_add(ms, Ordering::Relaxed);
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.commit_latency.observe(ms);
+    }
+
+    /// Record one durable ledger write (the commit log's write and sync, or a checkpoint with
+    /// it), from the node's side.
+    pub fn observe_ledger_write_us(&self, us: u64) {
+        self.ledger_write.observe(us);
     }
 
     /// Add to a counter.
@@ -105,6 +175,7 @@ impl Metrics {
             ("spook_decoherence_events_total", "Members this node proposed to prune", &self.decoherence_events),
             ("spook_handshakes_total", "Pair handshakes completed", &self.handshakes),
             ("spook_writes_refused_total", "Local writes refused", &self.writes_refused),
+            ("spook_ledger_checkpoints_total", "Checkpoints of the ledger's commit log into redb", &self.ledger_checkpoints),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
@@ -113,17 +184,8 @@ impl Metrics {
         for (reason, n) in self.rejected() {
             let _ = writeln!(s, "spook_rejected_total{{reason=\"{reason}\"}} {n}");
         }
-        let _ = writeln!(s, "# HELP spook_commit_latency_ms Local write to committed\n# TYPE spook_commit_latency_ms histogram");
-        let h = self.latency.lock().map(|h| *h).unwrap_or_default();
-        let mut cum = 0;
-        for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
-            cum += h[i];
-            let _ = writeln!(s, "spook_commit_latency_ms_bucket{{le=\"{b}\"}} {cum}");
-        }
-        cum += h[LATENCY_BUCKETS_MS.len()];
-        let _ = writeln!(s, "spook_commit_latency_ms_bucket{{le=\"+Inf\"}} {cum}");
-        let _ = writeln!(s, "spook_commit_latency_ms_sum {}", self.latency_sum_ms.load(Ordering::Relaxed));
-        let _ = writeln!(s, "spook_commit_latency_ms_count {}", self.latency_count.load(Ordering::Relaxed));
+        self.commit_latency.render(&mut s, "spook_commit_latency_ms", "Local write to committed");
+        self.ledger_write.render(&mut s, "spook_ledger_write_us", "Durable ledger writes (commit log write and fdatasync, with a checkpoint when one is due), microseconds");
         s
     }
 }
@@ -168,5 +230,14 @@ mod tests {
         assert!(t.contains("spook_commit_latency_ms_bucket{le=\"+Inf\"} 5"), "{t}");
         assert!(t.contains("spook_commit_latency_ms_count 5"), "{t}");
         assert!(t.contains("spook_rejected_total{reason=\"unknown-key\"} 1"), "{t}");
+        m.observe_ledger_write_us(180);
+        m.observe_ledger_write_us(2_000_000);
+        let t = m.render();
+        assert!(t.contains("spook_ledger_write_us_bucket{le=\"100\"} 0"), "{t}");
+        assert!(t.contains("spook_ledger_write_us_bucket{le=\"250\"} 1"), "{t}");
+        assert!(t.contains("spook_ledger_write_us_bucket{le=\"1000000\"} 1"), "{t}");
+        assert!(t.contains("spook_ledger_write_us_bucket{le=\"+Inf\"} 2"), "{t}");
+        assert!(t.contains("spook_ledger_write_us_sum 2000180"), "{t}");
+        assert!(t.contains("spook_commit_latency_ms_count 5"), "the other histogram is untouched: {t}");
     }
 }

@@ -1205,10 +1205,13 @@ impl Node {
         // Only a write that is due leaves the async worker: handing it over costs wakeups,
         // and drain runs after every input and every tick.
         if g.store.gather(&mut g.replica) {
+            let t = Instant::now();
             let res = tokio::task::block_in_place(|| g.store.pump(&mut self.ledger, &mut g.replica, now));
-            if let Err(e) = res {
-                tracing::error!(group = %g.info.name, "ledger: {e}");
+            match res {
+                Ok(_) => self.metrics.observe_ledger_write_us(t.elapsed().as_micros() as u64),
+                Err(e) => tracing::error!(group = %g.info.name, "ledger: {e}"),
             }
+            self.metrics.ledger_checkpoints.store(self.ledger.checkpoints(), std::sync::atomic::Ordering::Relaxed);
         }
         // The writes this pump was for are answered once their deltas are on the way (below).
         let failed = g.store.error().map(ToString::to_string);

@@ -58,6 +58,9 @@ fn two_nodes_converge_and_a_killed_node_recovers_from_its_ledger() {
     assert!(metric(&m, "spook_frames_out_total") > 0, "{m}");
     assert!(metric(&m, "spook_handshakes_total") > 0, "{m}");
     assert!(m.contains("spook_commit_latency_ms_bucket"), "{m}");
+    // Every durable write is timed; the identity and group writes went into redb directly.
+    assert!(metric(&m, "spook_ledger_write_us_count") > 0, "{m}");
+    assert!(metric(&m, "spook_ledger_checkpoints_total") > 0, "{m}");
     let mb = b.metrics();
     assert!(metric(&mb, "spook_realignments_total") + metric(&mb, "spook_deltas_in_total") > 0, "{mb}");
     // Digests and wants travel as zenoh queries, and what B lacked came back as replies.
