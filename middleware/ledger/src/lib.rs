@@ -40,19 +40,6 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const WAL_GEN: &str = "wal-gen";
 /// The commit log's id, random per ledger.
 const WAL_ID: &str = "wal-id";
-
-/// A log id nobody else has: this crate takes no random source, and the time in nanoseconds,
-/// the process and the path are unique enough to tell ledgers apart.
-fn new_log_id(path: &Path) -> u64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let mut h = blake3::Hasher::new();
-    h.update(&nanos.to_le_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    h.update(path.as_os_str().as_encoded_bytes());
-    let mut b = [0; 8];
-    b.copy_from_slice(&h.finalize().as_bytes()[..8]);
-    u64::from_le_bytes(b)
-}
 const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers");
 const GROUPS: TableDefinition<u128, &[u8]> = TableDefinition::new("groups");
 const ROSTERS: TableDefinition<u128, &[u8]> = TableDefinition::new("rosters");
@@ -171,6 +158,19 @@ pub struct Ledger {
     pending_rosters: BTreeMap<GroupId, Vec<u8>>,
     /// Checkpoints since open, for operators.
     checkpoints: u64,
+}
+
+/// A log id nobody else has: this crate takes no random source, and the time in nanoseconds,
+/// the process and the path are unique enough to tell ledgers apart.
+fn new_log_id(path: &Path) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut h = blake3::Hasher::new();
+    h.update(&nanos.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(path.as_os_str().as_encoded_bytes());
+    let mut b = [0; 8];
+    b.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(b)
 }
 
 fn gkey(g: &GroupId) -> u128 {
@@ -572,16 +572,14 @@ impl Ledger {
         let g = gkey(&cfg.group);
         let db = self.db()?;
         let txn = db.begin_read().map_err(|e| self.fail(e))?;
-        let roster = match self.pending_rosters.get(&cfg.group) {
-            Some(b) => parse_roster(&self.path, &open_value(&self.path, "rosters", b)?)?,
-            None => {
-                let t = txn.open_table(ROSTERS).map_err(|e| self.fail(e))?;
-                let v = t.get(g).map_err(|e| self.fail(e))?;
-                match v {
-                    Some(v) => parse_roster(&self.path, &open_value(&self.path, "rosters", v.value())?)?,
-                    None => BTreeMap::new(),
-                }
-            }
+        // The newest roster: one still only in the commit log, else redb's.
+        let stored = match self.pending_rosters.get(&cfg.group) {
+            Some(b) => Some(b.clone()),
+            None => txn.open_table(ROSTERS).and_then(|t| Ok(t.get(g)?.map(|v| v.value().to_vec()))).map_err(|e| self.fail(e))?,
+        };
+        let roster = match stored {
+            Some(b) => parse_roster(&self.path, &open_value(&self.path, "rosters", &b)?)?,
+            None => BTreeMap::new(),
         };
         let view = codec::GroupView { schema: &cfg.schema, genesis_ms: cfg.genesis_ms, roster: &roster, limits: codec::Limits::default() };
         let decode = |where_: String, v: &[u8]| -> Result<Record, LedgerError> {

@@ -48,7 +48,7 @@ pub(crate) struct Wal {
     /// The ledger's log id: frames of another ledger's log are not ours either.
     id: u64,
     /// Where the next frame goes.
-    pub(crate) offset: u64,
+    offset: u64,
 }
 
 /// Why a log could not be read back.
