@@ -149,9 +149,9 @@ async fn stop(nodes: Nodes) {
     }
 }
 
-async fn domain(dir: &std::path::Path, n: usize) -> anyhow::Result<(Nodes, Vec<String>)> {
+async fn domain(dir: &std::path::Path, n: usize, trusted_members: bool) -> anyhow::Result<(Nodes, Vec<String>)> {
     let ports = (0..n).map(|_| free_port()).collect::<anyhow::Result<Vec<_>>>()?;
-    let (nodes, ids) = local_domain(dir, &ports, None, |c| c.timing.digest_interval_ms = 50).await?;
+    let (nodes, ids) = local_domain(dir, &ports, trusted_members, |c| c.timing.digest_interval_ms = 50).await?;
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     // Formed: every node holds a first write of node 0's.
     let r = nodes[0].0.request(Request::Set { group: "fleet".into(), register: 0, field: "battery".into(), value: json!(1.0) }).await;
@@ -176,15 +176,16 @@ async fn wait_for(rx: &mut mpsc::UnboundedReceiver<Json>, v: f64) -> anyhow::Res
     }
 }
 
-/// Write → remote watch latency (pending and committed views), p50 and p99 in ms.
+/// Write → remote watch latency (pending and committed views), p50 and p99 in ms; the
+/// committed view only if `committed` (else NaN).
 ///
 /// The pending view is timed with writes back to back, paced like the raw baseline (the next
 /// write once the previous one was seen). The committed view needs the members' acks, which
 /// ride the digest interval, so it is timed in a second loop. Keeping the loops apart matters
 /// on these machines: an `fdatasync` after tens of milliseconds of idle disk costs about twice
 /// one that follows another closely, in Spook and in the baseline alike.
-async fn latency(dir: &std::path::Path, samples: usize) -> anyhow::Result<[f64; 4]> {
-    let (nodes, _) = domain(dir, 2).await?;
+async fn latency(dir: &std::path::Path, samples: usize, trusted_members: bool, committed_view: bool) -> anyhow::Result<[f64; 4]> {
+    let (nodes, _) = domain(dir, 2, trusted_members).await?;
     let (a, b) = (&nodes[0].0, &nodes[1].0);
     let (_, mut pending) = b.watch("fleet".into(), spook_core::View::Pending).await;
     let (_, mut committed) = b.watch("fleet".into(), spook_core::View::Committed).await;
@@ -201,7 +202,7 @@ async fn latency(dir: &std::path::Path, samples: usize) -> anyhow::Result<[f64; 
         let t0 = write(v).await?;
         lp.push((wait_for(&mut pending, v).await? - t0).as_secs_f64() * 1e3);
     }
-    for i in 0..samples {
+    for i in 0..if committed_view { samples } else { 0 } {
         let v = (samples + i + 1) as f64;
         let t0 = write(v).await?;
         lc.push((wait_for(&mut committed, v).await? - t0).as_secs_f64() * 1e3);
@@ -216,7 +217,7 @@ async fn latency(dir: &std::path::Path, samples: usize) -> anyhow::Result<[f64; 
 const CLIENTS: usize = 16;
 
 async fn throughput(dir: &std::path::Path, watchers: usize, batches: usize) -> anyhow::Result<(f64, f64)> {
-    let (nodes, ids) = domain(dir, watchers + 1).await?;
+    let (nodes, ids) = domain(dir, watchers + 1, false).await?;
     let a = &nodes[0].0;
     let base = seq_of(a, &ids[0]).await;
     let (t0, c0) = (Instant::now(), cpu_secs());
@@ -255,7 +256,7 @@ async fn throughput(dir: &std::path::Path, watchers: usize, batches: usize) -> a
 
 /// Bytes published for 100 drones' poses (translation and rotation) at 10 Hz, per update.
 async fn pose_stream(dir: &std::path::Path, secs: u64) -> anyhow::Result<f64> {
-    let (nodes, _) = domain(dir, 2).await?;
+    let (nodes, _) = domain(dir, 2, false).await?;
     let (a, m) = (&nodes[0].0, nodes[0].0.metrics.clone());
     let out0 = m.bytes_out.load(std::sync::atomic::Ordering::Relaxed);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -299,15 +300,17 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         std::fs::create_dir_all(&d)?;
         Ok(d)
     };
-    println!("[1/5] raw zenoh baseline: {} puts after fsync, then {} bare puts", cfg.latency_samples, cfg.throughput_batches * 100);
+    println!("[1/6] raw zenoh baseline: {} puts after fsync, then {} bare puts", cfg.latency_samples, cfg.throughput_batches * 100);
     let (zp50, zp99, zrate) = raw_zenoh(&sub("raw")?, cfg.latency_samples, cfg.throughput_batches * 100).await?;
-    println!("[2/5] write -> remote watch latency, {} writes", cfg.latency_samples);
-    let [p50, p99, c50, c99] = latency(&sub("lat")?, cfg.latency_samples).await?;
-    println!("[3/5] throughput, 1 watcher");
+    println!("[2/6] write -> remote watch latency, {} writes", cfg.latency_samples);
+    let [p50, p99, c50, c99] = latency(&sub("lat")?, cfg.latency_samples, false, true).await?;
+    println!("[3/6] the same in a trusted-members group (frames not signed), pending view");
+    let [t50, t99, _, _] = latency(&sub("lat-trusted")?, cfg.latency_samples, true, false).await?;
+    println!("[4/6] throughput, 1 watcher");
     let (r1, cpu1) = throughput(&sub("tp1")?, 1, cfg.throughput_batches).await?;
-    println!("[4/5] throughput, {} watchers", cfg.watchers);
+    println!("[5/6] throughput, {} watchers", cfg.watchers);
     let (rn, cpun) = throughput(&sub("tpn")?, cfg.watchers, cfg.throughput_batches / 4).await?;
-    println!("[5/5] 100 drones' poses at 10 Hz for {} s", cfg.stream_secs);
+    println!("[6/6] 100 drones' poses at 10 Hz for {} s", cfg.stream_secs);
     let per_update = pose_stream(&sub("poses")?, cfg.stream_secs).await?;
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -316,6 +319,8 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     println!("|---|---|---|---|");
     println!("| write → remote watch p50, pending view | {p50:.3} ms | raw zenoh put after fsync {zp50:.3} ms | {:.2}× |", p50 / zp50);
     println!("| write → remote watch p99, pending view | {p99:.3} ms | {zp99:.3} ms | {:.2}× |", p99 / zp99);
+    println!("| write → remote watch p50, pending view, trusted-members group | {t50:.3} ms | {zp50:.3} ms | {:.2}× |", t50 / zp50);
+    println!("| write → remote watch p99, pending view, trusted-members group | {t99:.3} ms | {zp99:.3} ms | {:.2}× |", t99 / zp99);
     println!("| write → remote watch p50, committed view | {c50:.3} ms | {zp50:.3} ms | {:.2}× |", c50 / zp50);
     println!("| write → remote watch p99, committed view | {c99:.3} ms | {zp99:.3} ms | {:.2}× |", c99 / zp99);
     println!("| updates/s, 1 writer → 1 watcher (100 per write) | {r1:.0} ({cpu1:.2} cores) | raw zenoh {zrate:.0} msgs/s | {:.2}× |", r1 / zrate);

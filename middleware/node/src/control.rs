@@ -29,6 +29,10 @@ pub enum Request {
         /// `convergent` (default) or `serial`.
         #[serde(default)]
         kind: Option<String>,
+        /// Frames without origin signatures (see DESIGN.md "Security"): cheaper on constrained
+        /// radio, but any member could forge another member's deltas. Default false.
+        #[serde(default)]
+        trusted_members: bool,
     },
     /// Join a group from the invite `group create` printed.
     GroupJoin {

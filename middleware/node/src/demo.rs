@@ -15,9 +15,9 @@ use spook_core::EndpointId;
 pub(crate) type Nodes = Vec<(NodeHandle, tokio::task::JoinHandle<anyhow::Result<()>>)>;
 
 /// Start one node per port in this process, on loopback, each dialling the earlier ones, all
-/// allowing each other, with one group "fleet" of them all (node 0 creates it). `tune` edits
-/// each node's config before it starts.
-pub(crate) async fn local_domain(dir: &std::path::Path, ports: &[u16], kind: Option<&str>, tune: impl Fn(&mut Config)) -> anyhow::Result<(Nodes, Vec<EndpointId>)> {
+/// allowing each other, with one convergent group "fleet" of them all (node 0 creates it,
+/// signed unless `trusted_members`). `tune` edits each node's config before it starts.
+pub(crate) async fn local_domain(dir: &std::path::Path, ports: &[u16], trusted_members: bool, tune: impl Fn(&mut Config)) -> anyhow::Result<(Nodes, Vec<EndpointId>)> {
     let n = ports.len();
     let mut ids = Vec::new();
     for i in 0..n {
@@ -40,8 +40,7 @@ pub(crate) async fn local_domain(dir: &std::path::Path, ports: &[u16], kind: Opt
         nodes.push((h, task));
     }
     let first = &nodes[0].0;
-    let kind = kind.map(str::to_string);
-    let created = first.request(Request::GroupCreate { name: "fleet".into(), members: ids[1..].iter().map(ToString::to_string).collect(), kind }).await;
+    let created = first.request(Request::GroupCreate { name: "fleet".into(), members: ids[1..].iter().map(ToString::to_string).collect(), kind: None, trusted_members }).await;
     let invite = created["invite"].as_str().ok_or_else(|| anyhow::anyhow!("group create failed: {created}"))?.to_string();
     for (h, _) in nodes.iter().skip(1) {
         let r = h.request(Request::GroupJoin { invite: invite.clone(), name: None }).await;
@@ -79,7 +78,7 @@ pub async fn run(n: usize, seconds: u64) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     println!("spook demo: {n} nodes on 127.0.0.1, ledgers in {}", dir.display());
     let ports = (0..n).map(|_| free_port()).collect::<anyhow::Result<Vec<_>>>()?;
-    let (handles, _) = local_domain(&dir, &ports, None, |_| {}).await?;
+    let (handles, _) = local_domain(&dir, &ports, false, |_| {}).await?;
     let mut nodes: Vec<Option<(NodeHandle, tokio::task::JoinHandle<anyhow::Result<()>>)>> = handles.into_iter().map(Some).collect();
     for (i, (h, _)) in nodes.iter().flatten().enumerate() {
         println!("  node{i} {}… listening on tcp/127.0.0.1:{}", &h.id.to_string()[..12], ports[i]);

@@ -53,6 +53,8 @@ impl Histogram {
 pub struct Metrics {
     /// Group frames published.
     pub frames_out: AtomicU64,
+    /// Group frames this node signed (all but those of `trusted-members` groups).
+    pub frames_signed: AtomicU64,
     /// Group frames received and opened.
     pub frames_in: AtomicU64,
     /// Bytes published (group and pair messages).
@@ -95,6 +97,7 @@ impl Default for Metrics {
         let z = || AtomicU64::new(0);
         Metrics {
             frames_out: z(),
+            frames_signed: z(),
             frames_in: z(),
             bytes_out: z(),
             bytes_in: z(),
@@ -160,6 +163,7 @@ impl Metrics {
         let mut s = String::new();
         let counters = [
             ("spook_frames_out_total", "Group frames published", &self.frames_out),
+            ("spook_frames_signed_total", "Group frames sealed with this node's Ed25519 signature (none in trusted-members groups)", &self.frames_signed),
             ("spook_frames_in_total", "Group frames received and opened", &self.frames_in),
             ("spook_bytes_out_total", "Bytes published", &self.bytes_out),
             ("spook_bytes_in_total", "Bytes received", &self.bytes_in),

@@ -27,10 +27,22 @@ fn two_nodes_converge_and_a_killed_node_recovers_from_its_ledger() {
     a.start();
     b.start();
     // Pair first (through another group), so A hands over its "fleet" key before B has
-    // joined "fleet": B must still get it once it joins.
-    let warm = a.spook(&["group", "create", "warmup", "--member", &idb]).unwrap();
+    // joined "fleet": B must still get it once it joins. That group is trusted-members: its
+    // frames carry no signature, and the invite tells B so.
+    let warm = a.spook(&["group", "create", "warmup", "--member", &idb, "--trusted-members"]).unwrap();
     b.spook(&["group", "join", warm["invite"].as_str().unwrap()]).unwrap();
     eventually("A and B paired", Duration::from_secs(15), || metric(&a.metrics(), "spook_handshakes_total") > 0);
+    for n in [&a, &b] {
+        assert_eq!(n.spook(&["group", "list"]).unwrap()["groups"][0]["trusted_members"], true);
+    }
+    a.spook(&["set", "warmup", "1", "battery", "0.3"]).unwrap();
+    b.spook(&["set", "warmup", "2", "battery", "0.4"]).unwrap();
+    let warm_battery = |n: &Node, reg: &str| n.spook(&["get", "warmup", reg, "battery"]).ok().and_then(|j| j["value"].as_f64());
+    eventually("unsigned frames cross both ways", Duration::from_secs(15), || warm_battery(&b, "1") == Some(0.3) && warm_battery(&a, "2") == Some(0.4));
+    for n in [&a, &b] {
+        let m = n.metrics();
+        assert!(metric(&m, "spook_frames_out_total") > 0 && m.lines().any(|l| l == "spook_frames_signed_total 0"), "a trusted-members group signs nothing: {m}");
+    }
     let created = a.spook(&["group", "create", "fleet", "--member", &idb]).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let invite = created["invite"].as_str().unwrap().to_string();
@@ -56,6 +68,7 @@ fn two_nodes_converge_and_a_killed_node_recovers_from_its_ledger() {
     });
     let m = a.metrics();
     assert!(metric(&m, "spook_frames_out_total") > 0, "{m}");
+    assert!(metric(&m, "spook_frames_signed_total") > 0, "the fleet group's frames are signed: {m}");
     assert!(metric(&m, "spook_handshakes_total") > 0, "{m}");
     assert!(m.contains("spook_commit_latency_ms_bucket"), "{m}");
     // Every durable write is timed; the identity and group writes went into redb directly.

@@ -306,6 +306,12 @@ impl GroupKeys {
         GroupKeys { group, me, cfg, own: own_key(epoch, rng), peers: BTreeMap::new() }
     }
 
+    /// Whether this node signs the frames it seals (false in a `trusted-members` group).
+    #[must_use]
+    pub fn signs(&self) -> bool {
+        !self.cfg.trusted_members
+    }
+
     /// The own key, to hand to the other members over pair channels.
     #[must_use]
     pub fn announcement(&self) -> KeyAnnouncement {

@@ -35,8 +35,11 @@ NODE:
                                   (in this process, on loopback; use a release build)
 
 GROUPS:
-    group create <name> [--member ID]... [--serial]
-                                  create a group; prints an invite for the other members
+    group create <name> [--member ID]... [--serial] [--trusted-members]
+                                  create a group; prints an invite for the other members.
+                                  --trusted-members: frames carry no Ed25519 signature (64 B
+                                  and a sign/verify less per frame, for constrained radio);
+                                  any member could then forge another member's deltas
     group join <invite> [--name N]
     group leave <name>
     group list
@@ -281,13 +284,14 @@ fn real_main() -> Result<()> {
             match sub.as_str() {
                 "create" => {
                     let serial = take_flag(&mut args, "--serial");
+                    let trusted_members = take_flag(&mut args, "--trusted-members");
                     let mut members = Vec::new();
                     while let Some(m) = take_opt(&mut args, "--member")? {
                         members.push(m);
                     }
-                    let name = args.first().ok_or_else(|| anyhow!("usage: spook group create <name> [--member ID]... [--serial]"))?.clone();
+                    let name = args.first().ok_or_else(|| anyhow!("usage: spook group create <name> [--member ID]... [--serial] [--trusted-members]"))?.clone();
                     let kind = Some(if serial { "serial" } else { "convergent" }.to_string());
-                    let j = conn.request(&Request::GroupCreate { name, members, kind })?;
+                    let j = conn.request(&Request::GroupCreate { name, members, kind, trusted_members })?;
                     show(&j, &|j| format!("group {} created ({})\ninvite for the other members:\n  spook group join {}", j["group"].as_str().unwrap_or_default(), j["id"].as_str().unwrap_or_default(), j["invite"].as_str().unwrap_or_default()));
                 }
                 "join" => {
@@ -308,7 +312,7 @@ fn real_main() -> Result<()> {
                         if gs.is_empty() {
                             return "no groups (spook group create <name>)".into();
                         }
-                        gs.iter().map(|g| format!("{:<16} {:<11} {} members  {}", g["name"].as_str().unwrap_or_default(), g["kind"].as_str().unwrap_or_default(), g["members"].as_array().map_or(0, Vec::len), g["id"].as_str().unwrap_or_default())).collect::<Vec<_>>().join("\n")
+                        gs.iter().map(|g| format!("{:<16} {:<11} {} members  {}{}", g["name"].as_str().unwrap_or_default(), g["kind"].as_str().unwrap_or_default(), g["members"].as_array().map_or(0, Vec::len), g["id"].as_str().unwrap_or_default(), if g["trusted_members"] == true { "  trusted-members (unsigned frames)" } else { "" })).collect::<Vec<_>>().join("\n")
                     });
                 }
                 _ => bail!("usage: spook group create|join|leave|list ..."),
