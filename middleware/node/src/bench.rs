@@ -62,79 +62,104 @@ fn zenoh_peer(listen: u16, connect: Option<u16>) -> anyhow::Result<zenoh::Config
     Ok(c)
 }
 
-/// Raw zenoh between two sessions: latency of put-after-fsync, and messages/s of bare puts.
+/// Raw zenoh between two sessions: the latency baseline (put after fsync) and bare puts.
 ///
 /// The latency baseline does what Spook's write path must do at the least, the cheapest way:
 /// the payload is written over bytes of a file written out beforehand (as Spook's commit log
 /// is) and `fdatasync`ed, then put; the time is taken where an application task receives it
 /// from zenoh's default (FIFO channel) subscriber, as the Spook figure is taken where the
 /// watching task receives its event.
-async fn raw_zenoh(dir: &std::path::Path, samples: usize, messages: usize) -> anyhow::Result<(f64, f64, f64)> {
-    use std::os::unix::fs::FileExt;
-    let (pa, pb) = (free_port()?, free_port()?);
-    let a = zenoh::open(zenoh_peer(pa, None)?).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let b = zenoh::open(zenoh_peer(pb, Some(pa))?).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let lat_sub = b.declare_subscriber("bench/raw/lat").await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
-    let _tp_sub = b
-        .declare_subscriber("bench/raw/tp")
-        .callback(move |_| {
-            let _ = tx.send(Instant::now());
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    // Wait until both subscriptions reach the publisher.
-    let warm = Instant::now();
-    for key in ["bench/raw/lat", "bench/raw/tp"] {
-        loop {
-            a.put(key, vec![0u8; 8]).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let arrived = if key.ends_with("lat") {
-                tokio::time::timeout(Duration::from_millis(100), lat_sub.recv_async()).await.is_ok()
-            } else {
-                tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.is_ok()
-            };
-            if arrived {
-                break;
+struct RawZenoh {
+    a: zenoh::Session,
+    b: zenoh::Session,
+    lat_sub: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<zenoh::sample::Sample>>,
+    tp_rx: mpsc::UnboundedReceiver<Instant>,
+    _tp_sub: zenoh::pubsub::Subscriber<()>,
+    file: std::fs::File,
+    sent: usize,
+}
+
+/// Bytes of the baseline's pre-written file; samples overwrite it round robin.
+const RAW_FILE: usize = 1 << 20;
+
+impl RawZenoh {
+    async fn open(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use std::os::unix::fs::FileExt;
+        let (pa, pb) = (free_port()?, free_port()?);
+        let a = zenoh::open(zenoh_peer(pa, None)?).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let b = zenoh::open(zenoh_peer(pb, Some(pa))?).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let lat_sub = b.declare_subscriber("bench/raw/lat").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (tx, mut tp_rx) = mpsc::unbounded_channel::<Instant>();
+        let tp_sub = b
+            .declare_subscriber("bench/raw/tp")
+            .callback(move |_| {
+                let _ = tx.send(Instant::now());
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Wait until both subscriptions reach the publisher.
+        let warm = Instant::now();
+        for key in ["bench/raw/lat", "bench/raw/tp"] {
+            loop {
+                a.put(key, vec![0u8; 8]).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let arrived = if key.ends_with("lat") {
+                    tokio::time::timeout(Duration::from_millis(100), lat_sub.recv_async()).await.is_ok()
+                } else {
+                    tokio::time::timeout(Duration::from_millis(100), tp_rx.recv()).await.is_ok()
+                };
+                if arrived {
+                    break;
+                }
+                anyhow::ensure!(warm.elapsed() < Duration::from_secs(10), "raw zenoh sessions did not connect");
             }
-            anyhow::ensure!(warm.elapsed() < Duration::from_secs(10), "raw zenoh sessions did not connect");
         }
+        while lat_sub.try_recv().ok().flatten().is_some() {}
+        while tp_rx.try_recv().is_ok() {}
+        let file = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(true).open(dir.join("raw.log"))?;
+        file.write_all_at(&vec![0u8; RAW_FILE], 0)?;
+        file.sync_all()?;
+        Ok(RawZenoh { a, b, lat_sub, tp_rx, _tp_sub: tp_sub, file, sent: 0 })
     }
-    while lat_sub.try_recv().ok().flatten().is_some() {}
-    while rx.try_recv().is_ok() {}
-    let file = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(true).open(dir.join("raw.log"))?;
-    file.write_all_at(&vec![0u8; (samples * 8).max(1 << 20)], 0)?;
-    file.sync_all()?;
-    let mut lat = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let payload = (i as f64).to_le_bytes().to_vec();
+
+    /// One put after fsync, in ms until the subscribing task has it.
+    async fn sample(&mut self) -> anyhow::Result<f64> {
+        use std::os::unix::fs::FileExt;
+        let payload = (self.sent as f64).to_le_bytes().to_vec();
+        let at = (self.sent * 8 % RAW_FILE) as u64;
+        self.sent += 1;
         let t0 = Instant::now();
-        file.write_all_at(&payload, (i * 8) as u64)?;
-        file.sync_data()?;
-        a.put("bench/raw/lat", payload).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        tokio::time::timeout(Duration::from_secs(5), lat_sub.recv_async()).await?.map_err(|e| anyhow::anyhow!("raw subscriber: {e}"))?;
-        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+        self.file.write_all_at(&payload, at)?;
+        self.file.sync_data()?;
+        self.a.put("bench/raw/lat", payload).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        tokio::time::timeout(Duration::from_secs(5), self.lat_sub.recv_async()).await?.map_err(|e| anyhow::anyhow!("raw subscriber: {e}"))?;
+        Ok(t0.elapsed().as_secs_f64() * 1e3)
     }
-    // Throughput: synchronous small puts, counted at the subscriber.
-    let t0 = Instant::now();
-    for i in 0..messages {
-        a.put("bench/raw/tp", (i as u64).to_le_bytes().to_vec()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    let mut got = 0usize;
-    let mut last = t0;
-    while got < messages {
-        match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
-            Ok(Some(t)) => {
-                got += 1;
-                last = t;
-            }
-            _ => break,
+
+    /// Synchronous small puts, counted at the subscriber: messages/s.
+    async fn throughput(&mut self, messages: usize) -> anyhow::Result<f64> {
+        let t0 = Instant::now();
+        for i in 0..messages {
+            self.a.put("bench/raw/tp", (i as u64).to_le_bytes().to_vec()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
+        let mut got = 0usize;
+        let mut last = t0;
+        while got < messages {
+            match tokio::time::timeout(Duration::from_millis(500), self.tp_rx.recv()).await {
+                Ok(Some(t)) => {
+                    got += 1;
+                    last = t;
+                }
+                _ => break,
+            }
+        }
+        Ok(got as f64 / (last - t0).as_secs_f64().max(1e-9))
     }
-    let rate = got as f64 / (last - t0).as_secs_f64().max(1e-9);
-    let (p50, p99) = (pct(&mut lat.clone(), 0.5), pct(&mut lat, 0.99));
-    a.close().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    b.close().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((p50, p99, rate))
+
+    async fn close(self) -> anyhow::Result<()> {
+        self.a.close().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.b.close().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
 }
 
 async fn seq_of(h: &NodeHandle, member: &str) -> u64 {
@@ -176,15 +201,28 @@ async fn wait_for(rx: &mut mpsc::UnboundedReceiver<Json>, v: f64) -> anyhow::Res
     }
 }
 
-/// Write → remote watch latency (pending and committed views), p50 and p99 in ms; the
-/// committed view only if `committed` (else NaN).
+/// p50 and p99 of write → remote watch latency, in ms, with the raw baseline's taken in the
+/// same loop.
+struct Latency {
+    pending: [f64; 2],
+    raw: [f64; 2],
+    /// NaN unless asked for.
+    committed: [f64; 2],
+}
+
+fn p50_p99(mut v: Vec<f64>) -> [f64; 2] {
+    [pct(&mut v, 0.5), pct(&mut v, 0.99)]
+}
+
+/// Write → remote watch latency: the pending view, each Spook write alternating with one raw
+/// baseline sample so that both meet the same moments of a shared machine; then, if
+/// `committed_view`, the committed view.
 ///
-/// The pending view is timed with writes back to back, paced like the raw baseline (the next
-/// write once the previous one was seen). The committed view needs the members' acks, which
-/// ride the digest interval, so it is timed in a second loop. Keeping the loops apart matters
-/// on these machines: an `fdatasync` after tens of milliseconds of idle disk costs about twice
-/// one that follows another closely, in Spook and in the baseline alike.
-async fn latency(dir: &std::path::Path, samples: usize, trusted_members: bool, committed_view: bool) -> anyhow::Result<[f64; 4]> {
+/// Each write waits for the previous one to be seen, as the baseline does. The committed view
+/// needs the members' acks, which ride the digest interval, so it is timed in a second loop:
+/// an `fdatasync` after tens of milliseconds of idle disk costs about twice one that follows
+/// another closely, in Spook and in the baseline alike.
+async fn latency(dir: &std::path::Path, raw: &mut RawZenoh, samples: usize, trusted_members: bool, committed_view: bool) -> anyhow::Result<Latency> {
     let (nodes, _) = domain(dir, 2, trusted_members).await?;
     let (a, b) = (&nodes[0].0, &nodes[1].0);
     let (_, mut pending) = b.watch("fleet".into(), spook_core::View::Pending).await;
@@ -195,12 +233,33 @@ async fn latency(dir: &std::path::Path, samples: usize, trusted_members: bool, c
         anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
         Ok(t0)
     };
-    let (mut lp, mut lc) = (Vec::new(), Vec::new());
-    // Max-policy field: every write is a new, larger value.
+    // B writes what it received to its own ledger after showing it to watchers; the next
+    // sample (either path) starts once that is done, so that no sample meets the other's disk
+    // write (two nodes share one disk here; in a fleet each has its own).
+    let b_metrics = b.metrics.clone();
+    let b_persisted = |before: u64| {
+        let m = b_metrics.clone();
+        async move {
+            let t = Instant::now();
+            while m.ledger_writes() <= before && t.elapsed() < Duration::from_secs(1) {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+    };
+    let (mut lp, mut lr, mut lc) = (Vec::new(), Vec::new(), Vec::new());
+    // Max-policy field: every write is a new, larger value. Which goes first alternates.
     for i in 0..samples {
+        if i % 2 == 0 {
+            lr.push(raw.sample().await?);
+        }
         let v = (i + 1) as f64;
+        let before = b_metrics.ledger_writes();
         let t0 = write(v).await?;
         lp.push((wait_for(&mut pending, v).await? - t0).as_secs_f64() * 1e3);
+        b_persisted(before).await;
+        if i % 2 == 1 {
+            lr.push(raw.sample().await?);
+        }
     }
     for i in 0..if committed_view { samples } else { 0 } {
         let v = (samples + i + 1) as f64;
@@ -208,14 +267,14 @@ async fn latency(dir: &std::path::Path, samples: usize, trusted_members: bool, c
         lc.push((wait_for(&mut committed, v).await? - t0).as_secs_f64() * 1e3);
     }
     stop(nodes).await;
-    Ok([pct(&mut lp.clone(), 0.5), pct(&mut lp, 0.99), pct(&mut lc.clone(), 0.5), pct(&mut lc, 0.99)])
+    Ok(Latency { pending: p50_p99(lp), raw: p50_p99(lr), committed: p50_p99(lc) })
 }
 
-/// Updates/s from one writer to `watchers` nodes, in writes of 100 updates; and CPU cores
-/// used by the whole domain meanwhile.
 /// Concurrent writers in the throughput runs.
 const CLIENTS: usize = 16;
 
+/// Updates/s from one writer to `watchers` nodes, in writes of 100 updates; and CPU cores
+/// used by the whole domain meanwhile.
 async fn throughput(dir: &std::path::Path, watchers: usize, batches: usize) -> anyhow::Result<(f64, f64)> {
     let (nodes, ids) = domain(dir, watchers + 1, false).await?;
     let a = &nodes[0].0;
@@ -300,12 +359,14 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         std::fs::create_dir_all(&d)?;
         Ok(d)
     };
-    println!("[1/6] raw zenoh baseline: {} puts after fsync, then {} bare puts", cfg.latency_samples, cfg.throughput_batches * 100);
-    let (zp50, zp99, zrate) = raw_zenoh(&sub("raw")?, cfg.latency_samples, cfg.throughput_batches * 100).await?;
-    println!("[2/6] write -> remote watch latency, {} writes", cfg.latency_samples);
-    let [p50, p99, c50, c99] = latency(&sub("lat")?, cfg.latency_samples, false, true).await?;
+    println!("[1/6] raw zenoh baseline: {} bare puts", cfg.throughput_batches * 100);
+    let mut raw = RawZenoh::open(&sub("raw")?).await?;
+    let zrate = raw.throughput(cfg.throughput_batches * 100).await?;
+    println!("[2/6] write -> remote watch latency, {} writes, each beside a raw zenoh put after fsync", cfg.latency_samples);
+    let signed = latency(&sub("lat")?, &mut raw, cfg.latency_samples, false, true).await?;
     println!("[3/6] the same in a trusted-members group (frames not signed), pending view");
-    let [t50, t99, _, _] = latency(&sub("lat-trusted")?, cfg.latency_samples, true, false).await?;
+    let trusted = latency(&sub("lat-trusted")?, &mut raw, cfg.latency_samples, true, false).await?;
+    raw.close().await?;
     println!("[4/6] throughput, 1 watcher");
     let (r1, cpu1) = throughput(&sub("tp1")?, 1, cfg.throughput_batches).await?;
     println!("[5/6] throughput, {} watchers", cfg.watchers);
@@ -315,14 +376,18 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
 
     println!();
-    println!("| measurement | Spook | baseline | ratio |");
+    println!("| measurement | Spook | baseline (same loop) | ratio |");
     println!("|---|---|---|---|");
-    println!("| write → remote watch p50, pending view | {p50:.3} ms | raw zenoh put after fsync {zp50:.3} ms | {:.2}× |", p50 / zp50);
-    println!("| write → remote watch p99, pending view | {p99:.3} ms | {zp99:.3} ms | {:.2}× |", p99 / zp99);
-    println!("| write → remote watch p50, pending view, trusted-members group | {t50:.3} ms | {zp50:.3} ms | {:.2}× |", t50 / zp50);
-    println!("| write → remote watch p99, pending view, trusted-members group | {t99:.3} ms | {zp99:.3} ms | {:.2}× |", t99 / zp99);
-    println!("| write → remote watch p50, committed view | {c50:.3} ms | {zp50:.3} ms | {:.2}× |", c50 / zp50);
-    println!("| write → remote watch p99, committed view | {c99:.3} ms | {zp99:.3} ms | {:.2}× |", c99 / zp99);
+    let row = |what: &str, ms: f64, base: f64| println!("| write → remote watch {what} | {ms:.3} ms | raw zenoh put after fsync {base:.3} ms | {:.2}× |", ms / base);
+    let ([p50, p99], [z50, z99]) = (signed.pending, signed.raw);
+    row("p50, pending view", p50, z50);
+    row("p99, pending view", p99, z99);
+    let ([t50, t99], [y50, y99]) = (trusted.pending, trusted.raw);
+    row("p50, pending view, trusted-members group", t50, y50);
+    row("p99, pending view, trusted-members group", t99, y99);
+    let [c50, c99] = signed.committed;
+    row("p50, committed view", c50, z50);
+    row("p99, committed view", c99, z99);
     println!("| updates/s, 1 writer → 1 watcher (100 per write) | {r1:.0} ({cpu1:.2} cores) | raw zenoh {zrate:.0} msgs/s | {:.2}× |", r1 / zrate);
     println!("| updates/s, 1 writer → {} watchers | {rn:.0} ({cpun:.2} cores) | {zrate:.0} msgs/s | {:.2}× |", cfg.watchers, rn / zrate);
     println!("| bytes per pose update, 100 drones at 10 Hz | {per_update:.1} B | PoseStamped CDR {POSE_STAMPED_CDR_BYTES} B | {:.2}× |", per_update / POSE_STAMPED_CDR_BYTES);

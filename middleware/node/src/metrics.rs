@@ -146,6 +146,12 @@ impl Metrics {
         self.commit_latency.observe(ms);
     }
 
+    /// Durable ledger writes so far.
+    #[must_use]
+    pub fn ledger_writes(&self) -> u64 {
+        self.ledger_write.count.load(Ordering::Relaxed)
+    }
+
     /// Record one durable ledger write (the commit log's write and sync, or a checkpoint with
     /// it), from the node's side.
     pub fn observe_ledger_write_us(&self, us: u64) {

@@ -395,3 +395,18 @@ fn rejoining_moves_the_changed_state_not_the_history_of_the_outage() {
     assert!(realign_long < missed_long / 2, "re-alignment {realign_long} B is not well below the {missed_long} B missed");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// `spook bench --quick` runs end to end and prints every row with its baseline and a finite
+/// ratio (the figures themselves are recorded in docs/benchmarks.md, not asserted here).
+#[test]
+fn spook_bench_quick_prints_every_row_against_its_baseline() {
+    let out = Command::new(common::SPOOK).args(["bench", "--quick"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| measurement")).collect();
+    assert_eq!(rows.len(), 9, "{text}");
+    for row in rows {
+        let ratio = row.trim_end_matches(" |").rsplit("| ").next().and_then(|r| r.strip_suffix('×')).and_then(|r| r.parse::<f64>().ok());
+        assert!(ratio.is_some_and(|r| r.is_finite() && r > 0.0), "no ratio in {row:?}");
+    }
+}
