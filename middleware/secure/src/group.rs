@@ -278,6 +278,7 @@ fn fingerprint(key: &[u8; 32]) -> [u8; 8] {
 /// let got = kb.open(&wire, 1).unwrap();
 /// assert_eq!((got.origin, got.frame.as_slice()), (a.id(), &b"core frame"[..]));
 /// assert!(kb.open(&wire, 2).is_err()); // a replay
+/// assert!(ka.signs()); // unless the group is `trusted_members`
 /// ```
 pub struct GroupKeys {
     group: GroupId,
