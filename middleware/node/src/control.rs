@@ -19,6 +19,13 @@ pub enum Request {
         #[serde(default)]
         name: String,
     },
+    /// Remove a peer from the allow-list: its channels close, its group frames are refused,
+    /// and this node's sender key of every group it is in is replaced (the peer never gets
+    /// the new one).
+    Disallow {
+        /// The peer's endpoint id (base32).
+        peer: String,
+    },
     /// Create a group with this node and `members`.
     GroupCreate {
         /// Local name.

@@ -960,6 +960,31 @@ impl Node {
         self.announce_keys(est.peer);
     }
 
+    /// Cut `peer` off (`spook disallow`): off the allow-list here and in the ledger, its pair
+    /// channels and remote-client channels dropped, its sender keys forgotten (its frames are
+    /// refused as `frame-unknown-key`), and our own key replaced in every group it is in, so it
+    /// cannot read what we send next. It stays in the groups' rosters until it decoheres and
+    /// is pruned, as any silent member would; nodes that still allow it go on relaying what
+    /// it wrote before (revocation is per node, as `allow` is).
+    fn disallow(&mut self, peer: EndpointId) -> Result<Json, String> {
+        let was_allowed = self.allow.remove(&peer).is_some();
+        self.ledger.remove_peer(&peer).map_err(|e| format!("the ledger cannot drop the peer: {e}"))?;
+        self.pairs.remove(&peer);
+        self.clients.remove(&peer);
+        let mut rekeyed = Vec::new();
+        for g in self.groups.values_mut().filter(|g| g.replica.roster().values().any(|m| *m == peer)) {
+            g.keys.remove_member(&peer);
+            g.key_epoch += 1;
+            let _ = g.keys.rotate(g.key_epoch, &mut rand_core::OsRng);
+            // Everyone else gets the new key from `drain`; `announce_keys` skips the peer,
+            // which has no pair channel any more and cannot open one.
+            g.keyed.clear();
+            rekeyed.push(g.info.name.clone());
+        }
+        tracing::warn!(%peer, groups = ?rekeyed, "peer disallowed: channels closed, sender keys replaced");
+        Ok(json!({"disallowed": peer.to_string(), "was_allowed": was_allowed, "groups_rekeyed": rekeyed}))
+    }
+
     /// Send our sender key of every group `peer` is a member of, over the pair channel (if
     /// there is one yet), and remember who has it.
     fn announce_keys(&mut self, peer: EndpointId) {
@@ -1393,6 +1418,13 @@ impl Node {
                     self.allow.allow(PeerEntry { id, signing: None, name });
                 }
                 Ok(json!({"allowed": id.to_string()}))
+            }
+            Request::Disallow { peer } => {
+                let id: EndpointId = peer.parse().map_err(|e| format!("{e}"))?;
+                if id == self.me.id() {
+                    return Err("that is this node's own id".into());
+                }
+                Ok(self.disallow(id)?)
             }
             Request::GroupCreate { name, members, kind, trusted_members } => {
                 if self.groups.values().any(|g| g.info.name == name) {

@@ -19,6 +19,8 @@ NODE:
     id                            print this node's endpoint id
     allow <endpoint-id> [--name N]
                                   add a peer to the allow-list (only allowed peers can connect)
+    disallow <endpoint-id>        remove it: its channels close, its frames are refused, and
+                                  this node's sender keys of its groups are replaced
     pair [--seconds N] [--name N]  meet another node by a pairing ceremony (run it on both):
                                   each shows a six-digit code; type the one the other shows
     pair --confirm CODE           the same, for scripts (after `spook --json pair`)
@@ -256,6 +258,31 @@ fn real_main() -> Result<()> {
                 Err(e) => return Err(e),
             };
             show(&j, &|j| format!("allowed {}", j["allowed"].as_str().unwrap_or_default()));
+        }
+        "disallow" => {
+            let peer = args.first().ok_or_else(|| anyhow!("usage: spook disallow <endpoint-id>"))?.clone();
+            let j = match conn.request(&Request::Disallow { peer: peer.clone() }) {
+                Ok(j) => j,
+                Err(e) if e.to_string().contains("cannot reach") => {
+                    let id: spook_core::EndpointId = peer.parse().map_err(|e| anyhow!("{e}"))?;
+                    let mut l = spook_ledger::Ledger::open(&cfg.node.ledger)?;
+                    let was = l.remove_peer(&id)?;
+                    json!({"ok": true, "disallowed": peer, "was_allowed": was, "groups_rekeyed": []})
+                }
+                Err(e) => return Err(e),
+            };
+            show(&j, &|j| {
+                let id = j["disallowed"].as_str().unwrap_or_default();
+                if j["was_allowed"] == false {
+                    return format!("{id} was not on the allow-list");
+                }
+                let groups: Vec<&str> = j["groups_rekeyed"].as_array().map(|g| g.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+                if groups.is_empty() {
+                    format!("disallowed {id}")
+                } else {
+                    format!("disallowed {id}; new sender keys in {}", groups.join(", "))
+                }
+            });
         }
         "up" => {
             spook_node::daemon::init_logging(&cfg.node.log);
