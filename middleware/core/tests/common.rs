@@ -1,6 +1,6 @@
 //! Shared helpers for the core's integration tests: generate valid delta sets and drive
 //! replicas with them.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, missing_docs)]
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 

@@ -176,13 +176,13 @@ fn a_five_node_split_two_three_only_the_majority_commits_and_all_agree_after_hea
     let majority = rs[2].submit(now, claim(ids[2], 1, 2, "majority", now + 60_000)).unwrap();
     let mut ev = Vec::new();
     run_split(&mut rs, &sides, &mut now, 100, 200, &mut ev);
-    for i in 2..5 {
-        assert!(!rs[i].members().contains(&ids[0]) && !rs[i].members().contains(&ids[1]), "the majority pruned the minority by consensus");
-        assert!(matches!(rs[i].serial().outcome(&majority), Some(TxnOutcome::Committed { .. })), "the majority keeps committing");
+    for r in &rs[2..5] {
+        assert!(!r.members().contains(&ids[0]) && !r.members().contains(&ids[1]), "the majority pruned the minority by consensus");
+        assert!(matches!(r.serial().outcome(&majority), Some(TxnOutcome::Committed { .. })), "the majority keeps committing");
     }
-    for i in 0..2 {
-        assert!(rs[i].serial().cells().next().is_none(), "the minority commits nothing at all");
-        assert_eq!(rs[i].serial().outcome(&minority), None);
+    for r in &rs[..2] {
+        assert!(r.serial().cells().next().is_none(), "the minority commits nothing at all");
+        assert_eq!(r.serial().outcome(&minority), None);
     }
     assert!(ev.iter().any(|(n, e)| *n == 0 && *e == Event::Txn { id: minority, state: TxnState::Decohered }));
     // Heal: everyone converges to one serial state. The minority's partition-time claims sort

@@ -222,8 +222,8 @@ fn connect(path: &Path, conn: u64, tx: &Sender<Incoming>) -> Option<UnixStream> 
 
 enum LinkState {
     AwaitHello,
-    AwaitReply(Initiator),
-    Up(PairChannel),
+    AwaitReply(Box<Initiator>),
+    Up(Box<PairChannel>),
 }
 
 struct Link {
@@ -269,7 +269,7 @@ impl Endpoint {
 
     fn link_up(&mut self, chan: PairChannel) -> Result<()> {
         let Some(link) = self.link.as_mut() else { return Ok(()) };
-        link.state = LinkState::Up(chan);
+        link.state = LinkState::Up(Box::new(chan));
         // Hand our sender key over the pair channel, first thing.
         let mut pt = vec![KEY_ANNOUNCEMENT];
         pt.extend_from_slice(&self.keys.announcement().encode());
@@ -482,7 +482,7 @@ fn run(o: RunOpts) -> Result<()> {
                 if let Some(mut s) = connect(p, next_conn, &tx) {
                     let (init, hello) = Initiator::start(&ep.me, o.peer, now)?;
                     if send(&mut s, &hello).is_ok() {
-                        ep.link = Some(Link { conn: next_conn, out: s, state: LinkState::AwaitReply(init) });
+                        ep.link = Some(Link { conn: next_conn, out: s, state: LinkState::AwaitReply(Box::new(init)) });
                     }
                 }
             }
