@@ -416,36 +416,28 @@ fn spook_bench_quick_prints_every_row_against_its_baseline() {
 #[test]
 fn a_disallowed_peer_is_cut_off_both_ways_until_allowed_again() {
     let d = dir("disallow");
-    let domain = format!("x{}", std::process::id());
-    let (pa, pb) = (free_port(), free_port());
-    let mut a = Node::new(&d, "a", &domain, pa, &[]);
-    let mut b = Node::new(&d, "b", &domain, pb, &[pa]);
-    let ida = a.spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string();
-    let idb = b.spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string();
-    a.spook(&["allow", &idb, "--name", "b"]).unwrap();
-    b.spook(&["allow", &ida, "--name", "a"]).unwrap();
-    a.start();
-    b.start();
-    let created = a.spook(&["group", "create", "fleet", "--member", &idb]).unwrap();
-    b.spook(&["group", "join", created["invite"].as_str().unwrap()]).unwrap();
+    let mut nodes = common::loopback_chain(&d, &format!("x{}", std::process::id()), 2, |_| common::TIMING.to_string());
+    let ids = common::start_domain(&mut nodes);
+    common::form_group(&nodes, &ids, "fleet", false);
+    let (a, b, idb) = (&nodes[0], &nodes[1], &ids[1]);
     a.spook(&["set", "fleet", "1", "battery", "0.1"]).unwrap();
     b.spook(&["set", "fleet", "2", "battery", "0.2"]).unwrap();
-    eventually("linked both ways", Duration::from_secs(20), || battery(&b, "1") == Some(0.1) && battery(&a, "2") == Some(0.2));
+    eventually("linked both ways", Duration::from_secs(20), || battery(b, "1") == Some(0.1) && battery(a, "2") == Some(0.2));
 
-    let r = a.spook(&["disallow", &idb]).unwrap();
+    let r = a.spook(&["disallow", idb]).unwrap();
     assert_eq!((r["was_allowed"].clone(), r["groups_rekeyed"].clone()), (serde_json::json!(true), serde_json::json!(["fleet"])), "{r}");
-    assert_eq!(a.spook(&["disallow", &idb]).unwrap()["was_allowed"], false, "a second disallow finds nothing to remove");
+    assert_eq!(a.spook(&["disallow", idb]).unwrap()["was_allowed"], false, "a second disallow finds nothing to remove");
     assert!(a.spook(&["disallow", "not-an-id"]).is_err(), "a malformed id is refused");
     b.spook(&["set", "fleet", "3", "battery", "0.3"]).unwrap();
     a.spook(&["set", "fleet", "4", "battery", "0.4"]).unwrap();
     // Several digest periods and handshake retries: nothing may cross.
     std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(battery(&a, "3"), None, "A took a write from a peer it disallowed");
-    assert_eq!(battery(&b, "4"), None, "a disallowed peer read what A wrote after");
+    assert_eq!(battery(a, "3"), None, "A took a write from a peer it disallowed");
+    assert_eq!(battery(b, "4"), None, "a disallowed peer read what A wrote after");
     let st = a.spook(&["status"]).unwrap();
     assert!(st["rejected"]["frame-unknownkey"].as_u64().unwrap_or(0) > 0, "B's frames are refused and counted: {st}");
 
-    a.spook(&["allow", &idb, "--name", "b"]).unwrap();
-    eventually("both caught up once allowed again", Duration::from_secs(30), || battery(&a, "3") == Some(0.3) && battery(&b, "4") == Some(0.4));
+    a.spook(&["allow", idb, "--name", "b"]).unwrap();
+    eventually("both caught up once allowed again", Duration::from_secs(30), || battery(a, "3") == Some(0.3) && battery(b, "4") == Some(0.4));
     std::fs::remove_dir_all(&d).ok();
 }
