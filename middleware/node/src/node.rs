@@ -197,6 +197,16 @@ struct GroupRt {
     span: tracing::Span,
 }
 
+impl GroupRt {
+    /// A new own sender key of the next epoch; `drain` hands it to the current members, as
+    /// none of them has it yet.
+    fn rotate_own_key(&mut self) {
+        self.key_epoch += 1;
+        let _ = self.keys.rotate(self.key_epoch, &mut rand_core::OsRng);
+        self.keyed.clear();
+    }
+}
+
 /// A remote client's channels, newest last, and when a request of it last opened (ms; its
 /// watches end once it has been silent for [`crate::remote::WATCH_IDLE_MS`]).
 #[derive(Default)]
@@ -974,11 +984,9 @@ impl Node {
         let mut rekeyed = Vec::new();
         for g in self.groups.values_mut().filter(|g| g.replica.roster().values().any(|m| *m == peer)) {
             g.keys.remove_member(&peer);
-            g.key_epoch += 1;
-            let _ = g.keys.rotate(g.key_epoch, &mut rand_core::OsRng);
             // Everyone else gets the new key from `drain`; `announce_keys` skips the peer,
             // which has no pair channel any more and cannot open one.
-            g.keyed.clear();
+            g.rotate_own_key();
             rekeyed.push(g.info.name.clone());
         }
         tracing::warn!(%peer, groups = ?rekeyed, "peer disallowed: channels closed, sender keys replaced");
@@ -1214,9 +1222,7 @@ impl Node {
         // hand it to the members that remain.
         // (Its own key stays installed here: we must go on hearing it to re-add it.)
         if !left.is_empty() {
-            g.key_epoch += 1;
-            let _ = g.keys.rotate(g.key_epoch, &mut rand_core::OsRng);
-            g.keyed.clear();
+            g.rotate_own_key();
         }
     }
 

@@ -178,6 +178,15 @@ impl Conn {
         }
         Ok(j)
     }
+
+    /// `r` on the running node; when no node runs (its socket cannot be reached), `offline`
+    /// does the same on the node's ledger file instead.
+    fn request_or_offline(&mut self, r: &Request, offline: impl FnOnce() -> Result<Json>) -> Result<Json> {
+        match self.request(r) {
+            Err(e) if e.to_string().contains("cannot reach") => offline(),
+            answer => answer,
+        }
+    }
 }
 
 fn local_request(sock: &std::path::Path, r: &Request) -> Result<Json> {
@@ -247,30 +256,22 @@ fn real_main() -> Result<()> {
             let name = take_opt(&mut args, "--name")?.unwrap_or_default();
             let peer = args.first().ok_or_else(|| anyhow!("usage: spook allow <endpoint-id> [--name N]"))?.clone();
             let r = Request::Allow { peer: peer.clone(), name: name.clone() };
-            let j = match conn.request(&r) {
-                Ok(j) => j,
-                Err(e) if e.to_string().contains("cannot reach") => {
-                    let id = peer.parse().map_err(|e| anyhow!("{e}"))?;
-                    let mut l = spook_ledger::Ledger::open(&cfg.node.ledger)?;
-                    spook_node::node::allow_in_ledger(&mut l, id, &name)?;
-                    json!({"ok": true, "allowed": peer})
-                }
-                Err(e) => return Err(e),
-            };
+            let j = conn.request_or_offline(&r, || {
+                let id = peer.parse().map_err(|e| anyhow!("{e}"))?;
+                let mut l = spook_ledger::Ledger::open(&cfg.node.ledger)?;
+                spook_node::node::allow_in_ledger(&mut l, id, &name)?;
+                Ok(json!({"ok": true, "allowed": peer}))
+            })?;
             show(&j, &|j| format!("allowed {}", j["allowed"].as_str().unwrap_or_default()));
         }
         "disallow" => {
             let peer = args.first().ok_or_else(|| anyhow!("usage: spook disallow <endpoint-id>"))?.clone();
-            let j = match conn.request(&Request::Disallow { peer: peer.clone() }) {
-                Ok(j) => j,
-                Err(e) if e.to_string().contains("cannot reach") => {
-                    let id: spook_core::EndpointId = peer.parse().map_err(|e| anyhow!("{e}"))?;
-                    let mut l = spook_ledger::Ledger::open(&cfg.node.ledger)?;
-                    let was = l.remove_peer(&id)?;
-                    json!({"ok": true, "disallowed": peer, "was_allowed": was, "groups_rekeyed": []})
-                }
-                Err(e) => return Err(e),
-            };
+            let j = conn.request_or_offline(&Request::Disallow { peer: peer.clone() }, || {
+                let id: spook_core::EndpointId = peer.parse().map_err(|e| anyhow!("{e}"))?;
+                let mut l = spook_ledger::Ledger::open(&cfg.node.ledger)?;
+                let was = l.remove_peer(&id)?;
+                Ok(json!({"ok": true, "disallowed": peer, "was_allowed": was, "groups_rekeyed": []}))
+            })?;
             show(&j, &|j| {
                 let id = j["disallowed"].as_str().unwrap_or_default();
                 if j["was_allowed"] == false {
