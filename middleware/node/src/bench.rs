@@ -309,6 +309,16 @@ async fn throughput(dir: &std::path::Path, watchers: usize, batches: usize) -> a
     }
     let secs = t0.elapsed().as_secs_f64();
     let cores = (cpu_secs() - c0) / secs;
+    // Where the writer's node spent its time: how the group commit came out.
+    let m = &a.metrics;
+    let (writes, us) = (m.ledger_writes().max(1), m.ledger_write_us_total());
+    let frames = m.frames_out.load(std::sync::atomic::Ordering::Relaxed).max(1);
+    println!(
+        "      writer's node: {writes} ledger writes, {:.0} updates and {:.0} µs each ({:.0}% of the run); {frames} frames out",
+        (batches * 100) as f64 / writes as f64,
+        us as f64 / writes as f64,
+        us as f64 / 1e4 / secs
+    );
     stop(nodes).await;
     Ok(((batches * 100) as f64 / secs, cores))
 }

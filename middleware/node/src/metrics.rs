@@ -55,6 +55,8 @@ pub struct Metrics {
     pub frames_out: AtomicU64,
     /// Group frames this node signed (all but those of `trusted-members` groups).
     pub frames_signed: AtomicU64,
+    /// Of those, signed with a nonce made ahead of time (the signature off the write path).
+    pub frames_signed_ahead: AtomicU64,
     /// Group frames received and opened.
     pub frames_in: AtomicU64,
     /// Bytes published (group and pair messages).
@@ -98,6 +100,7 @@ impl Default for Metrics {
         Metrics {
             frames_out: z(),
             frames_signed: z(),
+            frames_signed_ahead: z(),
             frames_in: z(),
             bytes_out: z(),
             bytes_in: z(),
@@ -152,6 +155,12 @@ impl Metrics {
         self.ledger_write.count.load(Ordering::Relaxed)
     }
 
+    /// Microseconds spent in durable ledger writes so far.
+    #[must_use]
+    pub fn ledger_write_us_total(&self) -> u64 {
+        self.ledger_write.sum.load(Ordering::Relaxed)
+    }
+
     /// Record one durable ledger write (the commit log's write and sync, or a checkpoint with
     /// it), from the node's side.
     pub fn observe_ledger_write_us(&self, us: u64) {
@@ -170,6 +179,7 @@ impl Metrics {
         let counters = [
             ("spook_frames_out_total", "Group frames published", &self.frames_out),
             ("spook_frames_signed_total", "Group frames sealed with this node's Ed25519 signature (none in trusted-members groups)", &self.frames_signed),
+            ("spook_frames_signed_ahead_total", "Of those, signed with a nonce made ahead of time while idle (the costly half of the signature off the write path)", &self.frames_signed_ahead),
             ("spook_frames_in_total", "Group frames received and opened", &self.frames_in),
             ("spook_bytes_out_total", "Bytes published", &self.bytes_out),
             ("spook_bytes_in_total", "Bytes received", &self.bytes_in),

@@ -69,6 +69,8 @@ fn two_nodes_converge_and_a_killed_node_recovers_from_its_ledger() {
     let m = a.metrics();
     assert!(metric(&m, "spook_frames_out_total") > 0, "{m}");
     assert!(metric(&m, "spook_frames_signed_total") > 0, "the fleet group's frames are signed: {m}");
+    // An idle node keeps signing nonces ready: most signatures are off the write path.
+    assert!(metric(&m, "spook_frames_signed_ahead_total") > 0, "{m}");
     assert!(metric(&m, "spook_handshakes_total") > 0, "{m}");
     assert!(m.contains("spook_commit_latency_ms_bucket"), "{m}");
     // Every durable write is timed; the identity and group writes went into redb directly.

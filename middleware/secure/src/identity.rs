@@ -2,9 +2,32 @@
 //! Ed25519 signing key; and the allow-list of expected peers.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
+use curve25519_dalek::{EdwardsPoint, Scalar};
+use ed25519_dalek::hazmat::ExpandedSecretKey;
 use ed25519_dalek::{Signer, SigningKey};
+use rand_core::RngCore;
+use sha2::{Digest, Sha512};
 use spook_core::EndpointId;
+
+/// Most signing nonces an identity holds ready (see [`Identity::prepare_nonces`]).
+pub const NONCE_POOL: usize = 64;
+
+/// The costly half of an Ed25519 signature, made before the message is known: a secret
+/// scalar `r` and the point `R = rB`. Signing with it is one hash and one multiply-add.
+/// Each is used for one signature only: it is moved out of the pool and dropped.
+struct Nonce {
+    r: Scalar,
+    big_r: [u8; 32],
+}
+
+impl Drop for Nonce {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.r);
+    }
+}
 
 /// An identity that does not load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +54,9 @@ pub struct Identity {
     x_secret: [u8; 32],
     x_public: [u8; 32],
     signing: SigningKey,
+    expanded: ExpandedSecretKey,
+    nonces: Mutex<Vec<Nonce>>,
+    nonces_made: AtomicU64,
 }
 
 impl Identity {
@@ -39,7 +65,12 @@ impl Identity {
     pub fn generate() -> Identity {
         let secret = x25519_dalek::StaticSecret::random_from_rng(rand_core::OsRng);
         let public = x25519_dalek::PublicKey::from(&secret);
-        Identity { x_secret: secret.to_bytes(), x_public: public.to_bytes(), signing: SigningKey::generate(&mut rand_core::OsRng) }
+        Identity::new(secret.to_bytes(), public.to_bytes(), SigningKey::generate(&mut rand_core::OsRng))
+    }
+
+    fn new(x_secret: [u8; 32], x_public: [u8; 32], signing: SigningKey) -> Identity {
+        let expanded = ExpandedSecretKey::from(&signing.to_bytes());
+        Identity { x_secret, x_public, signing, expanded, nonces: Mutex::new(Vec::new()), nonces_made: AtomicU64::new(0) }
     }
 
     /// The endpoint id: the X25519 public key.
@@ -54,14 +85,77 @@ impl Identity {
         self.signing.verifying_key().to_bytes()
     }
 
-    /// Sign `msg` with the Ed25519 key.
+    /// Sign `msg` with the Ed25519 key: with a nonce made ahead of time when one is ready
+    /// ([`Identity::prepare_nonces`]), which takes the costly part off the caller's path;
+    /// otherwise deterministically (RFC 8032). Either way it is a standard Ed25519 signature.
+    ///
+    /// ```
+    /// # use spook_secure::Identity;
+    /// use ed25519_dalek::{Signature, VerifyingKey};
+    /// let me = Identity::generate();
+    /// let key = VerifyingKey::from_bytes(&me.signing_public()).unwrap();
+    /// assert_eq!(me.prepare_nonces(2), 2);
+    /// let (fast, slow) = (me.sign(b"frame"), me.sign(b"frame"));
+    /// let plain = me.sign(b"frame"); // the pool is empty now: deterministic
+    /// for sig in [fast, slow, plain] {
+    ///     assert!(key.verify_strict(b"frame", &Signature::from_bytes(&sig)).is_ok());
+    /// }
+    /// assert_ne!(fast, slow); // a fresh nonce each
+    /// assert_eq!(plain, me.sign(b"frame"));
+    /// ```
     #[must_use]
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
-        self.signing.sign(msg).to_bytes()
+        let ready = self.nonces.lock().ok().and_then(|mut p| p.pop());
+        let Some(n) = ready else { return self.signing.sign(msg).to_bytes() };
+        // RFC 8032 5.1.6 steps 4 to 6 with r chosen beforehand: k = H(R || A || M), S = r + ka.
+        let mut h = Sha512::new();
+        h.update(n.big_r);
+        h.update(self.signing.verifying_key().as_bytes());
+        h.update(msg);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        let s = k * self.expanded.scalar + n.r;
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&n.big_r);
+        sig[32..].copy_from_slice(s.as_bytes());
+        sig
     }
 
+    /// Make up to `n` signing nonces ahead of time, keeping at most [`NONCE_POOL`] ready;
+    /// returns how many are ready. An async shell calls this when idle, so that a frame's
+    /// signature costs about a microsecond instead of a fixed-base scalar multiplication.
+    ///
+    /// A nonce must never sign twice, and unlike RFC 8032's it cannot be derived from the
+    /// message: it hashes the secret nonce prefix, a counter and fresh randomness from the
+    /// operating system, so that neither a repeated random draw nor a guessable one reveals
+    /// the key.
+    pub fn prepare_nonces(&self, n: usize) -> usize {
+        let have = self.nonces.lock().map(|p| p.len()).unwrap_or(NONCE_POOL);
+        for _ in 0..n.min(NONCE_POOL.saturating_sub(have)) {
+            let mut fresh = [0u8; 32];
+            rand_core::OsRng.fill_bytes(&mut fresh);
+            let mut h = Sha512::new();
+            h.update(b"spook signing nonce v1");
+            h.update(self.expanded.hash_prefix);
+            h.update(self.nonces_made.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+            h.update(fresh);
+            let r = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+            let big_r = EdwardsPoint::mul_base(&r).compress().to_bytes();
+            if let Ok(mut p) = self.nonces.lock() {
+                p.push(Nonce { r, big_r });
+            }
+        }
+        self.nonces_ready()
+    }
+
+    /// How many signing nonces are ready.
+    #[must_use]
+    pub fn nonces_ready(&self) -> usize {
+        self.nonces.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    /// A copy of the keys with no nonces: two holders must never share one.
     pub(crate) fn duplicate(&self) -> Identity {
-        Identity { x_secret: self.x_secret, x_public: self.x_public, signing: self.signing.clone() }
+        Identity::new(self.x_secret, self.x_public, self.signing.clone())
     }
 
     pub(crate) fn x_secret(&self) -> &[u8; 32] {
@@ -93,7 +187,7 @@ impl Identity {
         if derived.to_bytes() != x_public {
             return Err(IdentityError::Mismatch);
         }
-        Ok(Identity { x_secret, x_public, signing: SigningKey::from_bytes(&ed) })
+        Ok(Identity::new(x_secret, x_public, SigningKey::from_bytes(&ed)))
     }
 }
 

@@ -16,7 +16,7 @@ mod pairing;
 mod replay;
 
 pub use group::{routing_tag, GroupCrypto, GroupKeys, Header, KeyAnnouncement, KeyError, OpenError, Opened};
-pub use identity::{AllowList, Identity, IdentityError, PeerEntry};
+pub use identity::{AllowList, Identity, IdentityError, PeerEntry, NONCE_POOL};
 pub use pair::{respond, ChannelError, Established, HandshakeError, HelloGuard, Initiator, PairChannel, Silent, DATA, HELLO, REPLY};
 pub use pairing::{Pairing, PairingError, PairingWindow, PAIR1, PAIR2, PAIR3};
 pub use replay::{ReplayError, ReplayWindow};

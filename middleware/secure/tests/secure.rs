@@ -411,3 +411,34 @@ fn garbage_never_panics_and_is_never_accepted() {
         }
     }
 }
+
+#[test]
+fn signatures_with_prepared_nonces_are_standard_fresh_and_each_nonce_signs_once() {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let (a, b) = (Identity::generate(), Identity::generate());
+    let key = VerifyingKey::from_bytes(&a.signing_public()).unwrap();
+    assert_eq!(a.prepare_nonces(usize::MAX), NONCE_POOL, "the pool is bounded");
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..NONCE_POOL {
+        let msg = format!("frame {i}");
+        let sig = a.sign(msg.as_bytes());
+        assert_eq!(a.prepare_nonces(0), NONCE_POOL - 1 - i, "one nonce per signature");
+        // Standard Ed25519 (strict verification), bound to the message and the key.
+        assert!(key.verify_strict(msg.as_bytes(), &Signature::from_bytes(&sig)).is_ok(), "signature {i}");
+        assert!(key.verify_strict(b"another frame", &Signature::from_bytes(&sig)).is_err());
+        let other = VerifyingKey::from_bytes(&b.signing_public()).unwrap();
+        assert!(other.verify_strict(msg.as_bytes(), &Signature::from_bytes(&sig)).is_err());
+        // R (the nonce's point) never repeats.
+        assert!(seen.insert(sig[..32].to_vec()), "nonce reused at signature {i}");
+    }
+    // With the pool empty, signing falls back to RFC 8032's deterministic nonce.
+    assert_eq!(a.sign(b"x"), a.sign(b"x"));
+    // The group data plane: a frame signed with a prepared nonce opens, a forged one does not.
+    let mut k = group_of(&[&a, &b], GroupCrypto::default());
+    a.prepare_nonces(2);
+    let wire = k[0].seal(&a, b"pose of drone 3").unwrap();
+    assert_eq!(k[1].open(&wire, 1).unwrap().frame, b"pose of drone 3");
+    b.prepare_nonces(1);
+    let forged = forge(&k[0].announcement(), &b, b"pose of drone 3", 9);
+    assert_eq!(k[1].open(&forged, 1).unwrap_err(), OpenError::BadSignature);
+}
