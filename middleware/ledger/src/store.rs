@@ -87,6 +87,15 @@ impl GroupStore {
         Ok(replica.set(now, reg, field, value)?)
     }
 
+    /// An operator's removal of `member` from the group ([`Replica::force_remove`]), refused
+    /// while the ledger cannot write.
+    pub fn force_remove(&mut self, replica: &mut Replica, now: u64, member: spook_core::EndpointId) -> Result<Dot, LocalWriteError> {
+        if let Some(e) = &self.error {
+            return Err(LocalWriteError::StorageUnavailable(e.clone()));
+        }
+        Ok(replica.force_remove(now, member)?)
+    }
+
     /// A serial transaction, refused while the ledger cannot write.
     pub fn submit(&mut self, replica: &mut Replica, now: u64, txn: spook_core::Txn) -> Result<spook_core::OpId, LocalWriteError> {
         if let Some(e) = &self.error {

@@ -54,6 +54,17 @@ pub enum Request {
         /// The group.
         group: String,
     },
+    /// Remove a member from a group for good, by operator decision: for a member that will
+    /// not come back (a lost drone, a revoked peer). A convergent group prunes a silent member
+    /// by itself after the decoherence timeout and re-adds it when it is heard again; a serial
+    /// group never prunes by itself, and one that lost its majority waits for this. Answered
+    /// once the removal is durable.
+    GroupRemove {
+        /// The group.
+        group: String,
+        /// The member's endpoint id (base32).
+        member: String,
+    },
     /// The groups this node holds.
     GroupList,
     /// Write one field of a register (last-writer-wins set, counter add, set insert or log

@@ -700,6 +700,7 @@ impl Node {
             Cmd::Control(r @ Request::Tx { .. }, reply) => self.on_tx(r, reply),
             Cmd::Control(Request::Set { group, register, field, value }, reply) => self.on_write(&group, vec![crate::control::FieldWrite { register, field, value }], reply),
             Cmd::Control(Request::Write { group, set }, reply) => self.on_write(&group, set, reply),
+            Cmd::Control(Request::GroupRemove { group, member }, reply) => self.on_group_remove(&group, &member, reply),
             Cmd::Control(r, reply) => {
                 let resp = self.on_request(r);
                 let _ = reply.send(resp);
@@ -1373,6 +1374,32 @@ impl Node {
         }
     }
 
+    /// An operator removes a member: a write, answered once durable. The member's keys go and
+    /// our sender key is replaced when the removal applies (`MemberLeft` in `dispatch_events`).
+    fn on_group_remove(&mut self, group: &str, member: &str, reply: oneshot::Sender<Json>) {
+        let me = self.me.id();
+        let res = (|| {
+            let id: EndpointId = member.parse().map_err(|e| format!("member {member:?}: {e}"))?;
+            if id == me {
+                return Err("that is this node: to leave the group, use `spook group leave`".to_string());
+            }
+            let gid = self.find_group(group)?;
+            let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
+            if !g.replica.members().contains(&id) {
+                return Err(format!("{id} is not a member of {group} (see `spook status`)"));
+            }
+            let dot = g.store.force_remove(&mut g.replica, now_ms(), id).map_err(|e| refused(&self.metrics, e))?;
+            Ok((gid, json!({"removed": id.to_string(), "group": group, "seq": dot.seq})))
+        })();
+        match res {
+            Ok((gid, j)) => match self.groups.get_mut(&gid) {
+                Some(g) => g.durable_waiters.push((j, reply)),
+                None => drop(reply.send(control::error("group vanished"))),
+            },
+            Err(e) => drop(reply.send(control::error(e))),
+        }
+    }
+
     /// Submit a client's transaction; answer now, or once its outcome is known (`wait`).
     fn on_tx(&mut self, r: Request, reply: oneshot::Sender<Json>) {
         match self.submit_tx(r) {
@@ -1485,7 +1512,7 @@ impl Node {
                 "name": g.info.name, "id": g.info.id, "kind": g.info.kind, "members": g.info.members, "trusted_members": g.info.trusted_members,
             })).collect::<Vec<_>>()})),
             // Answered once durable: `on_cmd` sends them to `on_write`.
-            Request::Set { .. } | Request::Write { .. } => Err("a write is answered by the node task".into()),
+            Request::Set { .. } | Request::Write { .. } | Request::GroupRemove { .. } => Err("a write is answered by the node task".into()),
             Request::Get { group, register, field: None, view } if view.as_deref() == Some("serial") => {
                 let gid = self.find_group(&group)?;
                 let g = self.groups.get(&gid).ok_or("group vanished")?;

@@ -443,3 +443,38 @@ fn a_disallowed_peer_is_cut_off_both_ways_until_allowed_again() {
     eventually("both caught up once allowed again", Duration::from_secs(30), || battery(a, "3") == Some(0.3) && battery(b, "4") == Some(0.4));
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn a_serial_pair_that_lost_a_member_goes_on_once_the_operator_removes_it() {
+    let d = dir("group-remove");
+    let mut nodes = common::loopback_chain(&d, &format!("r{}", std::process::id()), 2, |_| common::TIMING.to_string());
+    let ids = common::start_domain(&mut nodes);
+    common::form_group(&nodes, &ids, "bank", true);
+    let tx = |n: &Node, seq: &str, timeout_ms: &str| n.spook(&["tx", "bank", "--seq", seq, "--timeout-ms", timeout_ms, "--set", &format!("1.owner \"{seq}\"")]);
+    let committed = |r: &Result<serde_json::Value, String>| r.as_ref().is_ok_and(|j| j["state"] == "committed");
+    // Both up: a transaction commits (B acknowledges it).
+    eventually("a first transaction commits", Duration::from_secs(30), || committed(&tx(&nodes[0], "1", "5000")));
+
+    // B dies for good: a serial pair has no majority without it.
+    nodes[1].kill9();
+    let stuck = tx(&nodes[0], "2", "2000");
+    // Not blocked either: its deadline passes with a defined outcome.
+    assert!(stuck.as_ref().is_err_and(|e| e.contains("\"decohered\"")), "a transaction without a majority: {stuck:?}");
+
+    // Bad requests are refused and change nothing.
+    let a = &nodes[0];
+    assert!(a.spook(&["group", "remove", "bank", "not-an-id"]).unwrap_err().contains("member"), "a malformed id");
+    assert!(a.spook(&["group", "remove", "bank", &ids[0]]).unwrap_err().contains("group leave"), "removing oneself");
+    assert!(a.spook(&["group", "remove", "nope", &ids[1]]).unwrap_err().contains("no group"), "an unknown group");
+    assert!(a.spook(&["group", "remove", "bank"]).is_err(), "a missing argument");
+    assert_eq!(a.spook(&["status"]).unwrap()["groups"][0]["members"].as_array().map(Vec::len), Some(2), "nothing changed yet");
+
+    let r = a.spook(&["group", "remove", "bank", &ids[1]]).unwrap();
+    assert_eq!(r["removed"], ids[1].as_str(), "{r}");
+    assert!(a.spook(&["group", "remove", "bank", &ids[1]]).unwrap_err().contains("not a member"), "a second removal");
+    // The survivor is the whole group now: its transactions commit alone.
+    let after = tx(a, "3", "10000");
+    assert!(committed(&after), "{after:?}");
+    assert_eq!(a.spook(&["get", "bank", "1", "--serial"]).unwrap()["fields"]["owner"]["value"], "3");
+    std::fs::remove_dir_all(&d).ok();
+}

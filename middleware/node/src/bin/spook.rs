@@ -44,6 +44,9 @@ GROUPS:
                                   any member could then forge another member's deltas
     group join <invite> [--name N]
     group leave <name>
+    group remove <name> <member-id>
+                                  remove a member for good (a lost drone, a revoked peer);
+                                  a serial group that lost its majority needs this to go on
     group list
 
 DATA (values are JSON):
@@ -333,6 +336,11 @@ fn real_main() -> Result<()> {
                     let j = conn.request(&Request::GroupLeave { group })?;
                     show(&j, &|j| format!("left {}", j["left"].as_str().unwrap_or_default()));
                 }
+                "remove" => {
+                    let [group, member] = <[String; 2]>::try_from(args).map_err(|_| anyhow!("usage: spook group remove <name> <member-id>"))?;
+                    let j = conn.request(&Request::GroupRemove { group, member })?;
+                    show(&j, &|j| format!("removed {} from {} (write {})", j["removed"].as_str().unwrap_or_default(), j["group"].as_str().unwrap_or_default(), j["seq"]));
+                }
                 "list" => {
                     let j = conn.request(&Request::GroupList)?;
                     show(&j, &|j| {
@@ -343,7 +351,7 @@ fn real_main() -> Result<()> {
                         gs.iter().map(|g| format!("{:<16} {:<11} {} members  {}{}", g["name"].as_str().unwrap_or_default(), g["kind"].as_str().unwrap_or_default(), g["members"].as_array().map_or(0, Vec::len), g["id"].as_str().unwrap_or_default(), if g["trusted_members"] == true { "  trusted-members (unsigned frames)" } else { "" })).collect::<Vec<_>>().join("\n")
                     });
                 }
-                _ => bail!("usage: spook group create|join|leave|list ..."),
+                _ => bail!("usage: spook group create|join|leave|remove|list ..."),
             }
         }
         "set" => {
