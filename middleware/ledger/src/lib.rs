@@ -550,7 +550,9 @@ impl Ledger {
         if body.len() > wal::MAX_BODY {
             return Err(LedgerError::TooLarge(body.len()));
         }
-        if self.wal.as_ref().is_some_and(|w| !w.fits(body.len())) {
+        // A full log is moved into redb first; an empty one takes even a write larger than
+        // its segment (the file grows) rather than a checkpoint of nothing.
+        if self.wal.as_ref().is_some_and(|w| !w.is_empty() && !w.fits(body.len())) {
             self.checkpoint()?;
         }
         let Some(w) = self.wal.as_mut() else {

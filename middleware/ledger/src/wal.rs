@@ -92,6 +92,10 @@ impl Wal {
     }
 
     /// Whether a frame of `body_len` bytes fits before the segment ends.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.offset == 0
+    }
+
     pub(crate) fn fits(&self, body_len: usize) -> bool {
         self.offset + (HEADER + body_len) as u64 <= SEGMENT
     }

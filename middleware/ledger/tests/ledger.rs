@@ -474,3 +474,37 @@ fn a_new_ledger_does_not_replay_the_log_of_the_one_it_replaced() {
     assert!(fresh.load(&cfg).unwrap().is_empty(), "a new ledger starts empty");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_batch_larger_than_the_log_segment_is_durable_without_an_empty_checkpoint() {
+    let d = dir("large-batch");
+    let (cfg, mut a, _) = pair();
+    let path = d.join("a.db");
+    let mut la = Ledger::open(&path).unwrap();
+    let mut sa = GroupStore::new(cfg.clone());
+    let now = GENESIS + 10;
+    // One write pump of 24 values of 60 kB (each under the 64 kB value limit): about 1.4 MB,
+    // more than the 1 MB commit-log segment.
+    for i in 0..24u32 {
+        let text = format!("{i:02}").repeat(30_000);
+        sa.write(&mut a, now, vec![Op::Field { reg: RegisterId(100 + i), field: FieldId(9), action: Action::Set(Value::Str(text)) }]).unwrap();
+    }
+    let before = la.checkpoints();
+    assert_eq!(sa.pump(&mut la, &mut a, now).unwrap(), 1);
+    assert_eq!(la.checkpoints(), before, "the log was empty: nothing to move into redb first");
+    assert!(std::fs::metadata(la.wal_path()).unwrap().len() > 1 << 20, "the log holds the whole batch");
+    // Replayed from the log alone (a copy of the files as they are, as after a crash).
+    let copy = d.join("copy.db");
+    std::fs::copy(&path, &copy).unwrap();
+    std::fs::copy(la.wal_path(), d.join("copy.db.log")).unwrap();
+    let replayed = restore(&copy, &cfg, a.me(), now);
+    assert_eq!(replayed.state_hash(), a.state_hash(), "the large batch replays from the log");
+    assert_eq!(replayed.get(View::Pending, RegisterId(123), FieldId(9)), Some(Value::Str("23".repeat(30_000))));
+    // The next write finds the log full: that one checkpoints first.
+    sa.write(&mut a, now, vec![op(1)]).unwrap();
+    sa.pump(&mut la, &mut a, now).unwrap();
+    assert_eq!(la.checkpoints(), before + 1);
+    drop(la);
+    assert_eq!(restore(&path, &cfg, a.me(), now).state_hash(), a.state_hash(), "everything written came back");
+    std::fs::remove_dir_all(&d).ok();
+}
