@@ -60,9 +60,39 @@ pub enum RemoteError {
     /// A response that opened but is not JSON.
     #[error("the node's response is not JSON: {0}")]
     NotJson(String),
-    /// The node refused a watch (`{"ok": false, …}`), or ended it.
+    /// The node refused a watch (`{"ok": false, …}`).
     #[error("{0}")]
     Watch(String),
+    /// The node ended a watch: it stopped, or lost this client's channel.
+    #[error("node {node} ended the watch")]
+    WatchEnded {
+        /// The node.
+        node: EndpointId,
+    },
+    /// None of the nodes tried answered.
+    #[error("no node of domain {domain:?} answered: {}", .tried.iter().map(|(n, e)| format!("{n}: {e}")).collect::<Vec<_>>().join("; "))]
+    NoNode {
+        /// The domain.
+        domain: String,
+        /// Each node tried, and why it failed.
+        tried: Vec<(EndpointId, String)>,
+    },
+}
+
+impl RemoteError {
+    /// Whether the node is gone (silent, or it ended a watch) rather than refusing: another
+    /// node of the domain may serve the client.
+    ///
+    /// ```
+    /// use spook_node::remote::RemoteError;
+    /// let node = spook_core::EndpointId([1; 32]);
+    /// assert!(RemoteError::WatchEnded { node }.node_lost());
+    /// assert!(!RemoteError::Watch("no group named \"x\"".into()).node_lost());
+    /// ```
+    #[must_use]
+    pub fn node_lost(&self) -> bool {
+        matches!(self, RemoteError::NoAnswer { .. } | RemoteError::WatchEnded { .. })
+    }
 }
 
 /// The key expression a node answers remote clients on: opaque, a keyed hash of the node id
@@ -144,6 +174,32 @@ impl Remote {
         Ok(Remote { session, key, domain: domain.to_string(), me, node, chan: est.channel })
     }
 
+    /// Attach to the first of `nodes` that answers, in order: a client that knows several
+    /// nodes of its domain survives any one of them (its session is its key, not the node).
+    /// Each node that does not answer costs up to the handshake timeout (5 s).
+    ///
+    /// # Errors
+    /// [`RemoteError::NoNode`] with each node's failure when none answered.
+    pub async fn attach_any(me: &Identity, nodes: &[EndpointId], domain: &str, connect: &[String]) -> Result<Remote, RemoteError> {
+        let mut tried = Vec::new();
+        for &node in nodes {
+            match Remote::attach(me.duplicate(), node, domain, connect).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    tracing::warn!(%node, "cannot attach: {e}");
+                    tried.push((node, e.to_string()));
+                }
+            }
+        }
+        Err(RemoteError::NoNode { domain: domain.to_string(), tried })
+    }
+
+    /// The node this client is attached to.
+    #[must_use]
+    pub fn node(&self) -> EndpointId {
+        self.node
+    }
+
     /// This client's id (its session).
     #[must_use]
     pub fn id(&self) -> EndpointId {
@@ -195,7 +251,7 @@ impl Remote {
         loop {
             tokio::select! {
                 reply = replies.recv_async() => {
-                    let Ok(reply) = reply else { return Err(RemoteError::Watch(format!("node {} ended the watch", self.node))) };
+                    let Ok(reply) = reply else { return Err(RemoteError::WatchEnded { node: self.node }) };
                     let Ok(sample) = reply.result() else { continue };
                     let j = self.open(&sample.payload().to_bytes())?;
                     if first {

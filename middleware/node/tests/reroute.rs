@@ -2,7 +2,8 @@
 //! seq), so a client whose node is SIGKILLed mid-transfer resends through another node and
 //! the transfer executes exactly once, on every node, also after the dead node comes back
 //! with its own copy of the operation in its ledger. The client talks to its node over the
-//! node's local socket, or attaches over zenoh with its key proven in a Noise handshake.
+//! node's local socket, or attaches over zenoh with its key proven in a Noise handshake; over
+//! zenoh, a watch naming a second node goes on through it when its node is killed.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod common;
@@ -18,6 +19,18 @@ const TIMING: &str = "digest_interval_ms = 100\ndecohere_after_ms = 3000\nrejoin
 fn cell(n: &Node, reg: &str) -> (Json, u64) {
     let j = n.spook(&["get", "bank", reg, "--serial"]).unwrap();
     (j["fields"]["owner"]["value"].clone(), j["fields"]["owner"]["version"].as_u64().unwrap_or(0))
+}
+
+/// Wait for the watch to print register `reg` with `value`.
+fn watch_shows(rx: &std::sync::mpsc::Receiver<String>, reg: &str, value: &str, within: Duration, what: &str) {
+    let end = std::time::Instant::now() + within;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains(&format!("\"register\":{reg},")) && l.contains(value)) {
+        match rx.recv_timeout(end.saturating_duration_since(std::time::Instant::now())) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("{what} did not show register {reg} = {value} within {within:?}: {seen:?}"),
+        }
+    }
 }
 
 #[test]
@@ -43,11 +56,19 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     let client = spook_node::session::client_identity(&key).unwrap().id().to_string();
     let key = key.to_str().unwrap().to_string();
     // Over zenoh, the node knows the client by the key it proved; over the socket, it is told.
-    let remote = |n: &Node, id: &str, args: &[&str]| -> Result<Json, String> {
-        let mut a = vec!["--connect", n.listen.as_str(), "--node", id, "--client-key", key.as_str()];
+    // Attached to the first of `ids` that answers, over the locators of `via`.
+    let remote_via = |via: &[&Node], ids: &[&str], args: &[&str]| -> Result<Json, String> {
+        let mut a = vec!["--client-key", key.as_str()];
+        for n in via {
+            a.extend(["--connect", n.listen.as_str()]);
+        }
+        for id in ids {
+            a.extend(["--node", id]);
+        }
         a.extend_from_slice(args);
-        n.spook(&a)
+        via[via.len() - 1].spook(&a)
     };
+    let remote = |n: &Node, id: &str, args: &[&str]| remote_via(&[n], &[id], args);
     if over_zenoh {
         // Only allowed clients get an answer: a stranger hears nothing, and is told why.
         let e = remote(&nodes[0], &ids[0], &["status"]).unwrap_err();
@@ -67,10 +88,12 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
         let e = remote(&nodes[0], &ids[0], &["watch", "nope"]).unwrap_err();
         assert!(e.contains("no group named"), "{e}");
     }
-    // A remote watch on C streams the changes that follow.
+    // A remote watch on A, naming C as the node to go on through, streams the changes that
+    // follow.
     let watch = over_zenoh.then(|| {
         let mut child = std::process::Command::new(common::SPOOK)
-            .args(["--config", nodes[2].config.to_str().unwrap(), "--json", "--connect", &nodes[2].listen, "--node", &ids[2], "--client-key", &key, "watch", "bank"])
+            .args(["--config", nodes[2].config.to_str().unwrap(), "--json", "--connect", &nodes[0].listen, "--connect", &nodes[2].listen])
+            .args(["--node", &ids[0], "--node", &ids[2], "--client-key", &key, "watch", "bank"])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -104,15 +127,7 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     if let Some((child, rx)) = &watch {
         // A convergent write through A (the serial state has no watch events).
         remote(&nodes[0], &ids[0], &["set", "bank", "7", "battery", "0.25"]).unwrap();
-        let end = std::time::Instant::now() + Duration::from_secs(15);
-        let mut seen = Vec::new();
-        while !seen.iter().any(|l: &String| l.contains("\"register\":7") && l.contains("0.25")) {
-            let left = end.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(l) => seen.push(l),
-                Err(_) => panic!("the remote watch on C did not show A's write within 15 s (pid {}): {seen:?}", child.id()),
-            }
-        }
+        watch_shows(rx, "7", "0.25", Duration::from_secs(15), &format!("the remote watch on A (pid {})", child.id()));
     }
     // The transfer, through A; A dies as soon as it has accepted it.
     let transfer = ["--if", "1.owner == 100", "--if", "2.owner == 0", "--set", "1.owner 70", "--set", "2.owner 30"];
@@ -127,6 +142,14 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     assert_eq!(resent["state"], "committed", "the transfer commits once A is pruned: {resent}");
     let path = if resent["resent"] == true { "A's copy had committed before A died" } else { "B submitted it again; whichever copy comes first executes" };
     eprintln!("resend through B: {resent} ({path})");
+    if let Some((child, rx)) = &watch {
+        // The watch lost A and goes on through C: a write through B shows.
+        remote(&nodes[1], &ids[1], &["set", "bank", "8", "battery", "0.5"]).unwrap();
+        watch_shows(rx, "8", "0.5", Duration::from_secs(45), &format!("the remote watch, once A died (pid {})", child.id()));
+        // A client naming A first is served by the next node that answers.
+        let st = remote_via(&[&nodes[0], &nodes[1]], &[&ids[0], &ids[1]], &["status"]).unwrap();
+        assert_eq!(st["id"].as_str(), Some(ids[1].as_str()), "{st}");
+    }
     for n in &nodes[1..] {
         eventually("B and C hold the transfer", Duration::from_secs(15), || cell(n, "1") == (Json::from(70), 2) && cell(n, "2") == (Json::from(30), 2));
     }

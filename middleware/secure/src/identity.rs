@@ -153,8 +153,17 @@ impl Identity {
         self.nonces.lock().map(|p| p.len()).unwrap_or(0)
     }
 
-    /// A copy of the keys with no nonces: two holders must never share one.
-    pub(crate) fn duplicate(&self) -> Identity {
+    /// A copy of the keys with no signing nonces: two holders never share one.
+    ///
+    /// ```
+    /// # use spook_secure::Identity;
+    /// let me = Identity::generate();
+    /// me.prepare_nonces(3);
+    /// let copy = me.duplicate();
+    /// assert_eq!((copy.id(), copy.nonces_ready()), (me.id(), 0));
+    /// ```
+    #[must_use]
+    pub fn duplicate(&self) -> Identity {
         Identity::new(self.x_secret, self.x_public, self.signing.clone())
     }
 

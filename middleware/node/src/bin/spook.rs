@@ -75,7 +75,11 @@ Commands other than init, id, allow and up talk to the running node over its con
 REMOTE (attach to any node of the domain over zenoh, no local socket):
     --connect LOCATOR             a zenoh endpoint of the domain, e.g. tcp/10.0.0.5:7447
                                   (repeatable)
-    --node ID                     the node to attach to (its `spook id`)
+    --node ID                     the node to attach to (its `spook id`). Repeat it to name
+                                  others: the client attaches to the first that answers, and
+                                  when its node stops answering, a watch (and any request but
+                                  set and write, which have no identity to be resent by) goes
+                                  on through the next
     --domain D                    the domain (default: the config's [node] domain)
 The client key (--client-key) is proven in a Noise handshake: the node must allow it first
 (`spook allow <client-id>` on that node; `spook client-id` prints it). Over zenoh, a client
@@ -87,14 +91,14 @@ struct Opts {
     config: Option<PathBuf>,
     json: bool,
     connect: Vec<String>,
-    node: Option<String>,
+    node: Vec<String>,
     domain: Option<String>,
     client_key: Option<String>,
     rest: Vec<String>,
 }
 
 fn parse_args() -> Result<Opts> {
-    let mut o = Opts { config: None, json: false, connect: Vec::new(), node: None, domain: None, client_key: None, rest: Vec::new() };
+    let mut o = Opts { config: None, json: false, connect: Vec::new(), node: Vec::new(), domain: None, client_key: None, rest: Vec::new() };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -105,7 +109,7 @@ fn parse_args() -> Result<Opts> {
             "--config" | "-c" => o.config = Some(it.next().context("--config needs a file")?.into()),
             "--json" => o.json = true,
             "--connect" => o.connect.push(it.next().context("--connect needs a zenoh locator, e.g. tcp/127.0.0.1:7447")?),
-            "--node" => o.node = Some(it.next().context("--node needs the node's id (`spook id` on it)")?),
+            "--node" => o.node.push(it.next().context("--node needs the node's id (`spook id` on it)")?),
             "--domain" => o.domain = Some(it.next().context("--domain needs a name")?),
             "--client-key" => o.client_key = Some(it.next().context("--client-key needs a file")?),
             _ => o.rest.push(a),
@@ -145,25 +149,70 @@ enum Conn {
     Remote(Box<RemoteConn>),
 }
 
-/// A node attached over zenoh, at the first request.
+/// A node of the domain attached over zenoh, at the first request; the next of `nodes` when
+/// it stops answering.
 struct RemoteConn {
     rt: tokio::runtime::Runtime,
-    attach: Option<(spook_secure::Identity, spook_core::EndpointId, String, Vec<String>)>,
+    me: spook_secure::Identity,
+    nodes: Vec<spook_core::EndpointId>,
+    domain: String,
+    connect: Vec<String>,
+    /// Where the next attach starts in `nodes`.
+    next: usize,
     remote: Option<spook_node::remote::Remote>,
 }
 
-/// A remote request may wait for a transaction's outcome (its own timeout, 10 s by default).
-const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// A remote transaction may wait for its outcome (its own timeout, 10 s by default).
+const REMOTE_TX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Any other remote request.
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl RemoteConn {
-    /// Attach at the first use.
+    /// Attach at the first use, to the first node from `next` on that answers.
     fn attached(&mut self) -> Result<(&tokio::runtime::Runtime, &mut spook_node::remote::Remote)> {
         if self.remote.is_none() {
-            let (me, node, domain, connect) = self.attach.take().context("the earlier attach failed")?;
-            self.remote = Some(self.rt.block_on(spook_node::remote::Remote::attach(me, node, &domain, &connect))?);
+            let n = self.nodes.len();
+            let order: Vec<_> = (0..n).map(|i| self.nodes[(self.next + i) % n]).collect();
+            let r = self.rt.block_on(spook_node::remote::Remote::attach_any(&self.me, &order, &self.domain, &self.connect))?;
+            self.next = self.nodes.iter().position(|id| *id == r.node()).unwrap_or(0);
+            self.remote = Some(r);
         }
         let RemoteConn { rt, remote, .. } = self;
         Ok((rt, remote.as_mut().context("not attached")?))
+    }
+
+    /// The attached node stopped answering: detach; the next attach starts after it.
+    fn lost(&mut self) {
+        if let Some(r) = self.remote.take() {
+            r.close();
+            self.next = (self.next + 1) % self.nodes.len().max(1);
+        }
+    }
+
+    /// `r` through the attached node; through the next one when it stops answering, unless
+    /// repeating `r` could apply it twice.
+    fn request(&mut self, r: &Request) -> Result<Json> {
+        // A set or write has no identity of its own: one that reached a node which then died
+        // may have been applied. A transaction's is (client, seq), and reads repeat freely.
+        let resend_safe = !matches!(r, Request::Set { .. } | Request::Write { .. });
+        let timeout = if matches!(r, Request::Tx { .. }) { REMOTE_TX_TIMEOUT } else { REMOTE_TIMEOUT };
+        for left in (0..self.nodes.len()).rev() {
+            let (rt, remote) = self.attached()?;
+            let node = remote.node();
+            match rt.block_on(remote.request(r, timeout)) {
+                Ok(j) => return Ok(j),
+                Err(e) if e.node_lost() && resend_safe && left > 0 => {
+                    eprintln!("spook: node {node} stopped answering ({e}); trying the next node");
+                    self.lost();
+                }
+                Err(e) if e.node_lost() && !resend_safe => {
+                    self.lost();
+                    bail!("{e}. The write may or may not have been applied there: read it back (`spook get`) through another node before writing it again");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bail!("no node answered")
     }
 }
 
@@ -171,10 +220,7 @@ impl Conn {
     fn request(&mut self, r: &Request) -> Result<Json> {
         let j = match self {
             Conn::Local(sock) => local_request(sock, r)?,
-            Conn::Remote(c) => {
-                let (rt, remote) = c.attached()?;
-                rt.block_on(remote.request(r, REMOTE_TIMEOUT))?
-            }
+            Conn::Remote(c) => c.request(r)?,
         };
         if j.get("ok") != Some(&Json::Bool(true)) {
             bail!("{}", j.get("error").and_then(Json::as_str).unwrap_or("the node refused the request"));
@@ -217,10 +263,12 @@ fn real_main() -> Result<()> {
     let mut conn = if o.connect.is_empty() {
         Conn::Local(sock.clone())
     } else {
-        let node = o.node.as_deref().context("--connect needs --node ID: the node to attach to (`spook id` on it)")?.parse().map_err(|e| anyhow!("--node: {e}"))?;
+        anyhow::ensure!(!o.node.is_empty(), "--connect needs --node ID: the node to attach to (`spook id` on it)");
+        let nodes = o.node.iter().map(|n| n.parse().map_err(|e| anyhow!("--node {n}: {e}"))).collect::<Result<Vec<spook_core::EndpointId>>>()?;
         let me = spook_node::session::client_identity(&key_path()?)?;
         let domain = o.domain.clone().unwrap_or_else(|| cfg.node.domain.clone());
-        Conn::Remote(Box::new(RemoteConn { rt: tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?, attach: Some((me, node, domain, o.connect.clone())), remote: None }))
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        Conn::Remote(Box::new(RemoteConn { rt, me, nodes, domain, connect: o.connect.clone(), next: 0, remote: None }))
     };
     let mut args = o.rest.clone();
     if args.is_empty() {
@@ -432,12 +480,29 @@ fn real_main() -> Result<()> {
             let view = Some(if committed { "committed" } else { "pending" }.to_string());
             let event = |j: &Json| format!("{} register {}: {}", j["view"].as_str().unwrap_or_default(), j["register"], j["fields"]);
             if let Conn::Remote(c) = &mut conn {
-                let (rt, remote) = c.attached()?;
-                rt.block_on(remote.watch(&group, view, |j| {
-                    show(&j, &event);
-                    true
-                }))?;
-                return Ok(());
+                // When its node stops answering, the watch goes on through the next node that
+                // does; given up when no node answers, or when watches end before showing
+                // anything on every node twice in a row.
+                let mut fruitless = 0;
+                loop {
+                    let (rt, remote) = c.attached()?;
+                    let mut shown = 0u64;
+                    let res = rt.block_on(remote.watch(&group, view.clone(), |j| {
+                        shown += 1;
+                        show(&j, &event);
+                        true
+                    }));
+                    match res {
+                        Ok(()) => return Ok(()),
+                        Err(e) if e.node_lost() => {
+                            fruitless = if shown == 0 { fruitless + 1 } else { 0 };
+                            anyhow::ensure!(fruitless <= 2 * c.nodes.len(), "{e}; the watch ended {fruitless} times in a row without showing a change: giving up");
+                            eprintln!("spook watch: {e}; attaching to the next node (changes made meanwhile are not shown: `spook get` reads the current state)");
+                            c.lost();
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
             let mut s = UnixStream::connect(&sock).with_context(|| format!("cannot reach the node at {}", sock.display()))?;
             writeln!(s, "{}", serde_json::to_string(&Request::Watch { group, view })?)?;
