@@ -313,8 +313,9 @@ async fn throughput(dir: &std::path::Path, watchers: usize, batches: usize) -> a
     let m = &a.metrics;
     let (writes, us) = (m.ledger_writes().max(1), m.ledger_write_us_total());
     let frames = m.frames_out.load(std::sync::atomic::Ordering::Relaxed).max(1);
+    let checkpoints = m.ledger_checkpoints.load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "      writer's node: {writes} ledger writes, {:.0} updates and {:.0} µs each ({:.0}% of the run); {frames} frames out",
+        "      writer's node: {writes} ledger writes ({checkpoints} with a checkpoint into redb), {:.0} updates and {:.0} µs each ({:.0}% of the run); {frames} frames out",
         (batches * 100) as f64 / writes as f64,
         us as f64 / writes as f64,
         us as f64 / 1e4 / secs

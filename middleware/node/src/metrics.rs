@@ -89,6 +89,8 @@ pub struct Metrics {
     pub sync_replies_out: AtomicU64,
     /// Checkpoints of the ledger's commit log into redb (copied from the ledger).
     pub ledger_checkpoints: AtomicU64,
+    /// Remote watches being served now (a gauge).
+    pub remote_watches: AtomicU64,
     rejected: Mutex<BTreeMap<String, u64>>,
     commit_latency: Histogram,
     ledger_write: Histogram,
@@ -117,6 +119,7 @@ impl Default for Metrics {
             sync_queries_out: z(),
             sync_replies_out: z(),
             ledger_checkpoints: z(),
+            remote_watches: z(),
             rejected: Mutex::default(),
             commit_latency: Histogram::new(&LATENCY_BUCKETS_MS),
             ledger_write: Histogram::new(&LEDGER_BUCKETS_US),
@@ -200,6 +203,11 @@ impl Metrics {
         for (name, help, c) in counters {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
         }
+        let _ = writeln!(
+            s,
+            "# HELP spook_remote_watches Remote watches served now (one ends when its client has been silent for the watch idle time)\n# TYPE spook_remote_watches gauge\nspook_remote_watches {}",
+            self.remote_watches.load(Ordering::Relaxed)
+        );
         let _ = writeln!(s, "# HELP spook_rejected_total Frames and messages rejected, by reason\n# TYPE spook_rejected_total counter");
         for (reason, n) in self.rejected() {
             let _ = writeln!(s, "spook_rejected_total{{reason=\"{reason}\"}} {n}");

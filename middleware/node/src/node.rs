@@ -1090,7 +1090,7 @@ impl Node {
                 Err(e) => control::error(e),
                 Ok(events) => {
                     self.answer_client(client, channel, &query, &control::ok(json!({"watching": group, "idle_ms": crate::remote::WATCH_IDLE_MS})));
-                    tokio::spawn(forward_watch(self.tx.clone(), client, channel, query, events, seen));
+                    tokio::spawn(forward_watch(self.tx.clone(), client, channel, query, events, seen, self.metrics.clone()));
                     return;
                 }
             },
@@ -1651,7 +1651,8 @@ fn reason(s: &str) -> String {
 /// [`crate::remote::WATCH_IDLE_MS`] (it asks something at least every few seconds while it
 /// watches: the node cannot see a querier that went away). Dropping the query ends the stream
 /// at the client; dropping `events` unregisters the watcher.
-async fn forward_watch(node: mpsc::Sender<Cmd>, client: EndpointId, channel: [u8; 8], query: zenoh::query::Query, mut events: mpsc::UnboundedReceiver<Json>, seen: Arc<std::sync::atomic::AtomicU64>) {
+async fn forward_watch(node: mpsc::Sender<Cmd>, client: EndpointId, channel: [u8; 8], query: zenoh::query::Query, mut events: mpsc::UnboundedReceiver<Json>, seen: Arc<std::sync::atomic::AtomicU64>, metrics: Arc<Metrics>) {
+    Metrics::add(&metrics.remote_watches, 1);
     loop {
         let idle = now_ms().saturating_sub(seen.load(std::sync::atomic::Ordering::Relaxed));
         let Some(left) = crate::remote::WATCH_IDLE_MS.checked_sub(idle).filter(|l| *l > 0) else { break };
@@ -1665,6 +1666,7 @@ async fn forward_watch(node: mpsc::Sender<Cmd>, client: EndpointId, channel: [u8
             Err(_) => {}
         }
     }
+    metrics.remote_watches.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(%client, "remote watch ended");
 }
 

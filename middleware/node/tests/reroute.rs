@@ -21,6 +21,28 @@ fn cell(n: &Node, reg: &str) -> (Json, u64) {
     (j["fields"]["owner"]["value"].clone(), j["fields"]["owner"]["version"].as_u64().unwrap_or(0))
 }
 
+/// `spook watch <group>` attached over zenoh to the first of `ids` that answers (the locators
+/// of `via`), with its output lines.
+fn remote_watch(via: &[&Node], ids: &[&str], key: &str, group: &str) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = std::process::Command::new(common::SPOOK);
+    cmd.args(["--config", via[via.len() - 1].config.to_str().unwrap(), "--json", "--client-key", key]);
+    for n in via {
+        cmd.args(["--connect", &n.listen]);
+    }
+    for id in ids {
+        cmd.args(["--node", id]);
+    }
+    let mut child = cmd.args(["watch", group]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
 /// Wait for the watch to print register `reg` with `value`.
 fn watch_shows(rx: &std::sync::mpsc::Receiver<String>, reg: &str, value: &str, within: Duration, what: &str) {
     let end = std::time::Instant::now() + within;
@@ -90,22 +112,7 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     }
     // A remote watch on A, naming C as the node to go on through, streams the changes that
     // follow.
-    let watch = over_zenoh.then(|| {
-        let mut child = std::process::Command::new(common::SPOOK)
-            .args(["--config", nodes[2].config.to_str().unwrap(), "--json", "--connect", &nodes[0].listen, "--connect", &nodes[2].listen])
-            .args(["--node", &ids[0], "--node", &ids[2], "--client-key", &key, "watch", "bank"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        (child, rx)
-    });
+    let watch = over_zenoh.then(|| remote_watch(&[&nodes[0], &nodes[2]], &[&ids[0], &ids[2]], &key, "bank"));
     // Give the watch time to attach before the writes it must see.
     if over_zenoh {
         std::thread::sleep(Duration::from_secs(2));
@@ -181,5 +188,38 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     // A different operation with the same conditions is a new transfer and aborts.
     let other = tx(&nodes[2], &ids[2], "3", &transfer).unwrap_err();
     assert!(other.contains("aborted") && other.contains("condition 1"), "{other}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// A node cannot see a remote watcher that went away: it ends a watch whose client has been
+/// silent for 30 s. A client that was only stalled (SIGSTOP) attaches again when it resumes.
+#[test]
+fn a_stalled_remote_watcher_is_dropped_after_the_idle_time_and_attaches_again_when_it_resumes() {
+    let d = dir("watch-idle");
+    let mut nodes = common::loopback_chain(&d, &format!("w{}", std::process::id()), 1, |_| TIMING.to_string());
+    let ids = common::start_domain(&mut nodes);
+    common::form_group(&nodes, &ids, "fleet", false);
+    let a = &nodes[0];
+    let key = d.join("client.key");
+    let client = spook_node::session::client_identity(&key).unwrap().id().to_string();
+    a.spook(&["allow", &client, "--name", "watcher"]).unwrap();
+    let watches = || common::metric(&a.metrics(), "spook_remote_watches");
+    let (mut child, rx) = remote_watch(&[a], &[&ids[0]], key.to_str().unwrap(), "fleet");
+    eventually("the watch is served", Duration::from_secs(20), || watches() == 1);
+    a.spook(&["set", "fleet", "1", "battery", "0.1"]).unwrap();
+    watch_shows(&rx, "1", "0.1", Duration::from_secs(10), "the watch");
+
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+    signal("-STOP");
+    let stopped = std::time::Instant::now();
+    eventually("the node drops the silent watcher", Duration::from_secs(45), || watches() == 0);
+    let after = stopped.elapsed();
+    assert!(after >= Duration::from_millis(spook_node::remote::WATCH_IDLE_MS - 1_000), "dropped after {after:?}, before the idle time");
+    signal("-CONT");
+    eventually("the resumed client watches again", Duration::from_secs(30), || watches() == 1);
+    a.spook(&["set", "fleet", "2", "battery", "0.2"]).unwrap();
+    watch_shows(&rx, "2", "0.2", Duration::from_secs(10), "the resumed watch");
+    let _ = child.kill();
+    let _ = child.wait();
     std::fs::remove_dir_all(&d).ok();
 }
