@@ -70,7 +70,10 @@ impl Identity {
 
     fn new(x_secret: [u8; 32], x_public: [u8; 32], signing: SigningKey) -> Identity {
         let expanded = ExpandedSecretKey::from(&signing.to_bytes());
-        Identity { x_secret, x_public, signing, expanded, nonces: Mutex::new(Vec::new()), nonces_made: AtomicU64::new(0) }
+        // Room for the whole pool from the start: a growing Vec would leave copies of secret
+        // nonces behind in the memory it frees.
+        let nonces = Mutex::new(Vec::with_capacity(NONCE_POOL));
+        Identity { x_secret, x_public, signing, expanded, nonces, nonces_made: AtomicU64::new(0) }
     }
 
     /// The endpoint id: the X25519 public key.
