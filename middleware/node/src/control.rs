@@ -54,10 +54,11 @@ pub enum Request {
         /// The group.
         group: String,
     },
-    /// Remove a member from a group for good, by operator decision: for a member that will
-    /// not come back (a lost drone, a revoked peer). A convergent group prunes a silent member
-    /// by itself after the decoherence timeout and re-adds it when it is heard again; a serial
-    /// group never prunes by itself, and one that lost its majority waits for this. Answered
+    /// Remove a member from a group by operator decision: for a member that is not coming
+    /// back (a lost drone, a revoked peer). Members prune a silent member by themselves after
+    /// the decoherence timeout, but a serial group needs a majority for it: a pair, or a group
+    /// that lost its majority, waits for this. Either way a removed member that is heard again is
+    /// re-added, as after a prune: to keep it out, `disallow` it on every member. Answered
     /// once the removal is durable.
     GroupRemove {
         /// The group.

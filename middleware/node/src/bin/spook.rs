@@ -45,8 +45,11 @@ GROUPS:
     group join <invite> [--name N]
     group leave <name>
     group remove <name> <member-id>
-                                  remove a member for good (a lost drone, a revoked peer);
-                                  a serial group that lost its majority needs this to go on
+                                  remove a member that is not coming back (a lost drone, a
+                                  revoked peer): a serial pair, or a serial group that lost
+                                  its majority, needs this to go on. One heard again is
+                                  re-added (as after a prune): `disallow` it on every
+                                  member to keep it out
     group list
 
 DATA (values are JSON):
