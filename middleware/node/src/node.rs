@@ -1508,8 +1508,9 @@ impl Node {
                 }
                 Ok(json!({"left": group}))
             }
+            // The members now (pruned and removed ones left out), not the founding roster.
             Request::GroupList => Ok(json!({"groups": self.groups.values().map(|g| json!({
-                "name": g.info.name, "id": g.info.id, "kind": g.info.kind, "members": g.info.members, "trusted_members": g.info.trusted_members,
+                "name": g.info.name, "id": g.info.id, "kind": g.info.kind, "members": g.replica.members().iter().map(ToString::to_string).collect::<Vec<_>>(), "trusted_members": g.info.trusted_members,
             })).collect::<Vec<_>>()})),
             // Answered once durable: `on_cmd` sends them to `on_write`.
             Request::Set { .. } | Request::Write { .. } | Request::GroupRemove { .. } => Err("a write is answered by the node task".into()),

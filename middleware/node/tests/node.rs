@@ -468,10 +468,12 @@ fn a_serial_pair_that_lost_a_member_goes_on_once_the_operator_removes_it() {
     assert!(a.spook(&["group", "remove", "nope", &ids[1]]).unwrap_err().contains("no group"), "an unknown group");
     assert!(a.spook(&["group", "remove", "bank"]).is_err(), "a missing argument");
     assert_eq!(a.spook(&["status"]).unwrap()["groups"][0]["members"].as_array().map(Vec::len), Some(2), "nothing changed yet");
+    assert_eq!(a.spook(&["group", "list"]).unwrap()["groups"][0]["members"].as_array().map(Vec::len), Some(2));
 
     let r = a.spook(&["group", "remove", "bank", &ids[1]]).unwrap();
     assert_eq!(r["removed"], ids[1].as_str(), "{r}");
     assert!(a.spook(&["group", "remove", "bank", &ids[1]]).unwrap_err().contains("not a member"), "a second removal");
+    assert_eq!(a.spook(&["group", "list"]).unwrap()["groups"][0]["members"], serde_json::json!([ids[0]]), "the list shows the members now");
     // The survivor is the whole group now: its transactions commit alone.
     let after = tx(a, "3", "10000");
     assert!(committed(&after), "{after:?}");
