@@ -108,6 +108,11 @@ pub enum Request {
         /// `pending` (default) or `committed`.
         #[serde(default)]
         view: Option<String>,
+        /// First every register written so far, as events marked `"snapshot": true`, then
+        /// the changes: a watcher that starts late, or comes back through another node,
+        /// misses nothing.
+        #[serde(default)]
+        snapshot: bool,
     },
     /// Submit a serial transaction as operation `seq` of `client` (serial groups only).
     /// Resending the same (client, seq) through any node of the domain is safe: it executes
@@ -217,12 +222,12 @@ pub fn serve(path: &std::path::Path, node: crate::NodeHandle) -> std::io::Result
                     }
                     let resp = match serde_json::from_str::<Request>(&line) {
                         Err(e) => error(format!("bad request: {e}")),
-                        Ok(Request::Watch { group, view }) => {
+                        Ok(Request::Watch { group, view, snapshot }) => {
                             let view = match view.as_deref().unwrap_or("pending") {
                                 "committed" => spook_core::View::Committed,
                                 _ => spook_core::View::Pending,
                             };
-                            let (first, mut rx) = node.watch(group, view).await;
+                            let (first, mut rx) = node.watch(group, view, snapshot).await;
                             let failed = first.get("ok") != Some(&Json::Bool(true));
                             if w.write_all(format!("{first}\n").as_bytes()).await.is_err() || failed {
                                 continue;

@@ -88,7 +88,7 @@ enum Cmd {
     /// The response to a remote client's request, to seal on the channel it came on.
     ClientAnswer { client: EndpointId, channel: [u8; 8], query: zenoh::query::Query, response: Json },
     Control(Request, oneshot::Sender<Json>),
-    Watch { group: String, view: View, tx: mpsc::UnboundedSender<Json>, reply: oneshot::Sender<Json> },
+    Watch { group: String, view: View, snapshot: bool, tx: mpsc::UnboundedSender<Json>, reply: oneshot::Sender<Json> },
 }
 
 impl Cmd {
@@ -118,11 +118,12 @@ impl NodeHandle {
         rx.await.unwrap_or_else(|_| control::error("the node has stopped"))
     }
 
-    /// Subscribe to a group's changes; the first value is the response.
-    pub async fn watch(&self, group: String, view: View) -> (Json, mpsc::UnboundedReceiver<Json>) {
+    /// Subscribe to a group's changes; the first value is the response. With `snapshot`,
+    /// every register written so far comes first ([`Request::Watch`]).
+    pub async fn watch(&self, group: String, view: View, snapshot: bool) -> (Json, mpsc::UnboundedReceiver<Json>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (reply, r) = oneshot::channel();
-        if self.tx.send(Cmd::Watch { group, view, tx, reply }).await.is_err() {
+        if self.tx.send(Cmd::Watch { group, view, snapshot, tx, reply }).await.is_err() {
             return (control::error("the node has stopped"), rx);
         }
         (r.await.unwrap_or_else(|_| control::error("the node has stopped")), rx)
@@ -705,14 +706,9 @@ impl Node {
                 let resp = self.on_request(r);
                 let _ = reply.send(resp);
             }
-            Cmd::Watch { group, view, tx, reply } => {
-                let resp = match self.find_group(&group) {
-                    Ok(g) => {
-                        if let Some(rt) = self.groups.get_mut(&g) {
-                            rt.watchers.push((view, tx));
-                        }
-                        control::ok(json!({"watching": group}))
-                    }
+            Cmd::Watch { group, view, snapshot, tx, reply } => {
+                let resp = match self.add_watcher(&group, view, snapshot, tx) {
+                    Ok(()) => control::ok(json!({"watching": group})),
                     Err(e) => control::error(e),
                 };
                 let _ = reply.send(resp);
@@ -1086,7 +1082,7 @@ impl Node {
             Ok(r) if !crate::remote::allowed_remotely(&r) => control::error("this request is only served on the node's local control socket"),
             // The session is the authenticated key, not a claim.
             Ok(Request::Tx { client: c, .. } | Request::Session { client: c, .. }) if c != client.to_string() => control::error(format!("client {c} is not the key this channel was opened with ({client})")),
-            Ok(Request::Watch { group, view }) => match self.remote_watch(&group, view.as_deref()) {
+            Ok(Request::Watch { group, view, snapshot }) => match self.remote_watch(&group, view.as_deref(), snapshot) {
                 Err(e) => control::error(e),
                 Ok(events) => {
                     self.answer_client(client, channel, &query, &control::ok(json!({"watching": group, "idle_ms": crate::remote::WATCH_IDLE_MS})));
@@ -1110,14 +1106,29 @@ impl Node {
     }
 
     /// Register a watcher for a remote client.
-    fn remote_watch(&mut self, group: &str, view: Option<&str>) -> Result<mpsc::UnboundedReceiver<Json>, String> {
-        let view = parse_view(view)?;
-        let gid = self.find_group(group)?;
+    fn remote_watch(&mut self, group: &str, view: Option<&str>, snapshot: bool) -> Result<mpsc::UnboundedReceiver<Json>, String> {
         let (tx, rx) = mpsc::unbounded_channel();
-        if let Some(g) = self.groups.get_mut(&gid) {
-            g.watchers.push((view, tx));
-        }
+        self.add_watcher(group, parse_view(view)?, snapshot, tx)?;
         Ok(rx)
+    }
+
+    /// Send `tx` the changes of `group`'s `view` from now on; with `snapshot`, first every
+    /// register written so far. Both happen in this task, so nothing falls between them.
+    fn add_watcher(&mut self, group: &str, view: View, snapshot: bool, tx: mpsc::UnboundedSender<Json>) -> Result<(), String> {
+        let gid = self.find_group(group)?;
+        let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
+        if snapshot {
+            // In (register, field) order: each register once.
+            let mut regs: Vec<RegisterId> = g.replica.view(view).iter().map(|((r, _), _)| *r).collect();
+            regs.dedup();
+            for reg in regs {
+                let mut line = change_json(g, view, reg);
+                line["snapshot"] = json!(true);
+                let _ = tx.send(line);
+            }
+        }
+        g.watchers.push((view, tx));
+        Ok(())
     }
 
     /// Seal a response on the client's channel it asked on, and reply.
@@ -1217,7 +1228,7 @@ impl Node {
             g.watchers.retain(|(_, tx)| !tx.is_closed());
             for (view, regs) in changed {
                 for reg in regs {
-                    let line = json!({"group": g.info.name, "view": view_name(view), "register": reg.0, "fields": register_json(&g.replica, view, reg)});
+                    let line = change_json(g, view, reg);
                     for (v, tx) in &g.watchers {
                         if *v == view {
                             let _ = tx.send(line.clone());
@@ -1688,6 +1699,11 @@ fn view_name(v: View) -> &'static str {
 
 fn field_names(s: &Schema) -> String {
     (0..64u16).filter_map(|i| s.def(FieldId(i)).map(|d| d.name.clone())).collect::<Vec<_>>().join(", ")
+}
+
+/// What a watcher is sent when `reg` changed in `view`.
+fn change_json(g: &GroupRt, view: View, reg: RegisterId) -> Json {
+    json!({"group": g.info.name, "view": view_name(view), "register": reg.0, "fields": register_json(&g.replica, view, reg)})
 }
 
 fn register_json(r: &Replica, view: View, reg: RegisterId) -> serde_json::Map<String, Json> {

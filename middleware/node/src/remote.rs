@@ -235,14 +235,14 @@ impl Remote {
     }
 
     /// Stream a group's changes (the events a local `watch` gives) to `on_event` until it
-    /// returns false. Meanwhile it asks the node for its id every [`WATCH_KEEPALIVE`], so the
+    /// returns false; with `snapshot`, every register written so far first. Meanwhile it asks the node for its id every [`WATCH_KEEPALIVE`], so the
     /// node keeps the watch.
     ///
     /// # Errors
     /// The node refuses the watch (no such group), ends it (it stopped, or lost this client's
     /// channel), or stops answering.
-    pub async fn watch(&mut self, group: &str, view: Option<String>, mut on_event: impl FnMut(Json) -> bool) -> Result<(), RemoteError> {
-        let sealed = self.seal(&Request::Watch { group: group.to_string(), view })?;
+    pub async fn watch(&mut self, group: &str, view: Option<String>, snapshot: bool, mut on_event: impl FnMut(Json) -> bool) -> Result<(), RemoteError> {
+        let sealed = self.seal(&Request::Watch { group: group.to_string(), view, snapshot })?;
         // The watch lasts as long as the keep-alives: the node ends it.
         let replies = self.probe().get(sealed, Duration::from_secs(365 * 24 * 3600)).await?;
         let mut keepalive = tokio::time::interval(WATCH_KEEPALIVE);

@@ -62,6 +62,28 @@ fn two_nodes_converge_and_a_killed_node_recovers_from_its_ledger() {
         let (sa, sb) = (a.spook(&["status"]).unwrap(), b.spook(&["status"]).unwrap());
         sa["groups"][0]["state_hash"] == sb["groups"][0]["state_hash"]
     });
+    // A watch with a snapshot on B's local socket: every register written so far, marked,
+    // then the changes that follow.
+    let mut watch = Command::new(common::SPOOK).args(["--config", b.config.to_str().unwrap(), "--json", "watch", "fleet", "--snapshot"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || -> serde_json::Value { serde_json::from_str(&lines.recv_timeout(Duration::from_secs(10)).expect("the watch printed nothing within 10 s")).unwrap() };
+    for r in 1..=6u32 {
+        let ev = next();
+        let want = if r == 1 { 0.5 } else { f64::from(r) / 10.0 };
+        assert_eq!((ev["register"].as_u64(), ev["fields"]["battery"].as_f64(), ev["snapshot"].as_bool()), (Some(u64::from(r)), Some(want), Some(true)), "snapshot line {r}: {ev}");
+    }
+    // battery merges by minimum: a lower value is a change.
+    a.spook(&["set", "fleet", "1", "battery", "0.45"]).unwrap();
+    let ev = next();
+    assert_eq!((ev["register"].as_u64(), ev["fields"]["battery"].as_f64(), ev.get("snapshot")), (Some(1), Some(0.45), None), "a change after the snapshot: {ev}");
+    let _ = watch.kill();
+    let _ = watch.wait();
     // A committed view: both members acknowledged.
     eventually("committed at B", Duration::from_secs(15), || {
         b.spook(&["get", "fleet", "6", "battery", "--committed"]).ok().and_then(|j| j["value"].as_f64()) == Some(0.6)
@@ -406,7 +428,7 @@ fn spook_bench_quick_prints_every_row_against_its_baseline() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| measurement")).collect();
-    assert_eq!(rows.len(), 9, "{text}");
+    assert_eq!(rows.len(), 10, "{text}");
     for row in rows {
         let ratio = row.trim_end_matches(" |").rsplit("| ").next().and_then(|r| r.strip_suffix('×')).and_then(|r| r.parse::<f64>().ok());
         assert!(ratio.is_some_and(|r| r.is_finite() && r > 0.0), "no ratio in {row:?}");

@@ -3,7 +3,8 @@
 //! the transfer executes exactly once, on every node, also after the dead node comes back
 //! with its own copy of the operation in its ledger. The client talks to its node over the
 //! node's local socket, or attaches over zenoh with its key proven in a Noise handshake; over
-//! zenoh, a watch naming a second node goes on through it when its node is killed.
+//! zenoh, a watch naming a second node goes on through it when its node is killed, and
+//! first shows what changed while it was away.
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod common;
@@ -43,8 +44,8 @@ fn remote_watch(via: &[&Node], ids: &[&str], key: &str, group: &str) -> (std::pr
     (child, rx)
 }
 
-/// Wait for the watch to print register `reg` with `value`.
-fn watch_shows(rx: &std::sync::mpsc::Receiver<String>, reg: &str, value: &str, within: Duration, what: &str) {
+/// Wait for the watch to print register `reg` with `value`; the lines it printed meanwhile.
+fn watch_shows(rx: &std::sync::mpsc::Receiver<String>, reg: &str, value: &str, within: Duration, what: &str) -> Vec<String> {
     let end = std::time::Instant::now() + within;
     let mut seen = Vec::new();
     while !seen.iter().any(|l: &String| l.contains(&format!("\"register\":{reg},")) && l.contains(value)) {
@@ -53,6 +54,7 @@ fn watch_shows(rx: &std::sync::mpsc::Receiver<String>, reg: &str, value: &str, w
             Err(_) => panic!("{what} did not show register {reg} = {value} within {within:?}: {seen:?}"),
         }
     }
+    seen
 }
 
 #[test]
@@ -142,7 +144,19 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     no_wait.push("--no-wait");
     let first = tx(&nodes[0], &ids[0], "2", &no_wait).unwrap();
     assert_eq!(first["state"], "pending", "{first}");
+    // The watch is frozen while A dies and a write is made through B: it cannot have seen
+    // that write from A, and must show it from its snapshot once it attaches to C.
+    let freeze = |sig: &str| {
+        if let Some((child, _)) = &watch {
+            assert!(std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+        }
+    };
+    freeze("-STOP");
     nodes[0].kill9();
+    if over_zenoh {
+        remote(&nodes[1], &ids[1], &["set", "bank", "9", "battery", "0.75"]).unwrap();
+    }
+    freeze("-CONT");
 
     // The client resends the same operation (client, 2) through B.
     let resent = tx(&nodes[1], &ids[1], "2", &transfer).unwrap();
@@ -150,9 +164,13 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     let path = if resent["resent"] == true { "A's copy had committed before A died" } else { "B submitted it again; whichever copy comes first executes" };
     eprintln!("resend through B: {resent} ({path})");
     if let Some((child, rx)) = &watch {
-        // The watch lost A and goes on through C: a write through B shows.
+        // The watch lost A and goes on through C: first what changed while it was away
+        // (register 9), not what it had shown (register 7); then a write through B.
+        let mut lines = watch_shows(rx, "9", "0.75", Duration::from_secs(45), &format!("the remote watch's snapshot on C, once A died (pid {})", child.id()));
         remote(&nodes[1], &ids[1], &["set", "bank", "8", "battery", "0.5"]).unwrap();
-        watch_shows(rx, "8", "0.5", Duration::from_secs(45), &format!("the remote watch, once A died (pid {})", child.id()));
+        lines.extend(watch_shows(rx, "8", "0.5", Duration::from_secs(45), &format!("the remote watch, once A died (pid {})", child.id())));
+        assert!(lines.iter().all(|l| !l.contains("\"register\":7,")), "register 7 did not change and was shown again: {lines:?}");
+        assert!(lines.iter().any(|l| l.contains("\"register\":9,") && l.contains("\"snapshot\":true")), "{lines:?}");
         // A client naming A first is served by the next node that answers.
         let st = remote_via(&[&nodes[0], &nodes[1]], &[&ids[0], &ids[1]], &["status"]).unwrap();
         assert_eq!(st["id"].as_str(), Some(ids[1].as_str()), "{st}");
@@ -215,8 +233,12 @@ fn a_stalled_remote_watcher_is_dropped_after_the_idle_time_and_attaches_again_wh
     eventually("the node drops the silent watcher", Duration::from_secs(45), || watches() == 0);
     let after = stopped.elapsed();
     assert!(after >= Duration::from_millis(spook_node::remote::WATCH_IDLE_MS - 1_000), "dropped after {after:?}, before the idle time");
+    // Written while the client was away: shown from the snapshot it attaches with.
+    a.spook(&["set", "fleet", "3", "battery", "0.3"]).unwrap();
     signal("-CONT");
     eventually("the resumed client watches again", Duration::from_secs(30), || watches() == 1);
+    let caught_up = watch_shows(&rx, "3", "0.3", Duration::from_secs(10), "the resumed watch's snapshot");
+    assert!(caught_up.iter().all(|l| !l.contains("\"register\":1,")), "register 1 did not change and was shown again: {caught_up:?}");
     a.spook(&["set", "fleet", "2", "battery", "0.2"]).unwrap();
     watch_shows(&rx, "2", "0.2", Duration::from_secs(10), "the resumed watch");
     let _ = child.kill();

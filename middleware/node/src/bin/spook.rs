@@ -55,7 +55,8 @@ GROUPS:
 DATA (values are JSON):
     set <group> <register> <field> <json>     e.g. spook set fleet 7 battery 0.82
     get <group> <register> [field] [--committed | --serial]
-    watch <group> [--committed]               stream changes until Ctrl-C
+    watch <group> [--committed] [--snapshot]  stream changes until Ctrl-C; --snapshot shows
+                                              every register's current value first
 
 TRANSACTIONS (serial groups; run in the total order, the first whose conditions hold wins):
     tx <group> --set 'REG.FIELD JSON'... [--if 'COND']... [--lease-ms N]
@@ -82,7 +83,8 @@ REMOTE (attach to any node of the domain over zenoh, no local socket):
                                   others: the client attaches to the first that answers, and
                                   when its node stops answering, a watch (and any request but
                                   set and write, which have no identity to be resent by) goes
-                                  on through the next
+                                  on through the next; a watch there first shows the
+                                  registers that changed while it was away
     --domain D                    the domain (default: the config's [node] domain)
 The client key (--client-key) is proven in a Noise handshake: the node must allow it first
 (`spook allow <client-id>` on that node; `spook client-id` prints it). Over zenoh, a client
@@ -479,18 +481,30 @@ fn real_main() -> Result<()> {
         }
         "watch" => {
             let committed = take_flag(&mut args, "--committed");
-            let group = args.first().ok_or_else(|| anyhow!("usage: spook watch <group> [--committed]"))?.clone();
+            let snapshot = take_flag(&mut args, "--snapshot");
+            let group = args.first().ok_or_else(|| anyhow!("usage: spook watch <group> [--committed] [--snapshot]"))?.clone();
             let view = Some(if committed { "committed" } else { "pending" }.to_string());
-            let event = |j: &Json| format!("{} register {}: {}", j["view"].as_str().unwrap_or_default(), j["register"], j["fields"]);
+            let event = |j: &Json| {
+                let now = if j["snapshot"] == Json::Bool(true) { " (current)" } else { "" };
+                format!("{} register {}{now}: {}", j["view"].as_str().unwrap_or_default(), j["register"], j["fields"])
+            };
             if let Conn::Remote(c) = &mut conn {
                 // When its node stops answering, the watch goes on through the next node that
-                // does; given up when no node answers, or when watches end before showing
-                // anything on every node twice in a row.
+                // does, starting with a snapshot there: what changed meanwhile is shown, what
+                // did not is not shown again. Given up when no node answers, or when watches
+                // end before showing anything on every node twice in a row.
+                let mut last_shown: std::collections::HashMap<String, Json> = std::collections::HashMap::new();
+                let mut with_snapshot = snapshot;
                 let mut fruitless = 0;
                 loop {
                     let (rt, remote) = c.attached()?;
                     let mut shown = 0u64;
-                    let res = rt.block_on(remote.watch(&group, view.clone(), |j| {
+                    let res = rt.block_on(remote.watch(&group, view.clone(), with_snapshot, |j| {
+                        let reg = j["register"].to_string();
+                        if j["snapshot"] == Json::Bool(true) && last_shown.get(&reg) == Some(&j["fields"]) {
+                            return true;
+                        }
+                        last_shown.insert(reg, j["fields"].clone());
                         shown += 1;
                         show(&j, &event);
                         true
@@ -500,7 +514,8 @@ fn real_main() -> Result<()> {
                         Err(e) if e.node_lost() => {
                             fruitless = if shown == 0 { fruitless + 1 } else { 0 };
                             anyhow::ensure!(fruitless <= 2 * c.nodes.len(), "{e}; the watch ended {fruitless} times in a row without showing a change: giving up");
-                            eprintln!("spook watch: {e}; attaching to the next node (changes made meanwhile are not shown: `spook get` reads the current state)");
+                            eprintln!("spook watch: {e}; attaching to the next node (it first shows the registers that changed meanwhile)");
+                            with_snapshot = true;
                             c.lost();
                         }
                         Err(e) => return Err(e.into()),
@@ -508,7 +523,7 @@ fn real_main() -> Result<()> {
                 }
             }
             let mut s = UnixStream::connect(&sock).with_context(|| format!("cannot reach the node at {}", sock.display()))?;
-            writeln!(s, "{}", serde_json::to_string(&Request::Watch { group, view })?)?;
+            writeln!(s, "{}", serde_json::to_string(&Request::Watch { group, view, snapshot })?)?;
             for line in BufReader::new(s).lines() {
                 let line = line?;
                 let j: Json = serde_json::from_str(&line)?;
