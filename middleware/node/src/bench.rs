@@ -153,8 +153,9 @@ impl RawZenoh {
                 _ => break,
             }
         }
+        // Both over the time to the last arrival: the wait for stragglers after it is idle.
         let secs = (last - t0).as_secs_f64().max(1e-9);
-        Ok((got as f64 / secs, (cpu_secs() - c0) / t0.elapsed().as_secs_f64()))
+        Ok((got as f64 / secs, (cpu_secs() - c0) / secs))
     }
 
     async fn close(self) -> anyhow::Result<()> {
