@@ -502,3 +502,63 @@ fn a_serial_pair_that_lost_a_member_goes_on_once_the_operator_removes_it() {
     assert_eq!(a.spook(&["get", "bank", "1", "--serial"]).unwrap()["fields"]["owner"]["value"], "3");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// kill -9 while eight clients write at once on the control socket, so that one ledger write
+/// holds many clients' writes (group commit): every write answered before the kill is in the
+/// node's own ledger after the restart.
+#[test]
+fn kill_9_under_concurrent_writes_loses_no_answered_write() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let d = dir("load-kill");
+    let mut nodes = common::loopback_chain(&d, &format!("k{}", std::process::id()), 2, |_| common::TIMING.to_string());
+    let ids = common::start_domain(&mut nodes);
+    common::form_group(&nodes, &ids, "fleet", false);
+    let sock = d.join(format!("{}.sock", nodes[0].name));
+    // Client t's k-th write sets 50 registers of its own, fresh for every write, and the
+    // client returns the last k it was answered for.
+    let reg = |t: u64, k: u64, i: u64| (t * 1_000_000 + k * 50 + i).to_string();
+    let total = std::sync::Arc::new(AtomicU64::new(0));
+    let writers: Vec<std::thread::JoinHandle<u64>> = (0..8u64)
+        .map(|t| {
+            let (sock, total) = (sock.clone(), total.clone());
+            std::thread::spawn(move || {
+                let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+                let mut answers = BufReader::new(s.try_clone().unwrap());
+                let mut answered = 0;
+                for k in 1..=1_000_000u64 {
+                    let set: Vec<serde_json::Value> = (0..50).map(|i| serde_json::json!({"register": t * 1_000_000 + k * 50 + i, "field": "peak_speed", "value": k as f64})).collect();
+                    let req = serde_json::json!({"op": "write", "group": "fleet", "set": set});
+                    let mut line = String::new();
+                    if writeln!(s, "{req}").is_err() || answers.read_line(&mut line).unwrap_or(0) == 0 {
+                        break; // the node died
+                    }
+                    let Ok(j) = serde_json::from_str::<serde_json::Value>(&line) else { break };
+                    assert_eq!(j["ok"], true, "client {t}, write {k}: {j}");
+                    answered = k;
+                    total.fetch_add(1, Ordering::Relaxed);
+                }
+                answered
+            })
+        })
+        .collect();
+    eventually("200 writes answered", Duration::from_secs(30), || total.load(Ordering::Relaxed) >= 200);
+    let ledger_writes = metric(&nodes[0].metrics(), "spook_ledger_write_us_count");
+    let so_far = total.load(Ordering::Relaxed);
+    nodes[0].kill9();
+    let answered: Vec<u64> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    eprintln!("answered before the kill, per client: {answered:?}; {so_far} answered in {ledger_writes} ledger writes");
+    assert!(answered.iter().all(|a| *a > 0), "{answered:?}");
+    assert!(ledger_writes < so_far, "one ledger write held several clients' writes: {so_far} answered in {ledger_writes} ledger writes");
+    // B has everything A sent: stopped, so that A's state after the restart is its ledger's.
+    nodes[1].kill9();
+    nodes[0].start();
+    for (t, a) in (0..).zip(&answered) {
+        for k in 1..=*a {
+            for i in [0, 49] {
+                let v = nodes[0].spook(&["get", "fleet", &reg(t, k, i), "peak_speed"]).unwrap()["value"].as_f64();
+                assert_eq!(v, Some(k as f64), "client {t}'s write {k} was answered but register {} is not in the ledger after the restart", reg(t, k, i));
+            }
+        }
+    }
+    std::fs::remove_dir_all(&d).ok();
+}
