@@ -1116,6 +1116,11 @@ impl Node {
     /// register written so far. Both happen in this task, so nothing falls between them.
     fn add_watcher(&mut self, group: &str, view: View, snapshot: bool, tx: mpsc::UnboundedSender<Json>) -> Result<(), String> {
         let gid = self.find_group(group)?;
+        if snapshot {
+            // Changes applied earlier in this turn are told to the watchers there are now,
+            // not again to this one after its snapshot has shown them.
+            self.dispatch_events(gid);
+        }
         let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
         if snapshot {
             // In (register, field) order: each register once.

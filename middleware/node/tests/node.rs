@@ -552,10 +552,16 @@ fn kill_9_under_concurrent_writes_loses_no_answered_write() {
     // B has everything A sent: stopped, so that A's state after the restart is its ledger's.
     nodes[1].kill9();
     nodes[0].start();
+    // Read back on one control connection (hundreds of reads).
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let mut answers = BufReader::new(s.try_clone().unwrap());
     for (t, a) in (0..).zip(&answered) {
         for k in 1..=*a {
             for i in [0, 49] {
-                let v = nodes[0].spook(&["get", "fleet", &reg(t, k, i), "peak_speed"]).unwrap()["value"].as_f64();
+                writeln!(s, "{}", serde_json::json!({"op": "get", "group": "fleet", "register": t * 1_000_000 + k * 50 + i, "field": "peak_speed"})).unwrap();
+                let mut line = String::new();
+                answers.read_line(&mut line).unwrap();
+                let v = serde_json::from_str::<serde_json::Value>(&line).unwrap()["value"].as_f64();
                 assert_eq!(v, Some(k as f64), "client {t}'s write {k} was answered but register {} is not in the ledger after the restart", reg(t, k, i));
             }
         }

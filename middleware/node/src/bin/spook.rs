@@ -491,31 +491,37 @@ fn real_main() -> Result<()> {
             if let Conn::Remote(c) = &mut conn {
                 // When its node stops answering, the watch goes on through the next node that
                 // does, starting with a snapshot there: what changed meanwhile is shown, what
-                // did not is not shown again. Given up when no node answers, or when watches
-                // end before showing anything on every node twice in a row.
+                // did not is not shown again. So that this holds for registers it never showed,
+                // the first attach takes a snapshot too, shown only with --snapshot. Given up
+                // when no node answers, or when watches end before showing anything on every
+                // node twice in a row.
                 let mut last_shown: std::collections::HashMap<String, Json> = std::collections::HashMap::new();
-                let mut with_snapshot = snapshot;
+                let mut first = true;
                 let mut fruitless = 0;
                 loop {
                     let (rt, remote) = c.attached()?;
                     let mut shown = 0u64;
-                    let res = rt.block_on(remote.watch(&group, view.clone(), with_snapshot, |j| {
+                    let res = rt.block_on(remote.watch(&group, view.clone(), true, |j| {
                         let reg = j["register"].to_string();
-                        if j["snapshot"] == Json::Bool(true) && last_shown.get(&reg) == Some(&j["fields"]) {
+                        let is_snapshot = j["snapshot"] == Json::Bool(true);
+                        if is_snapshot && last_shown.get(&reg) == Some(&j["fields"]) {
                             return true;
                         }
                         last_shown.insert(reg, j["fields"].clone());
+                        if is_snapshot && first && !snapshot {
+                            return true;
+                        }
                         shown += 1;
                         show(&j, &event);
                         true
                     }));
+                    first = false;
                     match res {
                         Ok(()) => return Ok(()),
                         Err(e) if e.node_lost() => {
                             fruitless = if shown == 0 { fruitless + 1 } else { 0 };
                             anyhow::ensure!(fruitless <= 2 * c.nodes.len(), "{e}; the watch ended {fruitless} times in a row without showing a change: giving up");
                             eprintln!("spook watch: {e}; attaching to the next node (it first shows the registers that changed meanwhile)");
-                            with_snapshot = true;
                             c.lost();
                         }
                         Err(e) => return Err(e.into()),
