@@ -235,8 +235,8 @@ impl Remote {
     }
 
     /// Stream a group's changes (the events a local `watch` gives) to `on_event` until it
-    /// returns false; with `snapshot`, every register written so far first. Meanwhile it asks the node for its id every [`WATCH_KEEPALIVE`], so the
-    /// node keeps the watch.
+    /// returns false; with `snapshot`, every register written so far first. Meanwhile it asks
+    /// the node for its id every [`WATCH_KEEPALIVE`], so the node keeps the watch.
     ///
     /// # Errors
     /// The node refuses the watch (no such group), ends it (it stopped, or lost this client's

@@ -65,13 +65,7 @@ fn two_nodes_converge_and_a_killed_node_recovers_from_its_ledger() {
     // A watch with a snapshot on B's local socket: every register written so far, marked,
     // then the changes that follow.
     let mut watch = Command::new(common::SPOOK).args(["--config", b.config.to_str().unwrap(), "--json", "watch", "fleet", "--snapshot"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    let out = watch.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let lines = common::stdout_lines(&mut watch);
     let next = || -> serde_json::Value { serde_json::from_str(&lines.recv_timeout(Duration::from_secs(10)).expect("the watch printed nothing within 10 s")).unwrap() };
     for r in 1..=6u32 {
         let ev = next();
@@ -120,8 +114,8 @@ fn two_nodes_converge_and_a_killed_node_recovers_from_its_ledger() {
 
     // B frozen (SIGSTOP, a stall as CPU starvation gives) for longer than a pair may stay
     // silent: A opens a fresh pair channel with B, and both go on once B runs again.
-    let pid = b.child.as_ref().unwrap().id().to_string();
-    let signal = |s: &str| assert!(Command::new("kill").args([s, &pid]).status().unwrap().success());
+    let pid = b.child.as_ref().unwrap().id();
+    let signal = |s: &str| common::signal(pid, s);
     signal("-STOP");
     std::thread::sleep(Duration::from_secs(14));
     signal("-CONT");

@@ -34,13 +34,7 @@ fn remote_watch(via: &[&Node], ids: &[&str], key: &str, group: &str) -> (std::pr
         cmd.args(["--node", id]);
     }
     let mut child = cmd.args(["watch", group]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = common::stdout_lines(&mut child);
     (child, rx)
 }
 
@@ -148,7 +142,7 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     // that write from A, and must show it from its snapshot once it attaches to C.
     let freeze = |sig: &str| {
         if let Some((child, _)) = &watch {
-            assert!(std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+            common::signal(child.id(), sig);
         }
     };
     if over_zenoh {
@@ -232,7 +226,7 @@ fn a_stalled_remote_watcher_is_dropped_after_the_idle_time_and_attaches_again_wh
     a.spook(&["set", "fleet", "1", "battery", "0.1"]).unwrap();
     watch_shows(&rx, "1", "0.1", Duration::from_secs(10), "the watch");
 
-    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+    let signal = |sig: &str| common::signal(child.id(), sig);
     signal("-STOP");
     let stopped = std::time::Instant::now();
     eventually("the node drops the silent watcher", Duration::from_secs(45), || watches() == 0);

@@ -106,6 +106,23 @@ impl Drop for Node {
     }
 }
 
+/// The lines `child` prints on its piped stdout, as they come (read on a thread of their own).
+pub(crate) fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Send `sig` (e.g. `-STOP`) to process `pid`.
+pub(crate) fn signal(pid: u32, sig: &str) {
+    assert!(Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success(), "kill {sig} {pid}");
+}
+
 pub(crate) fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + within;
     while Instant::now() < end {
