@@ -372,7 +372,7 @@ impl Endpoint {
                         if self.trace {
                             println!("rx kind {} bytes {}", o.frame.get(1).copied().unwrap_or(0), o.frame.len());
                         }
-                        self.capture_line(&format!("frame {} {} {} {}", hex(&o.key_fingerprint), o.header.epoch, o.header.counter, hex(ct)));
+                        self.capture_line(&format!("frame {} {} {} {}", hex(&o.key_fingerprint), o.header.salt, o.header.counter, hex(ct)));
                         self.replica.handle_frame(o.origin, &o.frame, now);
                     }
                     Err(e) => {

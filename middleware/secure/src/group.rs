@@ -1,7 +1,11 @@
 //! The group data plane: each member encrypts its frames once under its own sender key
 //! (AES-256-GCM), handed to the other members over pair channels, and signs them (Ed25519) so
 //! one member cannot forge another's deltas. Routers carry ciphertext only: in clear is the
-//! 16-byte header (sender-key id, epoch, counter).
+//! 16-byte header (sender-key id, salt, counter). All three are drawn at random for each key
+//! (the counter starts at a random point), so the clear header tells neither when a node
+//! started nor how many frames it sent before, and repeats nothing across restarts. The key's
+//! epoch, which orders a member's keys (a stale key is refused), travels only inside the
+//! announcement, over the encrypted pair channel.
 
 use std::collections::BTreeMap;
 
@@ -25,10 +29,10 @@ pub enum OpenError {
     /// No member's key has this id (not a member, a pruned one, or its key has not arrived).
     #[error("unknown sender key {0:#010x}")]
     UnknownKey(u32),
-    /// The header's epoch is not the key's.
-    #[error("wrong key epoch: the key is of epoch {expected}, the frame says {got}")]
-    WrongEpoch {
-        /// The key's epoch.
+    /// The header's salt is not the key's.
+    #[error("wrong key salt: the key's is {expected:#010x}, the frame says {got:#010x}")]
+    WrongSalt {
+        /// The key's salt.
         expected: u32,
         /// The frame's.
         got: u32,
@@ -84,10 +88,12 @@ pub struct KeyAnnouncement {
     pub group: GroupId,
     /// The member that sends under it.
     pub origin: EndpointId,
-    /// The key's id (in clear in every frame).
+    /// The key's id (in clear in every frame; random).
     pub key_id: u32,
-    /// Its epoch.
+    /// Its epoch: orders the origin's keys (never in clear).
     pub epoch: u32,
+    /// The nonce prefix under this key (in clear in every frame; random).
+    pub salt: u32,
     /// The AES-256 key.
     pub key: [u8; 32],
 }
@@ -101,22 +107,26 @@ impl std::fmt::Debug for KeyAnnouncement {
 const ANNOUNCEMENT: u8 = b'K';
 
 impl KeyAnnouncement {
-    /// `K | group (16) | origin (32) | key id (4) | epoch (4) | key (32)`.
+    /// `K | group (16) | origin (32) | key id (4) | epoch (4) | key (32) | salt (4)`.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(89);
+        let mut v = Vec::with_capacity(Self::LEN);
         v.push(ANNOUNCEMENT);
         v.extend_from_slice(&self.group.0);
         v.extend_from_slice(&self.origin.0);
         v.extend_from_slice(&self.key_id.to_le_bytes());
         v.extend_from_slice(&self.epoch.to_le_bytes());
         v.extend_from_slice(&self.key);
+        v.extend_from_slice(&self.salt.to_le_bytes());
         v
     }
 
+    /// Encoded length.
+    const LEN: usize = 93;
+
     /// Decode [`KeyAnnouncement::encode`].
     pub fn decode(b: &[u8]) -> Result<Self, KeyError> {
-        if b.len() != 89 {
+        if b.len() != Self::LEN {
             return Err(KeyError::Malformed("length"));
         }
         if b[0] != ANNOUNCEMENT {
@@ -133,6 +143,7 @@ impl KeyAnnouncement {
             key_id: u32::from_le_bytes([b[49], b[50], b[51], b[52]]),
             epoch: u32::from_le_bytes([b[53], b[54], b[55], b[56]]),
             key,
+            salt: u32::from_le_bytes([b[89], b[90], b[91], b[92]]),
         })
     }
 }
@@ -157,9 +168,9 @@ impl Default for GroupCrypto {
 pub struct Header {
     /// Sender-key id.
     pub key_id: u32,
-    /// Key epoch.
-    pub epoch: u32,
-    /// Counter under that key.
+    /// The key's nonce prefix.
+    pub salt: u32,
+    /// Counter under that key (from a random start).
     pub counter: u64,
 }
 
@@ -173,7 +184,7 @@ impl Header {
         let h = b.get(..Self::LEN)?;
         Some(Header {
             key_id: u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
-            epoch: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+            salt: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
             counter: u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]),
         })
     }
@@ -181,14 +192,14 @@ impl Header {
     fn bytes(&self) -> [u8; 16] {
         let mut b = [0u8; 16];
         b[..4].copy_from_slice(&self.key_id.to_le_bytes());
-        b[4..8].copy_from_slice(&self.epoch.to_le_bytes());
+        b[4..8].copy_from_slice(&self.salt.to_le_bytes());
         b[8..].copy_from_slice(&self.counter.to_le_bytes());
         b
     }
 
     fn nonce(&self) -> [u8; 12] {
         let mut n = [0u8; 12];
-        n[..4].copy_from_slice(&self.epoch.to_le_bytes());
+        n[..4].copy_from_slice(&self.salt.to_le_bytes());
         n[4..].copy_from_slice(&self.counter.to_le_bytes());
         n
     }
@@ -211,6 +222,7 @@ pub struct Opened {
 struct OwnKey {
     key_id: u32,
     epoch: u32,
+    salt: u32,
     key: [u8; 32],
     cipher: Aes256Gcm,
     next: u64,
@@ -225,6 +237,7 @@ impl Drop for OwnKey {
 struct PeerKey {
     origin: EndpointId,
     epoch: u32,
+    salt: u32,
     key: [u8; 32],
     fingerprint: [u8; 8],
     cipher: Aes256Gcm,
@@ -297,7 +310,9 @@ impl std::fmt::Debug for GroupKeys {
 fn own_key(epoch: u32, rng: &mut (impl RngCore + CryptoRng)) -> OwnKey {
     let mut key = [0u8; 32];
     rng.fill_bytes(&mut key);
-    OwnKey { key_id: rng.next_u32(), epoch, cipher: Aes256Gcm::new(&key.into()), key, next: 0 }
+    // The counter starts at a random point below 2^32: frame counts stay private and the
+    // space left (over 2^63) is never used up.
+    OwnKey { key_id: rng.next_u32(), epoch, salt: rng.next_u32(), cipher: Aes256Gcm::new(&key.into()), key, next: u64::from(rng.next_u32()) }
 }
 
 impl GroupKeys {
@@ -316,7 +331,7 @@ impl GroupKeys {
     /// The own key, to hand to the other members over pair channels.
     #[must_use]
     pub fn announcement(&self) -> KeyAnnouncement {
-        KeyAnnouncement { group: self.group, origin: self.me, key_id: self.own.key_id, epoch: self.own.epoch, key: self.own.key }
+        KeyAnnouncement { group: self.group, origin: self.me, key_id: self.own.key_id, epoch: self.own.epoch, salt: self.own.salt, key: self.own.key }
     }
 
     /// Fingerprint of the own current key.
@@ -338,7 +353,7 @@ impl GroupKeys {
             return Err(KeyError::WrongGroup);
         }
         if let Some(k) = self.peers.get(&a.key_id) {
-            if k.origin == a.origin && k.key == a.key && k.epoch == a.epoch {
+            if k.origin == a.origin && k.key == a.key && k.epoch == a.epoch && k.salt == a.salt {
                 return Ok(());
             }
             return Err(KeyError::KeyIdCollision(a.key_id));
@@ -359,6 +374,7 @@ impl GroupKeys {
         let key = PeerKey {
             origin: a.origin,
             epoch: a.epoch,
+            salt: a.salt,
             cipher: Aes256Gcm::new(&a.key.into()),
             fingerprint: fingerprint(&a.key),
             key: a.key,
@@ -376,7 +392,7 @@ impl GroupKeys {
         if self.own.next == u64::MAX {
             return Err(OpenError::Exhausted);
         }
-        let h = Header { key_id: self.own.key_id, epoch: self.own.epoch, counter: self.own.next };
+        let h = Header { key_id: self.own.key_id, salt: self.own.salt, counter: self.own.next };
         self.own.next += 1;
         let hb = h.bytes();
         let mut pt = Vec::with_capacity(1 + frame.len() + SIG);
@@ -396,7 +412,7 @@ impl GroupKeys {
 
     /// Authenticate, decrypt and verify a frame. In order: the length, the key id
     /// ([`OpenError::UnknownKey`]; a retired key is forgotten at the next install after its
-    /// grace period), the epoch, the grace period ([`OpenError::KeyExpired`]), the replay
+    /// grace period), the salt, the grace period ([`OpenError::KeyExpired`]), the replay
     /// window (before decrypting), AES-GCM over header and body ([`OpenError::Tampered`]), then
     /// the origin's signature; the counter is marked seen only once all of that passed.
     pub fn open(&mut self, bytes: &[u8], now_ms: u64) -> Result<Opened, OpenError> {
@@ -408,8 +424,8 @@ impl GroupKeys {
         let trusted = self.cfg.trusted_members;
         let group = self.group;
         let k = self.peers.get_mut(&h.key_id).ok_or(OpenError::UnknownKey(h.key_id))?;
-        if k.epoch != h.epoch {
-            return Err(OpenError::WrongEpoch { expected: k.epoch, got: h.epoch });
+        if k.salt != h.salt {
+            return Err(OpenError::WrongSalt { expected: k.salt, got: h.salt });
         }
         if k.retired_at.is_some_and(|t| now_ms > t.saturating_add(grace)) {
             return Err(OpenError::KeyExpired(h.key_id));

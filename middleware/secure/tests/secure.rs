@@ -180,19 +180,19 @@ fn group_of(ids: &[&Identity], cfg: GroupCrypto) -> Vec<GroupKeys> {
 }
 
 #[test]
-fn group_frames_reject_tampering_replay_truncation_and_wrong_epoch() {
+fn group_frames_reject_tampering_replay_truncation_and_wrong_salt() {
     let (a, b) = (Identity::generate(), Identity::generate());
     let mut k = group_of(&[&a, &b], GroupCrypto::default());
     let frame = b"a core frame: one delta".to_vec();
     let wire = k[0].seal(&a, &frame).unwrap();
-    // Flip each byte: the header (key id, epoch, counter) or the body.
+    // Flip each byte: the header (key id, salt, counter) or the body.
     for i in 0..wire.len() {
         let mut t = wire.clone();
         t[i] ^= 0x01;
         let e = k[1].open(&t, 1).unwrap_err();
         let ok = match i {
             0..=3 => matches!(e, OpenError::UnknownKey(_)),
-            4..=7 => matches!(e, OpenError::WrongEpoch { expected: 0, .. }),
+            4..=7 => matches!(e, OpenError::WrongSalt { .. }),
             _ => e == OpenError::Tampered,
         };
         assert!(ok, "byte {i}: {e}");
@@ -203,10 +203,10 @@ fn group_frames_reject_tampering_replay_truncation_and_wrong_epoch() {
     }
     let got = k[1].open(&wire, 1).unwrap();
     assert_eq!((got.origin, got.frame), (a.id(), frame.clone()));
-    assert_eq!(k[1].open(&wire, 1).unwrap_err(), OpenError::Replayed(0));
+    assert_eq!(k[1].open(&wire, 1).unwrap_err(), OpenError::Replayed(got.header.counter));
     // A retransmission is a new counter, accepted.
     let again = k[0].seal(&a, &frame).unwrap();
-    assert_eq!(k[1].open(&again, 1).unwrap().header.counter, 1);
+    assert_eq!(k[1].open(&again, 1).unwrap().header.counter, got.header.counter + 1);
 }
 
 #[test]
@@ -229,7 +229,7 @@ fn forge(key: &KeyAnnouncement, signer: &Identity, frame: &[u8], counter: u64) -
     use aes_gcm::aead::{Aead, KeyInit, Payload};
     let mut h = Vec::new();
     h.extend_from_slice(&key.key_id.to_le_bytes());
-    h.extend_from_slice(&key.epoch.to_le_bytes());
+    h.extend_from_slice(&key.salt.to_le_bytes());
     h.extend_from_slice(&counter.to_le_bytes());
     let mut signed = b"spook frame v1".to_vec();
     signed.extend_from_slice(&key.group.0);
@@ -239,7 +239,7 @@ fn forge(key: &KeyAnnouncement, signer: &Identity, frame: &[u8], counter: u64) -
     pt.extend_from_slice(frame);
     pt.extend_from_slice(&signer.sign(&signed));
     let mut nonce = [0u8; 12];
-    nonce[..4].copy_from_slice(&key.epoch.to_le_bytes());
+    nonce[..4].copy_from_slice(&key.salt.to_le_bytes());
     nonce[4..].copy_from_slice(&counter.to_le_bytes());
     let cipher = aes_gcm::Aes256Gcm::new(&key.key.into());
     let ct = cipher.encrypt(aes_gcm::Nonce::from_slice(&nonce), Payload { msg: &pt, aad: &h }).unwrap();
@@ -286,11 +286,11 @@ fn rotation_locks_out_a_pruned_member_and_old_keys_expire_after_grace() {
     let ann = k2[0].rotate(1, &mut rand_core::OsRng);
     k2[1].install(a.id(), ann, a.signing_public(), 1_000).unwrap();
     assert!(matches!(k2[1].open(&old, 6_001).unwrap_err(), OpenError::KeyExpired(_)));
-    // A frame under the new key but claiming the old epoch.
+    // A frame under the new key but with the old key's salt.
     let new = k2[0].seal(&a, b"new").unwrap();
     let mut wrong = new.clone();
-    wrong[4..8].copy_from_slice(&0u32.to_le_bytes());
-    assert_eq!(k2[1].open(&wrong, 1_001).unwrap_err(), OpenError::WrongEpoch { expected: 1, got: 0 });
+    wrong[4..8].copy_from_slice(&old[4..8]);
+    assert!(matches!(k2[1].open(&wrong, 1_001).unwrap_err(), OpenError::WrongSalt { .. }));
 }
 
 #[test]
@@ -305,7 +305,13 @@ fn sealed_frames_carry_no_plaintext_and_a_fresh_start_uses_a_fresh_key() {
     let k2 = GroupKeys::new(g, a.id(), 0, GroupCrypto::default(), &mut rand_core::OsRng);
     assert_ne!(k1.own_fingerprint(), k2.own_fingerprint(), "a restart never resumes a sending key");
     assert_ne!(k1.announcement().key_id, k2.announcement().key_id);
-    assert_eq!(Header::parse(&wire).unwrap().counter, 0);
+    // No field of the clear header repeats across restarts or tells the start time (the
+    // epoch, here a start time in seconds, is never in clear).
+    let start = 1_764_000_000u32;
+    let mut k3 = GroupKeys::new(g, a.id(), start, GroupCrypto::default(), &mut rand_core::OsRng);
+    let (h1, h3) = (Header::parse(&wire).unwrap(), Header::parse(&k3.seal(&a, marker).unwrap()).unwrap());
+    assert!(h1.key_id != h3.key_id && h1.salt != h3.salt && h1.counter != h3.counter, "{h1:?} {h3:?}");
+    assert!(!k3.seal(&a, marker).unwrap()[..Header::LEN].windows(4).any(|w| w == start.to_le_bytes()));
 }
 
 #[test]
@@ -327,13 +333,15 @@ fn group_frames_out_of_order_within_the_window_are_accepted_older_ones_too_old()
     let (a, b) = (Identity::generate(), Identity::generate());
     let mut k = group_of(&[&a, &b], GroupCrypto { trusted_members: true, grace_ms: 0 });
     let wires: Vec<Vec<u8>> = (0..3_000u32).map(|i| k[0].seal(&a, &i.to_le_bytes()).unwrap()).collect();
+    // Counters start at a random point and count up from there.
+    let base = Header::parse(&wires[0]).unwrap().counter;
     assert_eq!(k[1].open(&wires[2_999], 1).unwrap().frame, 2_999u32.to_le_bytes());
     for i in [2_998, 1_500, 2_999 - 2_047, 2_000] {
-        assert_eq!(k[1].open(&wires[i], 1).unwrap().header.counter, i as u64, "{i} is inside the window");
+        assert_eq!(k[1].open(&wires[i], 1).unwrap().header.counter, base + i as u64, "{i} is inside the window");
     }
-    assert_eq!(k[1].open(&wires[1_500], 1).unwrap_err(), OpenError::Replayed(1_500));
-    assert_eq!(k[1].open(&wires[100], 1).unwrap_err(), OpenError::TooOld(100));
-    assert_eq!(k[1].open(&wires[2_999 - 2_049], 1).unwrap_err(), OpenError::TooOld(950));
+    assert_eq!(k[1].open(&wires[1_500], 1).unwrap_err(), OpenError::Replayed(base + 1_500));
+    assert_eq!(k[1].open(&wires[100], 1).unwrap_err(), OpenError::TooOld(base + 100));
+    assert_eq!(k[1].open(&wires[2_999 - 2_049], 1).unwrap_err(), OpenError::TooOld(base + 950));
 }
 
 #[test]
@@ -439,6 +447,7 @@ fn signatures_with_prepared_nonces_are_standard_fresh_and_each_nonce_signs_once(
     let wire = k[0].seal(&a, b"pose of drone 3").unwrap();
     assert_eq!(k[1].open(&wire, 1).unwrap().frame, b"pose of drone 3");
     b.prepare_nonces(1);
-    let forged = forge(&k[0].announcement(), &b, b"pose of drone 3", 9);
+    let next = Header::parse(&wire).unwrap().counter + 1;
+    let forged = forge(&k[0].announcement(), &b, b"pose of drone 3", next);
     assert_eq!(k[1].open(&forged, 1).unwrap_err(), OpenError::BadSignature);
 }
