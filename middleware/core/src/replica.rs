@@ -44,6 +44,11 @@ pub struct GroupConfig {
     /// A pruned member must be heard steadily for this long before it is re-added
     /// (hysteresis, so a flapping radio does not prune and re-add in a loop).
     pub rejoin_after_ms: u64,
+    /// Extra time before a member that this replica has neither heard nor been told is
+    /// reachable ([`Replica::note_reachable`]) since it started counts as silent: a member
+    /// invited that has not joined yet, or peers whose channels are still forming after a
+    /// restart. 0 counts silence from the start.
+    pub join_grace_ms: u64,
 }
 
 /// The two kinds of groups (DESIGN.md, "Two kinds of groups").
@@ -80,6 +85,7 @@ impl GroupConfig {
             kind: GroupKind::Convergent,
             decohere_after_ms: 3_000,
             rejoin_after_ms: 3_000,
+            join_grace_ms: 0,
         }
     }
 }
@@ -372,6 +378,10 @@ pub struct Replica {
     requested_hwm: Hlc,
     frontier: Hlc,
     frontier_persisted: Hlc,
+    /// The largest stamp of any candidate ever added (what the high-water mark must pass).
+    newest_candidate: Hlc,
+    /// The causal context grew since the last [`Replica::reserve_hwm`].
+    context_grew: bool,
     candidates: std::collections::BinaryHeap<Candidate>,
     cand_counter: u64,
     membership_log: BTreeMap<(Hlc, EndpointId, u64), Delta>,
@@ -403,6 +413,8 @@ pub struct Replica {
     serial: SerialState,
     /// When each member was last heard (directly, or through a newer relayed ack).
     last_heard: BTreeMap<EndpointId, u64>,
+    /// When the shell last reported a member reachable ([`Replica::note_reachable`]).
+    reachable_since: BTreeMap<EndpointId, u64>,
     /// Local time this replica started (a member never heard counts as heard then).
     started_at: u64,
     /// Since when each member has been heard without a long gap.
@@ -450,6 +462,8 @@ impl Replica {
             requested_hwm: Hlc::new(cfg.genesis_ms, 0),
             frontier: Hlc::new(cfg.genesis_ms, 0),
             frontier_persisted: Hlc::new(cfg.genesis_ms, 0),
+            newest_candidate: Hlc::new(cfg.genesis_ms, 0),
+            context_grew: false,
             candidates: std::collections::BinaryHeap::new(),
             cand_counter: 0,
             membership_log: BTreeMap::new(),
@@ -475,6 +489,7 @@ impl Replica {
             stats: Stats::default(),
             serial: SerialState::default(),
             last_heard: BTreeMap::new(),
+            reachable_since: BTreeMap::new(),
             started_at: now,
             heard_since: BTreeMap::new(),
             tracked: BTreeMap::new(),
@@ -487,6 +502,23 @@ impl Replica {
             accepted_at: BTreeMap::new(),
             promised_at: BTreeMap::new(),
             cfg,
+        }
+    }
+
+    /// The shell can now hear `m` in this group (it holds m's current sender key, so m's
+    /// node runs and has the group open): silence is counted from now at the earliest.
+    pub fn note_reachable(&mut self, m: EndpointId, now: u64) {
+        self.reachable_since.insert(m, now);
+    }
+
+    /// Since when `m` counts as silent: its last frame, or the moment it became reachable;
+    /// for a member never heard or reachable since this replica started (its node is still
+    /// forming channels after our restart, or it has not joined yet), the start plus
+    /// [`GroupConfig::join_grace_ms`].
+    fn silent_since(&self, m: EndpointId) -> u64 {
+        match (self.last_heard.get(&m), self.reachable_since.get(&m)) {
+            (None, None) => self.started_at.saturating_add(self.cfg.join_grace_ms),
+            (h, r) => h.copied().unwrap_or(0).max(r.copied().unwrap_or(0)),
         }
     }
 
@@ -539,7 +571,7 @@ impl Replica {
         r.persisted_batch = r.next_batch;
         r.next_batch += 1;
         r.frontier_persisted = frontier;
-        r.commit_to(frontier);
+        let _ = r.commit_to(frontier);
         r.events.clear();
         r
     }
@@ -665,6 +697,11 @@ impl Replica {
     #[must_use]
     pub fn frontier(&self) -> Hlc {
         self.frontier
+    }
+    /// The stamp of the oldest candidate not yet committed (what the frontier must pass next).
+    #[must_use]
+    pub fn oldest_candidate(&self) -> Option<Hlc> {
+        self.candidates.peek().map(|c| c.stamp)
     }
     /// Candidates not yet committed.
     #[must_use]
@@ -1168,9 +1205,19 @@ impl Replica {
 
     // ------------------------------------------------------------ internals
 
+    /// Keep the durable high-water mark half a window ahead of the newest delta this replica
+    /// holds, so that its ack (capped by the durable mark) can pass every delta. Driven by the
+    /// deltas, not by the clock: an idle replica, whose every delta is below the mark, writes
+    /// nothing (its acks stop at the mark, and S with them, with nothing left to commit).
     fn reserve_hwm(&mut self, now: u64) {
-        let cur = self.clock.read(now);
-        if cur.ms() + self.cfg.hwm_window_ms / 2 > self.requested_hwm.ms() {
+        let half = self.cfg.hwm_window_ms / 2;
+        // A delta set that grew is reason enough too (at most one reservation per half
+        // window, as when the clock drove it): a delta may arrive by a path that adds no
+        // candidate here (state adopted for what this replica held already), and the others
+        // can commit it only once our ack passes it.
+        let grew = std::mem::take(&mut self.context_grew) && now + half > self.requested_hwm.ms();
+        if grew || self.newest_candidate.ms() + half > self.requested_hwm.ms() {
+            let cur = self.clock.read(now);
             // Anchored to local time, not to the clock: a restarted replica starts its clock
             // at the old reservation, and reserving from there would push the clock another
             // window ahead of real time at every restart (a node crash-looping for a minute
@@ -1224,12 +1271,13 @@ impl Replica {
     }
 
     fn add_candidate(&mut self, stamp: Hlc, facts: Vec<(RegisterId, FieldId, Fact)>, txns: Vec<(EndpointId, u64, Txn)>) {
+        self.newest_candidate = self.newest_candidate.max(stamp);
         self.cand_counter += 1;
         self.candidates.push(Candidate { stamp, n: self.cand_counter, facts, txns, batch: self.next_batch });
     }
 
     /// Add a delta to the pending view; false if it was already known.
-    fn ingest_delta(&mut self, d: Delta, _now: u64) -> bool {
+    fn ingest_delta(&mut self, d: Delta, now: u64) -> bool {
         if self.context.contains(d.dot()) {
             self.stats.deltas_duplicate += 1;
             return false;
@@ -1238,6 +1286,7 @@ impl Replica {
             self.stats.deltas_received += 1;
         }
         self.context.insert(d.dot());
+        self.context_grew = true;
         self.ctx_hash.add(&self.cfg.hash_key, &dot_bytes(d.dot()));
         let facts = Self::facts_of(&d);
         let mut changed = Vec::new();
@@ -1269,6 +1318,13 @@ impl Replica {
                 self.heard_since.remove(gone);
                 self.last_heard.insert(*gone, 0);
             }
+            // A member (re-)added is counted silent only from now: it could not have been
+            // heard as a member before. (On a restart the replayed log re-adds members that
+            // were once removed; without this they were decohered at once.)
+            for added in self.fold_cache.members.difference(&before) {
+                let t = self.last_heard.entry(*added).or_insert(now);
+                *t = (*t).max(now);
+            }
         }
         self.events.push_back(Event::CandidateAdded(d.dot()));
         if !changed.is_empty() {
@@ -1286,6 +1342,7 @@ impl Replica {
         for d in new.dots() {
             self.ctx_hash.add(&self.cfg.hash_key, &dot_bytes(d));
             self.context.insert(d);
+            self.context_grew = true;
         }
         for (reg, field, fact) in &s.facts {
             let one = vec![(*reg, *field, fact.clone())];
@@ -1487,7 +1544,7 @@ impl Replica {
         }
         let mut ops = Vec::new();
         for m in self.fold_cache.members.iter().filter(|m| **m != self.me) {
-            let heard = self.last_heard.get(m).copied().unwrap_or(self.started_at);
+            let heard = self.silent_since(*m);
             if now.saturating_sub(heard) > self.cfg.decohere_after_ms {
                 let cut = self.durable.of(m).map_or(0, crate::IntervalSet::contiguous_max);
                 ops.push(Op::RemoveMember { member: *m, cut });
@@ -1611,21 +1668,26 @@ impl Replica {
     }
 
     fn try_commit(&mut self, now: u64) {
+        let mut committed = false;
         if let Some(s) = self.stability_frontier(now) {
             if s > self.frontier {
-                self.commit_to(s);
+                committed |= self.commit_to(s);
             }
         }
         if self.candidates.peek().is_some_and(|c| c.stamp <= self.frontier && c.batch <= self.persisted_batch) {
-            self.commit_to(self.frontier);
+            committed |= self.commit_to(self.frontier);
         }
-        if self.frontier > self.frontier_persisted {
+        // The frontier is written only when it committed something: a frontier that moved
+        // over no candidate leaves the committed view as restored from the older one, and an
+        // idle node must not write to its ledger (S moves with every ack while idle).
+        if committed && self.frontier > self.frontier_persisted {
             self.frontier_persisted = self.frontier;
             self.unpersisted.push(Record::Frontier(self.frontier));
         }
     }
 
-    fn commit_to(&mut self, s: Hlc) {
+    /// Commit every stable candidate up to `s`; true if one was committed.
+    fn commit_to(&mut self, s: Hlc) -> bool {
         let before_frontier = self.frontier;
         self.frontier = self.frontier.max(s);
         let mut late = BTreeSet::new();
@@ -1652,7 +1714,7 @@ impl Replica {
             txns.extend(c.txns.into_iter().map(|(o, seq, t)| ((c.stamp, o, seq), t)));
         }
         if committed == 0 {
-            return;
+            return false;
         }
         // Rejoin position (DESIGN.md): a transaction of an endpoint past the cut of one of its
         // removals, stamped before the re-add that ended it, sorts at (re-add stamp, origin,
@@ -1692,6 +1754,7 @@ impl Replica {
         if !changed.is_empty() {
             self.events.push_back(Event::RegistersChanged { view: View::Committed, registers: changed.into_iter().collect() });
         }
+        true
     }
 }
 

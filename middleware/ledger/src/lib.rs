@@ -490,6 +490,25 @@ impl Ledger {
         self.write(|txn, path| txn.open_table(GROUPS).map_err(|e| fail_on(path, e)).and_then(|mut t| t.insert(gkey(group), v.as_slice()).map(|_| ()).map_err(|e| fail_on(path, e))))
     }
 
+    /// Forget a group for good, in one durable transaction: its configuration, roster, record
+    /// log and the sender keys stored for it (leaving a group). The commit log is moved into
+    /// redb in the same transaction, so no replay can bring the group's records back. Returns
+    /// whether the group was stored.
+    pub fn remove_group(&mut self, group: &GroupId) -> Result<bool, LedgerError> {
+        let g = gkey(group);
+        let existed = self.write(|txn, path| {
+            let existed = txn.open_table(GROUPS).and_then(|mut t| Ok(t.remove(g)?.is_some())).map_err(|e| fail_on(path, e))?;
+            txn.open_table(ROSTERS).and_then(|mut t| Ok(t.remove(g).map(|_| ())?)).map_err(|e| fail_on(path, e))?;
+            txn.delete_table(LogTable::new(&log_name(group))).map_err(|e| fail_on(path, e))?;
+            let mut keys = txn.open_table(SENDER_KEYS).map_err(|e| fail_on(path, e))?;
+            keys.retain_in((g, 0)..=(g, u32::MAX), |_, _| false).map_err(|e| fail_on(path, e))?;
+            Ok(existed)
+        })?;
+        self.next.remove(group);
+        self.roster_len.remove(group);
+        Ok(existed)
+    }
+
     /// Every stored group configuration.
     pub fn groups(&self) -> Result<Vec<(GroupId, Vec<u8>)>, LedgerError> {
         self.scan(GROUPS, "groups", |k: u128| Some(GroupId(k.to_be_bytes())))

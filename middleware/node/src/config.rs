@@ -24,7 +24,8 @@ control = "spookd.sock"
 log = "info"
 
 [zenoh]
-# "peer" (nodes connect to each other) or "client" (join a zenoh router).
+# "peer" (nodes connect to each other), "client" (join a zenoh router) or "router" (this
+# node routes for others: zenoh clients and other nodes connect to it).
 mode = "peer"
 # Where this node listens. Use explicit loopback or interface addresses.
 listen = ["tcp/127.0.0.1:0"]
@@ -40,14 +41,19 @@ multicast_scouting = false
 options = {}
 
 [metrics]
-# Prometheus text endpoint ("" disables it).
-listen = "127.0.0.1:0"
+# Prometheus text endpoint ("" disables it). When the default port is taken (a second node
+# on this host), the node listens on a free port and logs it; set a port for a fixed one.
+listen = "127.0.0.1:9477"
 
 [timing]
 # Digest period, decoherence timeout and re-add hysteresis (ms).
 digest_interval_ms = 250
 decohere_after_ms = 3000
 rejoin_after_ms = 3000
+# A member not heard since this node started (one invited that has not joined yet, or peers
+# whose channels are still forming after a restart) counts as silent only after this much
+# more; once its node hands over its key for the group, silence counts from that moment.
+join_grace_ms = 60000
 
 [faults]
 # Fault injection for tests: drop this share (percent) of the messages this node publishes,
@@ -55,6 +61,10 @@ rejoin_after_ms = 3000
 drop_pct = 0.0
 seed = 0
 "#;
+
+/// Where the metrics endpoint listens unless configured. A node that finds it taken (a
+/// second node on the host) listens on a free port instead, and says so.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9477";
 
 /// The whole configuration.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -130,6 +140,8 @@ pub struct TimingSection {
     pub decohere_after_ms: u64,
     /// Re-add hysteresis.
     pub rejoin_after_ms: u64,
+    /// Grace for members not heard since the start ([`spook_core::GroupConfig::join_grace_ms`]).
+    pub join_grace_ms: u64,
 }
 
 impl Default for Config {
@@ -153,13 +165,13 @@ impl Default for ZenohSection {
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        MetricsSection { listen: "127.0.0.1:0".into() }
+        MetricsSection { listen: DEFAULT_METRICS.into() }
     }
 }
 
 impl Default for TimingSection {
     fn default() -> Self {
-        TimingSection { digest_interval_ms: 250, decohere_after_ms: 3000, rejoin_after_ms: 3000 }
+        TimingSection { digest_interval_ms: 250, decohere_after_ms: 3000, rejoin_after_ms: 3000, join_grace_ms: 60_000 }
     }
 }
 
@@ -254,6 +266,7 @@ impl Config {
                 "TIMING_DIGEST_INTERVAL_MS" => self.timing.digest_interval_ms = num()?,
                 "TIMING_DECOHERE_AFTER_MS" => self.timing.decohere_after_ms = num()?,
                 "TIMING_REJOIN_AFTER_MS" => self.timing.rejoin_after_ms = num()?,
+                "TIMING_JOIN_GRACE_MS" => self.timing.join_grace_ms = num()?,
                 // Other SPOOK_ variables belong to tests and tools.
                 _ => {}
             }

@@ -6,15 +6,19 @@ use crate::Config;
 /// Logs via `tracing`: RUST_LOG wins over the configured filter.
 pub fn init_logging(filter: &str) {
     let f = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(f).with_writer(std::io::stderr).try_init();
+    // Colour only on a terminal: a log sent to a file or a journal gets no escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(f).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
 /// Run a node until SIGTERM or SIGINT (or a `shutdown` request), then stop cleanly: pending
 /// batches are written to the ledger before it exits.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let control_path = cfg.node.control.clone();
+    // Before anything else: a second node with the same control path must not start at all.
+    let socket = control::ControlSocket::claim(&control_path)?;
     let (node, task, metrics) = crate::start(cfg).await?;
-    let _control = control::serve(&control_path, node.clone()).map_err(|e| anyhow::anyhow!("control socket {}: {e}", control_path.display()))?;
+    let _control = control::serve(&socket, node.clone()).map_err(|e| anyhow::anyhow!("control socket {}: {e}", control_path.display()))?;
     println!("spookd {} up; control socket {}{}", node.id, control_path.display(), metrics.map(|a| format!("; metrics http://{a}/metrics")).unwrap_or_default());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = async {
@@ -31,6 +35,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
         r = &mut task => r??,
     }
-    let _ = std::fs::remove_file(&control_path);
+    socket.release();
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+mod hello_budget;
 pub mod metrics;
 pub mod node;
 pub mod pairing;

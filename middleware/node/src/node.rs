@@ -157,6 +157,7 @@ impl GroupInfo {
         cfg.digest_interval_ms = t.digest_interval_ms;
         cfg.decohere_after_ms = t.decohere_after_ms;
         cfg.rejoin_after_ms = t.rejoin_after_ms;
+        cfg.join_grace_ms = t.join_grace_ms;
         Ok(cfg)
     }
 
@@ -245,6 +246,8 @@ struct Node {
     ledger: Ledger,
     allow: AllowList,
     guard: HelloGuard,
+    /// Hellos (from peers and remote clients) read per second ([`crate::hello_budget`]).
+    hello_budget: crate::hello_budget::HelloBudget,
     pairs: BTreeMap<EndpointId, Pair>,
     groups: BTreeMap<GroupId, GroupRt>,
     session: zenoh::Session,
@@ -380,7 +383,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
     let metrics_addr = if cfg.metrics.listen.is_empty() {
         None
     } else {
-        let l = tokio::net::TcpListener::bind(&cfg.metrics.listen).await.map_err(|e| anyhow::anyhow!("metrics listen {}: {e}", cfg.metrics.listen))?;
+        let l = match tokio::net::TcpListener::bind(&cfg.metrics.listen).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && cfg.metrics.listen == crate::config::DEFAULT_METRICS => {
+                tracing::warn!("metrics: {} is taken (another node on this host?); listening on a free port instead: set [metrics] listen for a fixed one", cfg.metrics.listen);
+                tokio::net::TcpListener::bind("127.0.0.1:0").await?
+            }
+            Err(e) => anyhow::bail!("metrics listen {}: {e}", cfg.metrics.listen),
+        };
         let addr = l.local_addr()?;
         tokio::spawn(crate::metrics::serve(l, metrics.clone()));
         Some(addr)
@@ -394,6 +404,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         ledger,
         allow,
         guard: HelloGuard::default(),
+        hello_budget: crate::hello_budget::HelloBudget::new(now_ms()),
         pairs: BTreeMap::new(),
         groups: BTreeMap::new(),
         session,
@@ -609,12 +620,18 @@ impl Node {
         }
     }
 
-    fn open_group(&mut self, info: GroupInfo) -> anyhow::Result<GroupId> {
+    /// The group's configuration, if this node can open it (it is one of the members).
+    fn group_config(&self, info: &GroupInfo) -> anyhow::Result<GroupConfig> {
         let cfg = info.config(&self.cfg.timing)?;
-        let gid = cfg.group;
         if !cfg.members.contains(&self.me.id()) {
-            anyhow::bail!("this node ({}) is not a member of group {}", self.me.id(), info.name);
+            anyhow::bail!("this node ({}) is not a member of group {}: the invite was made for other nodes (ask for one made with `--member {}`)", self.me.id(), info.name, self.me.id());
         }
+        Ok(cfg)
+    }
+
+    fn open_group(&mut self, info: GroupInfo) -> anyhow::Result<GroupId> {
+        let cfg = self.group_config(&info)?;
+        let gid = cfg.group;
         let now = now_ms();
         let records = self.ledger.load(&cfg)?;
         let replica = Replica::restore(self.me.id(), cfg.clone(), &records, now);
@@ -840,6 +857,7 @@ impl Node {
         let hid = u32::from_le_bytes([hid[0], hid[1], hid[2], hid[3]]);
         let now = now_ms();
         match body[0] {
+            spook_secure::HELLO if !self.hello_budget.try_take(now) => self.metrics.reject("hello-over-budget"),
             spook_secure::HELLO => match spook_secure::respond(&self.me, &self.allow, &mut self.guard, body) {
                 Ok((est, reply)) => {
                     let mut out = hid.to_le_bytes().to_vec();
@@ -1030,6 +1048,8 @@ impl Node {
         match g.keys.install(peer, a, signing, now) {
             Ok(()) if new => {
                 tracing::debug!(%peer, key_id, "installed a member's sender key");
+                // The member's node runs and has the group open: from now on it can be heard.
+                g.replica.note_reachable(peer, now);
                 if let Err(e) = self.ledger.put_sender_key(&gid, key_id, &bytes) {
                     tracing::warn!("cannot store a sender key: {e}");
                 }
@@ -1050,6 +1070,11 @@ impl Node {
     /// Nothing goes back to what does not verify.
     fn on_client_query(&mut self, payload: &[u8], query: zenoh::query::Query) {
         if payload.first() == Some(&spook_secure::HELLO) {
+            if !self.hello_budget.try_take(now_ms()) {
+                // Dropped unread, like a hello from a key this node does not know.
+                self.metrics.reject("hello-over-budget");
+                return;
+            }
             match spook_secure::respond(&self.me, &self.allow, &mut self.guard, payload) {
                 Ok((est, reply)) => {
                     if !self.clients.contains_key(&est.peer) && self.clients.len() >= MAX_CLIENTS {
@@ -1485,6 +1510,9 @@ impl Node {
                 Ok(self.disallow(id)?)
             }
             Request::GroupCreate { name, members, kind, trusted_members } => {
+                if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                    return Err(format!("group name {name:?}: 1 to 64 characters, no control characters"));
+                }
                 if self.groups.values().any(|g| g.info.name == name) {
                     return Err(format!("a group named {name:?} exists already"));
                 }
@@ -1515,15 +1543,7 @@ impl Node {
                 }
                 self.add_group(info)
             }
-            Request::GroupLeave { group } => {
-                let g = self.find_group(&group)?;
-                if let Some(rt) = self.groups.remove(&g) {
-                    // Its subscriptions and queryable go with it (undeclared as they drop).
-                    let base = format!("{}/g/{}/", self.prefix(), rt.tag);
-                    self.declared.retain(|(k, _)| !k.starts_with(&base));
-                }
-                Ok(json!({"left": group}))
-            }
+            Request::GroupLeave { group } => self.leave(&group),
             // The members now (pruned and removed ones left out), not the founding roster.
             Request::GroupList => Ok(json!({"groups": self.groups.values().map(|g| json!({
                 "name": g.info.name, "id": g.info.id, "kind": g.info.kind, "members": g.replica.members().iter().map(ToString::to_string).collect::<Vec<_>>(), "trusted_members": g.info.trusted_members,
@@ -1599,12 +1619,14 @@ impl Node {
         }
     }
 
+    /// Create or join a group: checked first (this node a member, every other member allowed),
+    /// so a refused invite leaves nothing in the ledger.
     fn add_group(&mut self, info: GroupInfo) -> Result<Json, String> {
         let bytes = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
         let gid = GroupId(parse_hex::<16>(&info.id).ok_or("bad group id")?);
-        for m in &info.members {
-            let id: EndpointId = m.parse().map_err(|e| format!("{e}"))?;
-            if id != self.me.id() && !self.allow.contains(&id) {
+        let cfg = self.group_config(&info).map_err(|e| format!("{e:#}"))?;
+        for id in &cfg.members {
+            if *id != self.me.id() && !self.allow.contains(id) {
                 return Err(format!("member {id} is not on the allow-list: run `spook allow {id}` first"));
             }
         }
@@ -1613,6 +1635,28 @@ impl Node {
         let name = info.name.clone();
         self.open_group(info).map_err(|e| format!("{e:#}"))?;
         Ok(json!({"group": name, "id": hex(&gid.0), "invite": invite}))
+    }
+
+    /// Leave a group for good: it is removed from the ledger (durably, before the answer) and
+    /// closed. A group stored in the ledger that cannot be opened (a damaged entry) can be
+    /// left too, by name or id.
+    fn leave(&mut self, group: &str) -> Result<Json, String> {
+        let gid = match self.find_group(group) {
+            Ok(g) => g,
+            Err(not_open) => {
+                let stored = self.ledger.groups().map_err(|e| e.to_string())?;
+                let named = |(id, b): &(GroupId, Vec<u8>)| hex(&id.0) == group || serde_json::from_slice::<GroupInfo>(b).is_ok_and(|i| i.name == group);
+                stored.iter().find(|e| named(e)).map(|(id, _)| *id).ok_or(not_open)?
+            }
+        };
+        tokio::task::block_in_place(|| self.ledger.remove_group(&gid)).map_err(|e| format!("cannot leave {group:?}: {e}"))?;
+        if let Some(rt) = self.groups.remove(&gid) {
+            // Its subscriptions and queryable go with it (undeclared as they drop).
+            let base = format!("{}/g/{}/", self.prefix(), rt.tag);
+            self.declared.retain(|(k, _)| !k.starts_with(&base));
+        }
+        tracing::info!(group, "left the group");
+        Ok(json!({"left": group}))
     }
 
     fn status(&self) -> Json {
@@ -1636,6 +1680,8 @@ impl Node {
                     })).collect::<Vec<_>>(),
                     "frontier_ms": r.frontier().ms(),
                     "pending_candidates": r.pending_candidates(),
+                    "oldest_candidate_ms": r.oldest_candidate().map(|h| h.ms()),
+                    "summary": r.summary(),
                     "state_hash": hex(&r.state_hash().short()),
                     "committed_hash": hex(&r.committed_hash().short()),
                     "deltas_received": st.deltas_received,

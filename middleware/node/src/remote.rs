@@ -25,6 +25,13 @@ use crate::control::Request;
 /// How long a handshake may take before the node counts as unreachable.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The least time between two hellos of one attach; doubled after each unanswered one, up to
+/// [`HELLO_SPACING_MAX`]: a client a node does not allow sends about 8 hellos in
+/// [`HANDSHAKE_TIMEOUT`], not thousands.
+const HELLO_SPACING_FIRST: Duration = Duration::from_millis(100);
+/// See [`HELLO_SPACING_FIRST`].
+const HELLO_SPACING_MAX: Duration = Duration::from_secs(1);
+
 /// A node ends a remote watch once the client has sent nothing for this long (ms): it cannot
 /// see a querier that went away. [`Remote::watch`] asks something every
 /// [`WATCH_KEEPALIVE`] meanwhile.
@@ -159,13 +166,20 @@ impl Remote {
         let probe = Probe { session: &session, key: &key, domain, client: me.id(), node };
         // zenoh may still be connecting, or a message was lost: ask again, with a fresh hello
         // each time (a node takes each hello timestamp once, so a resent one gets no answer).
+        // A node that does not allow this client drops the query at once, so an attempt can
+        // end long before its timeout: attempts are spaced out, further each time.
         let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        let mut spacing = HELLO_SPACING_FIRST;
         let (init, reply) = loop {
+            let started = tokio::time::Instant::now();
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             let (init, hello) = Initiator::start(&me, node, now)?;
             match probe.ask(hello, Duration::from_millis(500)).await {
                 Ok(r) => break (init, r),
-                Err(RemoteError::NoAnswer { .. }) if tokio::time::Instant::now() < deadline => continue,
+                Err(RemoteError::NoAnswer { .. }) if started + spacing < deadline => {
+                    tokio::time::sleep_until(started + spacing).await;
+                    spacing = (spacing * 2).min(HELLO_SPACING_MAX);
+                }
                 Err(RemoteError::NoAnswer { node, domain, client, .. }) => return Err(RemoteError::NoAnswer { node, domain, client, waited: HANDSHAKE_TIMEOUT }),
                 Err(e) => return Err(e),
             }

@@ -245,10 +245,27 @@ impl Conn {
 
 fn local_request(sock: &std::path::Path, r: &Request) -> Result<Json> {
     let mut s = UnixStream::connect(sock).with_context(|| format!("cannot reach the node at {} (is spookd running? `spook up` starts one)", sock.display()))?;
-    writeln!(s, "{}", serde_json::to_string(r)?)?;
+    writeln!(s, "{}", serde_json::to_string(r)?).context("the node closed the control connection")?;
     let mut line = String::new();
-    BufReader::new(s).read_line(&mut line)?;
+    let read = BufReader::new(s).read_line(&mut line);
+    if read.is_err() || line.is_empty() {
+        // The request reached the node (it was written) and no answer came: it may have been
+        // carried out.
+        let what = if matches!(r, Request::Set { .. } | Request::Write { .. } | Request::GroupRemove { .. }) {
+            "the write may or may not have been applied: read it back (`spook get`) once the node is up, then write it again if it is not there"
+        } else if matches!(r, Request::Tx { .. }) {
+            "the transaction may or may not have run: send it again with the same --seq (it executes once) through any node"
+        } else {
+            "try again once it is up"
+        };
+        bail!("the node went away before answering ({}); {what}", read.err().map_or_else(|| "connection closed".to_string(), |e| e.to_string()));
+    }
     serde_json::from_str(&line).context("the node answered something that is not JSON")
+}
+
+/// A name as the terminal should show it: control characters escaped, never interpreted.
+fn printable(s: &str) -> String {
+    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 fn main() {
@@ -277,8 +294,8 @@ fn real_main() -> Result<()> {
     };
     let mut args = o.rest.clone();
     if args.is_empty() {
-        println!("{HELP}");
-        return Ok(());
+        eprintln!("usage: spook [--config FILE] <command> ...   (`spook --help` lists the commands)");
+        std::process::exit(2);
     }
     let cmd = args.remove(0);
     let show = |j: &Json, human: &dyn Fn(&Json) -> String| {
@@ -376,7 +393,17 @@ fn real_main() -> Result<()> {
                     let name = args.first().ok_or_else(|| anyhow!("usage: spook group create <name> [--member ID]... [--serial] [--trusted-members]"))?.clone();
                     let kind = Some(if serial { "serial" } else { "convergent" }.to_string());
                     let j = conn.request(&Request::GroupCreate { name, members, kind, trusted_members })?;
-                    show(&j, &|j| format!("group {} created ({})\ninvite for the other members:\n  spook group join {}", j["group"].as_str().unwrap_or_default(), j["id"].as_str().unwrap_or_default(), j["invite"].as_str().unwrap_or_default()));
+                    // The invite alone on stdout (INVITE=$(spook group create ...)); the advice
+                    // on stderr.
+                    if !o.json {
+                        eprintln!(
+                            "group {} created ({}); on each other member run:\n  spook -c <that node's config> group join {}",
+                            j["group"].as_str().unwrap_or_default(),
+                            j["id"].as_str().unwrap_or_default(),
+                            j["invite"].as_str().unwrap_or_default()
+                        );
+                    }
+                    show(&j, &|j| j["invite"].as_str().unwrap_or_default().to_string());
                 }
                 "join" => {
                     let name = take_opt(&mut args, "--name")?;
@@ -401,7 +428,11 @@ fn real_main() -> Result<()> {
                         if gs.is_empty() {
                             return "no groups (spook group create <name>)".into();
                         }
-                        gs.iter().map(|g| format!("{:<16} {:<11} {} members  {}{}", g["name"].as_str().unwrap_or_default(), g["kind"].as_str().unwrap_or_default(), g["members"].as_array().map_or(0, Vec::len), g["id"].as_str().unwrap_or_default(), if g["trusted_members"] == true { "  trusted-members (unsigned frames)" } else { "" })).collect::<Vec<_>>().join("\n")
+                        let members = |g: &Json| match g["members"].as_array().map_or(0, Vec::len) {
+                            1 => "1 member ".to_string(),
+                            n => format!("{n} members"),
+                        };
+                        gs.iter().map(|g| format!("{:<16} {:<11} {}  {}{}", printable(g["name"].as_str().unwrap_or_default()), g["kind"].as_str().unwrap_or_default(), members(g), g["id"].as_str().unwrap_or_default(), if g["trusted_members"] == true { "  trusted-members (unsigned frames)" } else { "" })).collect::<Vec<_>>().join("\n")
                     });
                 }
                 _ => bail!("usage: spook group create|join|leave|remove|list ..."),
@@ -541,6 +572,7 @@ fn real_main() -> Result<()> {
                 }
                 show(&j, &event);
             }
+            bail!("the node stopped: the watch ended (start it again once the node is back)");
         }
         "pair" => {
             if let Some(code) = take_opt(&mut args, "--confirm")? {
@@ -600,7 +632,7 @@ fn real_main() -> Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(spook_node::demo::run(nodes.clamp(2, 16), seconds))?;
         }
-        other => bail!("unknown command {other:?}\n\n{HELP}"),
+        other => bail!("unknown command {other:?}: `spook --help` lists the commands"),
     }
     Ok(())
 }

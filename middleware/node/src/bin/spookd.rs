@@ -16,7 +16,15 @@ SPOOK_<SECTION>_<KEY>, e.g. SPOOK_NODE_LEDGER=/var/lib/spook/node.spookdb or
 SPOOK_ZENOH_CONNECT=tcp/127.0.0.1:7447. Logs: RUST_LOG or [node] log.
 The `spook` CLI talks to the node over the control socket ([node] control).";
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    // An error is a sentence for the operator, never a stack trace (whatever RUST_BACKTRACE).
+    if let Err(e) = real_main() {
+        eprintln!("spookd: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut config: Option<PathBuf> = None;
     while let Some(a) = args.next() {
