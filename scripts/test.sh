@@ -28,13 +28,25 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 mkdir -p target
+# Each phase's wall time, printed and kept in target/ci-phases.log.
+phase_start=$SECONDS
+: > target/ci-phases.log
+phase_done() {
+  local line="phase $1: $((SECONDS - phase_start)) s"
+  echo "== $line"
+  echo "$line" >> target/ci-phases.log
+  phase_start=$SECONDS
+}
+phase_done "setup (nextest, apt packages)"
 # Tests of real parts (tmpfs disk-full, SIGKILL, netns) record a skip here when they cannot run.
 export SPOOK_SKIP_LOG="$PWD/target/spook-skips.log"
 rm -f "$SPOOK_SKIP_LOG"
 echo "== doc examples"
 cargo test --doc -p spook-core -p spook-sim -p spook-secure -p spook-ledger -p spook-node -p spook-relay 2>&1 | tee target/doctest.log
+phase_done "doc examples (with the build)"
 echo "== unit, property, simulation, codec, ledger and two-process tests (cargo nextest)"
 cargo nextest run --no-fail-fast 2>&1 | tee target/nextest.log
+phase_done "nextest (with the test build)"
 
 ignored=$(grep -Eo '[0-9]+ skipped' target/nextest.log | tail -n1 | grep -Eo '[0-9]+' || echo 0)
 self_skipped=0
