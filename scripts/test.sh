@@ -3,6 +3,16 @@
 # Usage: scripts/test.sh            (CI runs this through .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p target
+# Each phase's wall time, printed and kept in target/ci-phases.log.
+phase_start=$SECONDS
+: > target/ci-phases.log
+phase_done() {
+  local line="phase $1: $((SECONDS - phase_start)) s"
+  echo "== $line"
+  echo "$line" >> target/ci-phases.log
+  phase_start=$SECONDS
+}
 
 if ! command -v cargo >/dev/null; then
   echo "error: cargo is not installed (Rust 1.85 or newer is required)" >&2
@@ -28,16 +38,24 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 mkdir -p target
-# Each phase's wall time, printed and kept in target/ci-phases.log.
-phase_start=$SECONDS
-: > target/ci-phases.log
-phase_done() {
-  local line="phase $1: $((SECONDS - phase_start)) s"
-  echo "== $line"
-  echo "$line" >> target/ci-phases.log
-  phase_start=$SECONDS
-}
-phase_done "setup (nextest, apt packages)"
+# An independent zenoh peer (eclipse-zenoh for Python, the same zenoh version as the nodes')
+# plays the outsider in tests/operator.rs: without the domain key it must see nothing.
+if [ -z "${SPOOK_PYTHON:-}" ]; then
+  if [ ! -x target/pyenv/bin/python ] || ! target/pyenv/bin/python -c "import zenoh" 2>/dev/null; then
+    echo "== installing eclipse-zenoh into target/pyenv"
+    if ! python3 -m venv target/pyenv 2>/dev/null; then
+      if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+        apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+        python3 -m venv target/pyenv
+      fi
+    fi
+    target/pyenv/bin/pip install -q eclipse-zenoh==1.10.2 || echo "warning: eclipse-zenoh could not be installed: the outsider test will skip" >&2
+  fi
+  if target/pyenv/bin/python -c "import zenoh" 2>/dev/null; then
+    export SPOOK_PYTHON="$PWD/target/pyenv/bin/python"
+  fi
+fi
+phase_done "setup (nextest, apt packages, Python zenoh peer)"
 # Tests of real parts (tmpfs disk-full, SIGKILL, netns) record a skip here when they cannot run.
 export SPOOK_SKIP_LOG="$PWD/target/spook-skips.log"
 rm -f "$SPOOK_SKIP_LOG"

@@ -454,6 +454,19 @@ impl Ledger {
         })
     }
 
+    /// The domain key (opaque bytes: the node's encoding of generation and secret), if any.
+    pub fn domain_key(&self) -> Result<Option<Vec<u8>>, LedgerError> {
+        self.get_meta("domain-key")
+    }
+
+    /// Store the domain key, replacing the one before (a rotation, or joining a domain).
+    pub fn set_domain_key(&mut self, bytes: &[u8]) -> Result<(), LedgerError> {
+        let v = seal_value(bytes);
+        self.write(|txn, path| {
+            txn.open_table(META).map_err(|e| fail_on(path, e)).and_then(|mut t| t.insert("domain-key", v.as_slice()).map(|_| ()).map_err(|e| fail_on(path, e)))
+        })
+    }
+
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, LedgerError> {
         let db = self.db()?;
         let txn = db.begin_read().map_err(|e| self.fail(e))?;

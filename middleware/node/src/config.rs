@@ -282,8 +282,8 @@ impl Config {
             return Err(ConfigError::Invalid(format!("node.domain {:?} must be a non-empty name without / * $ # ?", self.node.domain)));
         }
         for e in self.zenoh.listen.iter().chain(&self.zenoh.connect) {
-            if !e.contains('/') {
-                return Err(ConfigError::Invalid(format!("zenoh endpoint {e:?} must look like tcp/127.0.0.1:7447 or udp/10.0.0.1:7447")));
+            if let Err(why) = check_endpoint(e) {
+                return Err(ConfigError::Invalid(format!("zenoh endpoint {e:?}: {why}; it must look like tcp/127.0.0.1:7447 or udp/10.0.0.1:7447?rel=1;mixed_rel=1")));
             }
         }
         if self.timing.digest_interval_ms == 0 || self.timing.decohere_after_ms < 2 * self.timing.digest_interval_ms {
@@ -294,6 +294,22 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether `e` is a zenoh endpoint this node can use: zenoh's own syntax, and for tcp and udp
+/// a host and a port (what only `zenoh::open` found out before, at the node's start).
+fn check_endpoint(e: &str) -> Result<(), String> {
+    e.parse::<zenoh::config::EndPoint>().map_err(|err| err.to_string())?;
+    let (proto, rest) = e.split_once('/').ok_or("no protocol")?;
+    if matches!(proto, "tcp" | "udp") {
+        let addr = rest.split(['?', '#']).next().unwrap_or_default();
+        let (host, port) = addr.rsplit_once(':').ok_or("no port")?;
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        port.parse::<u16>().map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -318,6 +334,12 @@ mod tests {
         assert!(e.contains("zenoh.mode"), "{e}");
         let e = Config::from_toml("[zenoh]\nlisten = [\"127.0.0.1\"]\n", p).unwrap_err().to_string();
         assert!(e.contains("endpoint"), "{e}");
+        // What only zenoh found out before, at the node's start.
+        for bad in ["tcp/127.0.0.1", "tcp/127.0.0.1:70000", "udp/:7447", "tcp/127.0.0.1:x"] {
+            let e = Config::from_toml(&format!("[zenoh]\nconnect = [\"{bad}\"]\n"), p).unwrap_err().to_string();
+            assert!(e.contains("endpoint") && e.contains(bad), "{bad}: {e}");
+        }
+        Config::from_toml("[zenoh]\nconnect = [\"udp/10.0.0.1:7447?rel=1;mixed_rel=1\", \"tcp/[::1]:7447\"]\n", p).unwrap();
         let mut c = Config::default();
         let e = c.apply_env([("SPOOK_TIMING_DIGEST_INTERVAL_MS".to_string(), "soon".to_string())]).unwrap_err().to_string();
         assert!(e.contains("SPOOK_TIMING_DIGEST_INTERVAL_MS"), "{e}");

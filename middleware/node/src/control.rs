@@ -169,6 +169,13 @@ pub enum Request {
     /// declarations): the way out when zenoh's routing is wedged, as plain UDP can leave it
     /// (see docs/protocol.md).
     Reconnect,
+    /// Show the domain key's token ([`crate::domain_key`]), or replace it with `set` (joining
+    /// another domain, or taking a rotation by hand); the node then renews its zenoh session.
+    DomainKey {
+        /// A token from `spook domain-key` on a node of the domain.
+        #[serde(default)]
+        set: Option<String>,
+    },
     /// Stop the node (as SIGTERM does).
     Shutdown,
 }

@@ -20,9 +20,14 @@ pub(crate) type Nodes = Vec<(NodeHandle, tokio::task::JoinHandle<anyhow::Result<
 pub(crate) async fn local_domain(dir: &std::path::Path, ports: &[u16], trusted_members: bool, tune: impl Fn(&mut Config)) -> anyhow::Result<(Nodes, Vec<EndpointId>)> {
     let n = ports.len();
     let mut ids = Vec::new();
+    // One domain key (node 0's, if its ledger has one from an earlier run): zenoh admits no
+    // session from outside the domain.
+    let mut key = None;
     for i in 0..n {
         let mut l = spook_ledger::Ledger::open(dir.join(format!("node{i}.spookdb")))?;
         ids.push(ensure_identity(&mut l)?.id());
+        let k = key.get_or_insert_with(|| l.domain_key().ok().flatten().unwrap_or_else(|| crate::domain_key::DomainKey::generate(1).to_bytes().to_vec()));
+        l.set_domain_key(k)?;
     }
     for i in 0..n {
         let mut l = spook_ledger::Ledger::open(dir.join(format!("node{i}.spookdb")))?;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod domain_key;
 mod hello_budget;
 pub mod metrics;
 pub mod node;

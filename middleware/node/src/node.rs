@@ -18,6 +18,7 @@ use zenoh::qos::Reliability;
 use zenoh::Wait;
 
 use crate::config::Config;
+use crate::domain_key::{DomainKey, Rotation};
 use crate::control::{self, Request};
 use crate::metrics::Metrics;
 use crate::session;
@@ -26,6 +27,9 @@ use crate::values;
 /// First byte of a group frame carried inside a pair channel (digests and wants to a member
 /// this node counts as pruned); key announcements start with `K`.
 const PAIR_GROUP_FRAME: u8 = b'D';
+
+/// First byte of a domain key handed over a pair channel (a rotation, [`crate::domain_key`]).
+const PAIR_DOMAIN_KEY: u8 = b'Z';
 
 /// How often sender keys are announced again to every paired member (ms).
 const KEY_REANNOUNCE_MS: u64 = 3_000;
@@ -246,6 +250,9 @@ struct Node {
     ledger: Ledger,
     allow: AllowList,
     guard: HelloGuard,
+    /// The domain key zenoh admits links with, through its rotations ([`crate::domain_key`]),
+    /// if the ledger has one.
+    zenoh_auth: Option<Rotation>,
     /// Hellos (from peers and remote clients) read per second ([`crate::hello_budget`]).
     hello_budget: crate::hello_budget::HelloBudget,
     pairs: BTreeMap<EndpointId, Pair>,
@@ -351,8 +358,12 @@ pub fn allow_in_ledger(ledger: &mut Ledger, peer: EndpointId, name: &str) -> any
     Ok(())
 }
 
-fn zenoh_config(cfg: &Config) -> anyhow::Result<zenoh::Config> {
+/// The node's zenoh settings; with a domain key, zenoh admits only links that present it.
+fn zenoh_config(cfg: &Config, auth: Option<&Rotation>, now: u64) -> anyhow::Result<zenoh::Config> {
     let mut z = zenoh::Config::default();
+    if let Some(r) = auth {
+        r.presented(now).configure(&mut z, &r.accepted(now), &crate::domain_key::dictionary_path(&cfg.node.ledger)).map_err(|e| anyhow::anyhow!("domain key: {e}"))?;
+    }
     let set = |z: &mut zenoh::Config, k: &str, v: String| z.insert_json5(k, &v).map_err(|e| anyhow::anyhow!("zenoh config {k}: {e}"));
     set(&mut z, "mode", format!("{:?}", cfg.zenoh.mode))?;
     set(&mut z, "listen/endpoints", serde_json::to_string(&cfg.zenoh.listen)?)?;
@@ -378,7 +389,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
             None => tracing::warn!(peer = %id, "ignoring a malformed allow-list entry"),
         }
     }
-    let session = zenoh::open(zenoh_config(&cfg)?).await.map_err(|e| anyhow::anyhow!("cannot start zenoh: {e}"))?;
+    let zenoh_auth = ledger.domain_key()?.map(|b| DomainKey::from_bytes(&b)).transpose().map_err(|e| anyhow::anyhow!("the ledger's domain key: {e}"))?.map(Rotation::new);
+    if zenoh_auth.is_none() {
+        tracing::warn!("this ledger has no domain key: any zenoh peer that reaches this node can open a session (it sees key expressions and sizes, never values); `spook domain-key --new` makes one, `spook domain-key --set TOKEN` joins a domain");
+    }
+    let session = zenoh::open(zenoh_config(&cfg, zenoh_auth.as_ref(), now_ms())?).await.map_err(|e| anyhow::anyhow!("cannot start zenoh: {e}"))?;
     let metrics = Metrics::new();
     let metrics_addr = if cfg.metrics.listen.is_empty() {
         None
@@ -404,6 +419,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         ledger,
         allow,
         guard: HelloGuard::default(),
+        zenoh_auth,
         hello_budget: crate::hello_budget::HelloBudget::new(now_ms()),
         pairs: BTreeMap::new(),
         groups: BTreeMap::new(),
@@ -531,7 +547,11 @@ impl Node {
         if let Err(e) = self.session.close().await {
             tracing::warn!("closing the zenoh session: {e}");
         }
-        let opened = match zenoh_config(&self.cfg) {
+        let now = now_ms();
+        if let Some(r) = &mut self.zenoh_auth {
+            let _ = r.session_due(now);
+        }
+        let opened = match zenoh_config(&self.cfg, self.zenoh_auth.as_ref(), now) {
             Ok(z) => zenoh::open(z).await.map_err(|e| anyhow::anyhow!("{e}")),
             Err(e) => Err(e),
         };
@@ -741,6 +761,10 @@ impl Node {
         if self.groups.values().any(|g| g.keys.signs()) {
             self.me.prepare_nonces(NONCES_PER_TICK);
         }
+        // A rotation of the domain key moves on by steps, each with a fresh zenoh session.
+        if self.zenoh_auth.as_mut().is_some_and(|r| r.session_due(now)) {
+            self.renew_now = Some("domain key rotation");
+        }
         if now.saturating_sub(self.last_health_check_ms) >= 1_000 {
             self.last_health_check_ms = now;
             if self.session.is_closed() {
@@ -771,6 +795,15 @@ impl Node {
             self.last_reannounce_ms = now;
             for p in self.paired() {
                 self.announce_keys(p);
+            }
+            // While a domain key rotation runs, its key goes round again too: the message that
+            // started it may have been lost with the zenoh session it renewed.
+            if let Some(k) = self.zenoh_auth.as_ref().filter(|r| r.accepted(now).len() > 1).map(|r| r.key().to_bytes()) {
+                let mut msg = vec![PAIR_DOMAIN_KEY];
+                msg.extend_from_slice(&k);
+                for p in self.paired() {
+                    self.send_pair(p, &msg);
+                }
             }
         }
         if let Some(p) = &mut self.pairing {
@@ -912,6 +945,9 @@ impl Node {
                     }
                     return;
                 }
+                if pt.first() == Some(&PAIR_DOMAIN_KEY) {
+                    return self.on_domain_key(peer, &pt[1..], now);
+                }
                 match KeyAnnouncement::decode(&pt) {
                     Ok(a) => self.install_key(peer, a, now),
                     Err(e) => {
@@ -1011,8 +1047,44 @@ impl Node {
             g.rotate_own_key();
             rekeyed.push(g.info.name.clone());
         }
-        tracing::warn!(%peer, groups = ?rekeyed, "peer disallowed: channels closed, sender keys replaced");
+        // The domain key too: the peer holds the current one. The new one goes to every peer
+        // this node still pairs with, and on from each of them.
+        let rotated = self.zenoh_auth.as_ref().map(|r| DomainKey::generate(r.key().generation + 1));
+        if let Some(k) = rotated.clone() {
+            self.take_domain_key(k, None, now_ms());
+        }
+        tracing::warn!(%peer, groups = ?rekeyed, domain_key_generation = rotated.map(|k| k.generation), "peer disallowed: channels closed, sender keys replaced");
         Ok(json!({"disallowed": peer.to_string(), "was_allowed": was_allowed, "groups_rekeyed": rekeyed}))
+    }
+
+    /// A domain key handed over by a paired peer: taken if newer (and passed on).
+    fn on_domain_key(&mut self, from: EndpointId, bytes: &[u8], now: u64) {
+        match DomainKey::from_bytes(bytes) {
+            Ok(k) => self.take_domain_key(k, Some(from), now),
+            Err(e) => {
+                tracing::warn!(peer = %from, "bad domain key message: {e}");
+                self.metrics.reject("domain-key-malformed");
+            }
+        }
+    }
+
+    /// Take a newer domain key: store it, hand it to every paired peer but `from`, and step
+    /// through the rotation ([`Rotation`]). An older or equal key changes nothing.
+    fn take_domain_key(&mut self, k: DomainKey, from: Option<EndpointId>, now: u64) {
+        let Some(r) = &mut self.zenoh_auth else { return };
+        if !r.adopt(k.clone(), now) {
+            return;
+        }
+        if let Err(e) = tokio::task::block_in_place(|| self.ledger.set_domain_key(&k.to_bytes())) {
+            tracing::error!("cannot store the new domain key: {e} (it is used until the node stops)");
+        }
+        tracing::info!(generation = k.generation, from = ?from.map(|p| p.to_string()), "domain key rotated");
+        let mut msg = vec![PAIR_DOMAIN_KEY];
+        msg.extend_from_slice(&k.to_bytes());
+        for p in self.paired().into_iter().filter(|p| Some(*p) != from) {
+            self.send_pair(p, &msg);
+        }
+        self.renew_now = Some("domain key rotation");
     }
 
     /// Send our sender key of every group `peer` is a member of, over the pair channel (if
@@ -1586,6 +1658,19 @@ impl Node {
             }
             Request::Watch { .. } => Err("watch needs a streaming connection".into()),
             Request::Status => Ok(self.status()),
+            Request::DomainKey { set: None } => match self.zenoh_auth.as_ref().map(Rotation::key) {
+                Some(k) => Ok(json!({"token": k.token(), "generation": k.generation})),
+                None => Err("this node has no domain key: `spook domain-key --new` makes one".into()),
+            },
+            Request::DomainKey { set: Some(token) } => {
+                let k = DomainKey::from_token(&token).map_err(|e| e.to_string())?;
+                tokio::task::block_in_place(|| self.ledger.set_domain_key(&k.to_bytes())).map_err(|e| e.to_string())?;
+                let generation = k.generation;
+                // The operator's word: no grace for the key before.
+                self.zenoh_auth = Some(Rotation::new(k));
+                self.renew_now = Some("domain key changed");
+                Ok(json!({"token": token.trim(), "generation": generation}))
+            }
             Request::Reconnect => {
                 self.renew_now = Some("asked by the operator");
                 Ok(json!({"reconnecting": true, "zid": self.session.zid().to_string()}))

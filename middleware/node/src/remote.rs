@@ -21,6 +21,7 @@ use spook_secure::{ChannelError, HandshakeError, Identity, Initiator, PairChanne
 use zenoh::Wait;
 
 use crate::control::Request;
+use crate::domain_key::DomainKey;
 
 /// How long a handshake may take before the node counts as unreachable.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,7 +48,7 @@ pub enum RemoteError {
     #[error("zenoh: {0}")]
     Zenoh(String),
     /// Nothing came back in time. A node stays silent to clients it does not allow.
-    #[error("no answer from node {node} within {waited:?}: it is not reachable on domain {domain:?}, or it does not allow this client (run `spook allow {client}` on that node)")]
+    #[error("no answer from node {node} within {waited:?}: it is not reachable on domain {domain:?}, this client lacks the domain key (--domain-key), or the node does not allow this client (run `spook allow {client}` on that node)")]
     NoAnswer {
         /// The node asked.
         node: EndpointId,
@@ -156,7 +157,19 @@ impl Remote {
     /// zenoh cannot start, the node does not answer (unreachable, or this client is not on its
     /// allow-list), or its reply does not verify.
     pub async fn attach(me: Identity, node: EndpointId, domain: &str, connect: &[String]) -> Result<Remote, RemoteError> {
+        Remote::attach_keyed(me, node, domain, connect, None).await
+    }
+
+    /// As [`Remote::attach`], presenting the domain key to zenoh (the nodes of a domain with
+    /// a key admit no session without it: [`crate::domain_key`]).
+    ///
+    /// # Errors
+    /// As [`Remote::attach`].
+    pub async fn attach_keyed(me: Identity, node: EndpointId, domain: &str, connect: &[String], key: Option<&DomainKey>) -> Result<Remote, RemoteError> {
         let mut z = zenoh::Config::default();
+        if let Some(k) = key {
+            k.configure_client(&mut z).map_err(RemoteError::Zenoh)?;
+        }
         let endpoints = serde_json::to_string(connect).map_err(|e| RemoteError::Zenoh(e.to_string()))?;
         for (k, v) in [("mode", "\"peer\""), ("listen/endpoints", "[]"), ("scouting/multicast/enabled", "false"), ("connect/endpoints", endpoints.as_str())] {
             z.insert_json5(k, v).map_err(|e| RemoteError::Zenoh(format!("config {k}: {e}")))?;
@@ -194,10 +207,10 @@ impl Remote {
     ///
     /// # Errors
     /// [`RemoteError::NoNode`] with each node's failure when none answered.
-    pub async fn attach_any(me: &Identity, nodes: &[EndpointId], domain: &str, connect: &[String]) -> Result<Remote, RemoteError> {
+    pub async fn attach_any(me: &Identity, nodes: &[EndpointId], domain: &str, connect: &[String], key: Option<&DomainKey>) -> Result<Remote, RemoteError> {
         let mut tried = Vec::new();
         for &node in nodes {
-            match Remote::attach(me.duplicate(), node, domain, connect).await {
+            match Remote::attach_keyed(me.duplicate(), node, domain, connect, key).await {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     tracing::warn!(%node, "cannot attach: {e}");

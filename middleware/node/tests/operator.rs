@@ -195,10 +195,14 @@ fn a_flood_of_unknown_hellos_costs_the_node_little_and_gets_no_answer() {
     let node: spook_core::EndpointId = ids[0].parse().unwrap();
     // Hellos from 100 keys the node does not know (made before the clock starts).
     let hellos: Vec<Vec<u8>> = (0..100).map(|_| spook_secure::Initiator::start(&spook_secure::Identity::generate(), node, 1).unwrap().1).collect();
+    // The flooder holds the domain key (a member's machine gone bad, say): zenoh admits it,
+    // Spook's handshake does not.
+    let dk = spook_node::domain_key::DomainKey::from_token(&common::domain_key(&nodes[0])).unwrap();
     let mut z = zenoh::Config::default();
     for (k, v) in [("mode", "\"peer\"".to_string()), ("listen/endpoints", "[]".into()), ("scouting/multicast/enabled", "false".into()), ("connect/endpoints", format!("[\"{}\"]", nodes[0].listen))] {
         z.insert_json5(k, &v).unwrap();
     }
+    dk.configure_client(&mut z).unwrap();
     let session = zenoh::open(z).wait().unwrap();
     let key = spook_node::remote::client_key("flood", &node);
     std::thread::sleep(Duration::from_secs(1)); // routes settle
@@ -248,7 +252,133 @@ fn a_flood_of_unknown_hellos_costs_the_node_little_and_gets_no_answer() {
     nodes[0].spook(&["allow", &me.id().to_string()]).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     rt.block_on(async {
-        let mut r = spook_node::remote::Remote::attach(me, node, "flood", std::slice::from_ref(&nodes[0].listen)).await.unwrap();
+        let mut r = spook_node::remote::Remote::attach_keyed(me, node, "flood", std::slice::from_ref(&nodes[0].listen), Some(&dk)).await.unwrap();
         assert!(r.request(&spook_node::control::Request::Status, Duration::from_secs(5)).await.unwrap()["ok"] == true);
     });
+}
+
+#[test]
+fn a_zenoh_peer_without_the_domain_key_opens_no_session_and_sees_nothing() {
+    // An independent zenoh implementation (the eclipse-zenoh Python package), as an attacker
+    // on the network would run it; scripts/test.sh installs it and sets SPOOK_PYTHON.
+    let Some(python) = std::env::var_os("SPOOK_PYTHON") else {
+        return common::skip("zenoh_outsider", "SPOOK_PYTHON (a Python with eclipse-zenoh 1.10) is not set");
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/zenoh_outsider.py");
+    let d = dir("outsider");
+    let mut nodes = loopback_chain(&d, "outsider", 2, |_| common::TIMING.to_string());
+    let ids = start_domain(&mut nodes);
+    form_group(&nodes, &ids, "fleet", false);
+    let dk = spook_node::domain_key::DomainKey::from_token(&common::domain_key(&nodes[0])).unwrap();
+    // Traffic to see: a write every 100 ms while the outsider listens (digests flow anyway).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (config, stop) = (nodes[0].config.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for i in 0..200u32 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let _ = std::process::Command::new(common::SPOOK).arg("--config").arg(&config).args(["set", "fleet", "1", "battery", &format!("0.{i}")]).output();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let run = |creds: &[String]| -> serde_json::Value {
+        let out = std::process::Command::new(&python).arg(script).arg(&nodes[1].listen).arg("3").args(creds).output().unwrap();
+        assert!(out.status.success(), "the outsider script failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let without = run(&[]);
+    let wrong = run(&["spook-g1".into(), "00".repeat(32)]);
+    // Positive control: the same script, given the credential, sees the domain's traffic.
+    let with = run(&[dk.user(), dk.password()]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    println!("outsider without the key: {without}\nwith a wrong password: {wrong}\nwith the key: {with}");
+    for seen in [&without, &wrong] {
+        assert_eq!(seen["keys"].as_array().unwrap().len(), 0, "an outsider saw key expressions: {seen}");
+        assert_eq!(seen["queries"], 0, "an outsider's queryable got queries: {seen}");
+    }
+    let keys = with["keys"].as_array().unwrap();
+    assert!(!keys.is_empty() && keys.iter().all(|k| k.as_str().unwrap().starts_with("spook/outsider/")), "with the key the script sees the domain's key expressions: {with}");
+    // The nodes themselves still talk: the writes reached the other node.
+    eventually("the writes crossed", Duration::from_secs(10), || nodes[1].spook(&["get", "fleet", "1"]).unwrap()["fields"]["battery"].is_number());
+}
+
+#[test]
+fn disallow_rotates_the_domain_key_and_the_revoked_peer_is_shut_out_of_zenoh() {
+    let Some(python) = std::env::var_os("SPOOK_PYTHON") else {
+        return common::skip("domain_key_rotation", "SPOOK_PYTHON (a Python with eclipse-zenoh 1.10) is not set");
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/zenoh_outsider.py");
+    let d = dir("rotate");
+    let mut nodes = loopback_chain(&d, "rotate", 3, |_| common::TIMING.to_string());
+    let ids = start_domain(&mut nodes);
+    form_group(&nodes, &ids, "fleet", false);
+    let old = spook_node::domain_key::DomainKey::from_token(&common::domain_key(&nodes[2])).unwrap();
+    // n2 is revoked on every other node (revocation is per node).
+    nodes[0].spook(&["disallow", &ids[2]]).unwrap();
+    nodes[1].spook(&["disallow", &ids[2]]).unwrap();
+    // n0 and n1 end on one newer key, whoever rotated last.
+    let mut current = None;
+    eventually("n0 and n1 hold one newer domain key", Duration::from_secs(20), || {
+        let (k0, k1) = (common::domain_key(&nodes[0]), common::domain_key(&nodes[1]));
+        current = Some(k0.clone());
+        k0 == k1 && k0 != old.token()
+    });
+    let new = spook_node::domain_key::DomainKey::from_token(&current.unwrap()).unwrap();
+    assert!(new.generation > old.generation);
+    // Through both steps of the rotation (and a little more), then the old key is refused.
+    std::thread::sleep(Duration::from_millis(2 * spook_node::domain_key::ROTATION_STEP_MS + 2_000));
+    let run = |k: &spook_node::domain_key::DomainKey| -> serde_json::Value {
+        let out = std::process::Command::new(&python).arg(script).arg(&nodes[1].listen).arg("3").arg(k.user()).arg(k.password()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    nodes[0].spook(&["set", "fleet", "5", "battery", "0.5"]).unwrap();
+    let with_old = run(&old);
+    let with_new = run(&new);
+    println!("with the revoked key: {with_old}\nwith the new key: {with_new}");
+    assert_eq!(with_old["keys"].as_array().unwrap().len(), 0, "the revoked key still opens a zenoh session: {with_old}");
+    assert!(!with_new["keys"].as_array().unwrap().is_empty(), "positive control: {with_new}");
+    // The remaining nodes still replicate.
+    eventually("n1 gets n0's write", Duration::from_secs(20), || nodes[1].spook(&["get", "fleet", "5"]).unwrap()["fields"]["battery"] == 0.5);
+}
+
+#[test]
+fn the_cli_says_what_it_expects_and_prints_what_scripts_need() {
+    let spook = |args: &[&str]| std::process::Command::new(common::SPOOK).args(args).output().unwrap();
+    // Bare `spook`: a usage line, not success.
+    let out = spook(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spook --help"));
+    // An unknown command: one line, not the whole help.
+    let out = spook(&["frobnicate"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("unknown command") && err.lines().count() == 1, "{err}");
+    // A command's help is that command's.
+    let out = spook(&["pair", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && help.contains("pair --confirm") && !help.contains("GROUPS:"), "{help}");
+    // A malformed locator is refused before any node starts.
+    let d = dir("cli");
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, "[zenoh]\nconnect = [\"tcp/127.0.0.1\"]\n").unwrap();
+    let out = spook(&["-c", bad.to_str().unwrap(), "init"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tcp/127.0.0.1") && err.contains("port"), "{err}");
+    // `group create` prints the invite alone on stdout, for INVITE=$(spook group create ...).
+    let mut nodes = loopback_chain(&d, "cli", 1, |_| common::TIMING.to_string());
+    start_domain(&mut nodes);
+    let cfg = nodes[0].config.to_str().unwrap().to_string();
+    let out = spook(&["-c", &cfg, "group", "create", "solo"]);
+    let invite = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && invite.starts_with("spook1") && invite.trim().lines().count() == 1, "{invite}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("group join"), "the advice goes to stderr");
+    let list = String::from_utf8_lossy(&spook(&["-c", &cfg, "group", "list"]).stdout).to_string();
+    assert!(list.contains("1 member ") && !list.contains("1 members"), "{list}");
+    // A name with an escape sequence is refused, not printed raw later.
+    let out = spook(&["-c", &cfg, "group", "create", "evil\u{1b}[2J"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("control characters"));
 }

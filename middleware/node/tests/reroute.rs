@@ -26,6 +26,8 @@ fn cell(n: &Node, reg: &str) -> (Json, u64) {
 /// of `via`), with its output lines.
 fn remote_watch(via: &[&Node], ids: &[&str], key: &str, group: &str) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut cmd = std::process::Command::new(common::SPOOK);
+    // The domain's key, for zenoh to admit the client's session.
+    cmd.env("SPOOK_DOMAIN_KEY", common::domain_key(via[0]));
     cmd.args(["--config", via[via.len() - 1].config.to_str().unwrap(), "--json", "--client-key", key]);
     for n in via {
         cmd.args(["--connect", &n.listen]);
@@ -75,8 +77,9 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     let key = key.to_str().unwrap().to_string();
     // Over zenoh, the node knows the client by the key it proved; over the socket, it is told.
     // Attached to the first of `ids` that answers, over the locators of `via`.
+    let dk = common::domain_key(&nodes[0]);
     let remote_via = |via: &[&Node], ids: &[&str], args: &[&str]| -> Result<Json, String> {
-        let mut a = vec!["--client-key", key.as_str()];
+        let mut a = vec!["--client-key", key.as_str(), "--domain-key", dk.as_str()];
         for n in via {
             a.extend(["--connect", n.listen.as_str()]);
         }

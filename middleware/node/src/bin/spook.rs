@@ -15,7 +15,13 @@ USAGE:
     spook [--config FILE] [--json] [--connect LOCATOR --node ID [--domain D]] <command>
 
 NODE:
-    init                          create this node's identity in its ledger
+    init [--domain-key TOKEN]     create this node's identity in its ledger, and a domain key
+                                  for a new domain (or take TOKEN: join an existing domain)
+    domain-key [--set TOKEN | --new] [--zenoh]
+                                  print the domain key's token (a secret: give it to the
+                                  other nodes and remote clients of the domain); zenoh admits
+                                  no session without it. --zenoh: the lines a zenohd router
+                                  of the domain needs instead
     id                            print this node's endpoint id
     allow <endpoint-id> [--name N]
                                   add a peer to the allow-list (only allowed peers can connect)
@@ -86,6 +92,8 @@ REMOTE (attach to any node of the domain over zenoh, no local socket):
                                   on through the next; a watch there first shows the
                                   registers that changed while it was away
     --domain D                    the domain (default: the config's [node] domain)
+    --domain-key TOKEN            the domain's key (`spook domain-key` on a node; or
+                                  $SPOOK_DOMAIN_KEY): its nodes admit no zenoh session without
 The client key (--client-key) is proven in a Noise handshake: the node must allow it first
 (`spook allow <client-id>` on that node; `spook client-id` prints it). Over zenoh, a client
 can get, set, write, tx, session, status, watch and group list; administration stays on
@@ -99,24 +107,25 @@ struct Opts {
     node: Vec<String>,
     domain: Option<String>,
     client_key: Option<String>,
+    domain_key: Option<String>,
+    /// `--help`: the whole help, or a command's part of it.
+    help: bool,
     rest: Vec<String>,
 }
 
 fn parse_args() -> Result<Opts> {
-    let mut o = Opts { config: None, json: false, connect: Vec::new(), node: Vec::new(), domain: None, client_key: None, rest: Vec::new() };
+    let mut o = Opts { config: None, json: false, connect: Vec::new(), node: Vec::new(), domain: None, client_key: None, domain_key: std::env::var("SPOOK_DOMAIN_KEY").ok(), help: false, rest: Vec::new() };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "-h" | "--help" => {
-                println!("{HELP}");
-                std::process::exit(0);
-            }
+            "-h" | "--help" => o.help = true,
             "--config" | "-c" => o.config = Some(it.next().context("--config needs a file")?.into()),
             "--json" => o.json = true,
             "--connect" => o.connect.push(it.next().context("--connect needs a zenoh locator, e.g. tcp/127.0.0.1:7447")?),
             "--node" => o.node.push(it.next().context("--node needs the node's id (`spook id` on it)")?),
             "--domain" => o.domain = Some(it.next().context("--domain needs a name")?),
             "--client-key" => o.client_key = Some(it.next().context("--client-key needs a file")?),
+            "--domain-key" => o.domain_key = Some(it.next().context("--domain-key needs a token (`spook domain-key` on a node of the domain)")?),
             _ => o.rest.push(a),
         }
     }
@@ -162,6 +171,7 @@ struct RemoteConn {
     nodes: Vec<spook_core::EndpointId>,
     domain: String,
     connect: Vec<String>,
+    domain_key: Option<spook_node::domain_key::DomainKey>,
     /// Where the next attach starts in `nodes`.
     next: usize,
     remote: Option<spook_node::remote::Remote>,
@@ -178,7 +188,7 @@ impl RemoteConn {
         if self.remote.is_none() {
             let n = self.nodes.len();
             let order: Vec<_> = (0..n).map(|i| self.nodes[(self.next + i) % n]).collect();
-            let r = self.rt.block_on(spook_node::remote::Remote::attach_any(&self.me, &order, &self.domain, &self.connect))?;
+            let r = self.rt.block_on(spook_node::remote::Remote::attach_any(&self.me, &order, &self.domain, &self.connect, self.domain_key.as_ref()))?;
             self.next = self.nodes.iter().position(|id| *id == r.node()).unwrap_or(0);
             self.remote = Some(r);
         }
@@ -263,6 +273,28 @@ fn local_request(sock: &std::path::Path, r: &Request) -> Result<Json> {
     serde_json::from_str(&line).context("the node answered something that is not JSON")
 }
 
+/// The lines of the help about `cmd` (each command's entry and its continuation lines), or the
+/// whole help for a command it does not name.
+fn command_help(cmd: &str) -> String {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in HELP.lines() {
+        let entry = line.strip_prefix("    ").filter(|l| !l.starts_with(' '));
+        if let Some(e) = entry {
+            inside = e.split_whitespace().next() == Some(cmd);
+        } else if !line.starts_with("     ") {
+            inside = false;
+        }
+        if inside {
+            out.push(line);
+        }
+    }
+    if out.is_empty() {
+        return HELP.to_string();
+    }
+    format!("usage:\n{}\n\n(`spook --help` for every command and the global options)", out.join("\n"))
+}
+
 /// A name as the terminal should show it: control characters escaped, never interpreted.
 fn printable(s: &str) -> String {
     s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
@@ -277,6 +309,13 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let o = parse_args()?;
+    if o.help {
+        match o.rest.first() {
+            Some(cmd) => println!("{}", command_help(cmd)),
+            None => println!("{HELP}"),
+        }
+        return Ok(());
+    }
     let cfg = spook_node::Config::load(o.config.as_deref())?;
     let sock = cfg.node.control.clone();
     // Only the commands that need a client key look for one (HOME may be unset under a
@@ -290,7 +329,8 @@ fn real_main() -> Result<()> {
         let me = spook_node::session::client_identity(&key_path()?)?;
         let domain = o.domain.clone().unwrap_or_else(|| cfg.node.domain.clone());
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        Conn::Remote(Box::new(RemoteConn { rt, me, nodes, domain, connect: o.connect.clone(), next: 0, remote: None }))
+        let domain_key = o.domain_key.as_deref().map(spook_node::domain_key::DomainKey::from_token).transpose()?;
+        Conn::Remote(Box::new(RemoteConn { rt, me, nodes, domain, connect: o.connect.clone(), domain_key, next: 0, remote: None }))
     };
     let mut args = o.rest.clone();
     if args.is_empty() {
@@ -311,8 +351,16 @@ fn real_main() -> Result<()> {
             show(&json!({"ok": true, "client": id}), &|j| j["client"].as_str().unwrap_or_default().to_string());
         }
         "init" | "id" => {
+            // `--domain-key` (or $SPOOK_DOMAIN_KEY) is a global option: with init, the domain
+            // this node joins.
+            let join = if cmd == "init" { o.domain_key.as_deref().map(spook_node::domain_key::DomainKey::from_token).transpose()? } else { None };
             let j = match conn.request(&Request::Id) {
-                Ok(j) => j,
+                Ok(j) => {
+                    if let Some(k) = &join {
+                        conn.request(&Request::DomainKey { set: Some(k.token()) })?;
+                    }
+                    j
+                }
                 Err(_) => {
                     let mut l = spook_ledger::Ledger::open(&cfg.node.ledger)?;
                     let existed = l.identity()?.is_some();
@@ -320,10 +368,46 @@ fn real_main() -> Result<()> {
                         bail!("{} has no identity yet: run `spook init`", cfg.node.ledger.display());
                     }
                     let id = spook_node::node::ensure_identity(&mut l)?;
+                    if cmd == "init" {
+                        // A new domain's key, unless this node joins one (or has one already).
+                        match join {
+                            Some(k) => l.set_domain_key(&k.to_bytes())?,
+                            None if l.domain_key()?.is_none() => l.set_domain_key(&spook_node::domain_key::DomainKey::generate(1).to_bytes())?,
+                            None => {}
+                        }
+                    }
                     json!({"ok": true, "id": id.id().to_string(), "created": !existed})
                 }
             };
             show(&j, &|j| j["id"].as_str().unwrap_or_default().to_string());
+        }
+        "domain-key" => {
+            let new = take_flag(&mut args, "--new");
+            let zenoh_lines = take_flag(&mut args, "--zenoh");
+            let set = match (take_opt(&mut args, "--set")?, new) {
+                (Some(_), true) => bail!("usage: spook domain-key [--set TOKEN | --new]"),
+                (Some(t), false) => Some(spook_node::domain_key::DomainKey::from_token(&t)?),
+                (None, true) => Some(spook_node::domain_key::DomainKey::generate(1)),
+                (None, false) => None,
+            };
+            let r = Request::DomainKey { set: set.as_ref().map(spook_node::domain_key::DomainKey::token) };
+            let j = conn.request_or_offline(&r, || {
+                let mut l = spook_ledger::Ledger::open(&cfg.node.ledger)?;
+                if let Some(k) = &set {
+                    l.set_domain_key(&k.to_bytes())?;
+                }
+                let k = l.domain_key()?.ok_or_else(|| anyhow!("{} has no domain key: `spook domain-key --new` makes one", cfg.node.ledger.display()))?;
+                let k = spook_node::domain_key::DomainKey::from_bytes(&k)?;
+                Ok(json!({"ok": true, "token": k.token(), "generation": k.generation}))
+            })?;
+            if zenoh_lines {
+                // For a zenohd router of the domain: its dictionary line and its own settings.
+                let k = spook_node::domain_key::DomainKey::from_token(j["token"].as_str().unwrap_or_default())?;
+                println!("# dictionary file line (transport/auth/usrpwd/dictionary_file):\n{}:{}", k.user(), k.password());
+                println!("# transport/auth/usrpwd: user = {:?}, password = {:?}", k.user(), k.password());
+                return Ok(());
+            }
+            show(&j, &|j| j["token"].as_str().unwrap_or_default().to_string());
         }
         "allow" => {
             let name = take_opt(&mut args, "--name")?.unwrap_or_default();
@@ -457,6 +541,9 @@ fn real_main() -> Result<()> {
             let view = Some(if serial { "serial" } else if committed { "committed" } else { "pending" }.to_string());
             let j = conn.request(&Request::Get { group: args[0].clone(), register, field: args.get(2).cloned(), view })?;
             show(&j, &|j| if j.get("field").is_some() { j["value"].to_string() } else { serde_json::to_string_pretty(&j["fields"]).unwrap_or_default() });
+            if !o.json && j["fields"].as_object().is_some_and(serde_json::Map::is_empty) {
+                eprintln!("(nothing written to register {} in this view: a serial group keeps transactions' cells under --serial, and a node that just joined may still be re-aligning; `spook status` shows its progress)", args[1]);
+            }
         }
         "tx" => {
             let lease = take_opt(&mut args, "--lease-ms")?.map(|v| v.parse::<u64>()).transpose().context("--lease-ms needs a number")?;
@@ -647,7 +734,7 @@ fn human_status(j: &Json) -> String {
     }
     for g in j["groups"].as_array().cloned().unwrap_or_default() {
         s += &format!(
-            "\ngroup {} ({}), state {} committed {}, frontier {} ms, {} pending, {} re-alignments, {} decohered\n",
+            "\ngroup {} ({}), state {} committed {} (the state hash covers the pending view and the deltas held, the committed hash the committed values only: they differ with nothing pending), frontier {} ms, {} pending, {} re-alignments, {} decohered\n",
             g["name"].as_str().unwrap_or_default(),
             g["kind"].as_str().unwrap_or_default(),
             g["state_hash"].as_str().unwrap_or_default().get(..12).unwrap_or_default(),

@@ -171,8 +171,21 @@ pub(crate) fn loopback_chain(dir: &Path, domain: &str, n: usize, timing: impl Fn
         .collect()
 }
 
+/// The domain key's token of `node` (`spook domain-key`).
+pub(crate) fn domain_key(node: &Node) -> String {
+    node.spook(&["domain-key"]).unwrap()["token"].as_str().unwrap().to_string()
+}
+
+/// `spook init` on every node, all in the domain of the first (its domain key).
+pub(crate) fn init_domain(nodes: &[&Node]) -> Vec<String> {
+    let first = nodes[0].spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string();
+    let key = domain_key(nodes[0]);
+    let rest = nodes[1..].iter().map(|n| n.spook(&["init", "--domain-key", &key]).unwrap()["id"].as_str().unwrap().to_string());
+    std::iter::once(first).chain(rest).collect()
+}
+
 pub(crate) fn start_domain(nodes: &mut [Node]) -> Vec<String> {
-    let ids: Vec<String> = nodes.iter().map(|n| n.spook(&["init"]).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    let ids = init_domain(&nodes.iter().collect::<Vec<_>>());
     for (i, n) in nodes.iter().enumerate() {
         for (j, id) in ids.iter().enumerate() {
             if i != j {
