@@ -137,7 +137,11 @@ impl Metrics {
     /// Count a rejected frame or message by reason (a short, stable label).
     pub fn reject(&self, reason: &str) {
         if let Ok(mut m) = self.rejected.lock() {
-            *m.entry(reason.to_string()).or_default() += 1;
+            // No allocation for a reason seen before: a flood counts at the cost of a lookup.
+            match m.get_mut(reason) {
+                Some(n) => *n += 1,
+                None => drop(m.insert(reason.to_string(), 1)),
+            }
         }
     }
 

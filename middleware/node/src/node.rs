@@ -253,8 +253,9 @@ struct Node {
     /// The domain key zenoh admits links with, through its rotations ([`crate::domain_key`]),
     /// if the ledger has one.
     zenoh_auth: Option<Rotation>,
-    /// Hellos (from peers and remote clients) read per second ([`crate::hello_budget`]).
-    hello_budget: crate::hello_budget::HelloBudget,
+    /// Hellos (from peers and remote clients) read per second ([`crate::hello_budget`]),
+    /// checked in zenoh's callbacks.
+    hello_budget: Arc<std::sync::Mutex<crate::hello_budget::HelloBudget>>,
     pairs: BTreeMap<EndpointId, Pair>,
     groups: BTreeMap<GroupId, GroupRt>,
     session: zenoh::Session,
@@ -420,7 +421,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         allow,
         guard: HelloGuard::default(),
         zenoh_auth,
-        hello_budget: crate::hello_budget::HelloBudget::new(now_ms()),
+        hello_budget: Arc::new(std::sync::Mutex::new(crate::hello_budget::HelloBudget::new(now_ms()))),
         pairs: BTreeMap::new(),
         groups: BTreeMap::new(),
         session,
@@ -493,12 +494,27 @@ impl Node {
 
     fn declare(&self, key: &str, queryable: bool) -> anyhow::Result<Declared> {
         let tx = self.tx.clone();
+        // Hellos past the budget are dropped right here, on zenoh's thread: a flood then
+        // costs no copy, no queue slot (it would crowd out group frames) and no wake-up of
+        // the node task.
+        let (budget, metrics) = (self.hello_budget.clone(), self.metrics.clone());
+        let over_budget = move |payload: &[u8], at: usize| {
+            let over = payload.get(at) == Some(&spook_secure::HELLO) && !budget.lock().is_ok_and(|mut b| b.try_take(now_ms()));
+            if over {
+                metrics.reject("hello-over-budget");
+            }
+            over
+        };
         if queryable {
             return self
                 .session
                 .declare_queryable(key)
                 .allowed_origin(zenoh::sample::Locality::Remote)
                 .callback(move |q| {
+                    // A remote client's hello starts with the HELLO byte.
+                    if q.payload().is_some_and(|p| over_budget(&p.to_bytes(), 0)) {
+                        return;
+                    }
                     let payload = q.payload().map(|p| p.to_bytes().into_owned()).unwrap_or_default();
                     let _ = tx.try_send(Cmd::Query { key: q.key_expr().as_str().to_string(), payload, query: q });
                 })
@@ -510,6 +526,10 @@ impl Node {
             .declare_subscriber(key)
             .allowed_origin(zenoh::sample::Locality::Remote)
             .callback(move |s| {
+                // A peer's hello on its pair key: a 4-byte handshake id, then the HELLO byte.
+                if over_budget(&s.payload().to_bytes(), 4) {
+                    return;
+                }
                 let _ = tx.try_send(Cmd::sample(&s));
             })
             .wait()
@@ -890,7 +910,6 @@ impl Node {
         let hid = u32::from_le_bytes([hid[0], hid[1], hid[2], hid[3]]);
         let now = now_ms();
         match body[0] {
-            spook_secure::HELLO if !self.hello_budget.try_take(now) => self.metrics.reject("hello-over-budget"),
             spook_secure::HELLO => match spook_secure::respond(&self.me, &self.allow, &mut self.guard, body) {
                 Ok((est, reply)) => {
                     let mut out = hid.to_le_bytes().to_vec();
@@ -1142,11 +1161,6 @@ impl Node {
     /// Nothing goes back to what does not verify.
     fn on_client_query(&mut self, payload: &[u8], query: zenoh::query::Query) {
         if payload.first() == Some(&spook_secure::HELLO) {
-            if !self.hello_budget.try_take(now_ms()) {
-                // Dropped unread, like a hello from a key this node does not know.
-                self.metrics.reject("hello-over-budget");
-                return;
-            }
             match spook_secure::respond(&self.me, &self.allow, &mut self.guard, payload) {
                 Ok((est, reply)) => {
                     if !self.clients.contains_key(&est.peer) && self.clients.len() >= MAX_CLIENTS {

@@ -207,6 +207,10 @@ fn a_flood_of_unknown_hellos_costs_the_node_little_and_gets_no_answer() {
     let key = spook_node::remote::client_key("flood", &node);
     std::thread::sleep(Duration::from_secs(1)); // routes settle
     let pid = nodes[0].child.as_ref().unwrap().id();
+    // What the node spends anyway (its 10 ms tick, zenoh's keep-alives) over as long a time.
+    let idle0 = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_millis(3_500));
+    let idle = cpu_seconds(pid) - idle0;
     let cpu0 = cpu_seconds(pid);
     let start = Instant::now();
     let mut sent = 0u64;
@@ -228,12 +232,12 @@ fn a_flood_of_unknown_hellos_costs_the_node_little_and_gets_no_answer() {
     std::thread::sleep(Duration::from_millis(500)); // the last ones arrive
     let cpu = cpu_seconds(pid) - cpu0;
     let rejected = nodes[0].spook(&["status"]).unwrap()["rejected"].clone();
-    let counted: u64 = rejected.as_object().unwrap().iter().filter(|(k, _)| k.starts_with("hello-")).map(|(_, v)| v.as_u64().unwrap()).sum();
-    let per_hello_us = cpu / counted.max(1) as f64 * 1e6;
+    let counted: u64 = rejected.as_object().unwrap().iter().filter(|(k, _)| k.contains("hello")).map(|(_, v)| v.as_u64().unwrap()).sum();
+    let per_hello_us = (cpu - idle).max(0.0) / counted.max(1) as f64 * 1e6;
     println!(
-        "flood: {sent} hellos in {secs:.2} s ({:.0}/s); the node counted {counted} ({rejected}); node CPU {cpu:.2} s = {:.1}% of a core, {per_hello_us:.1} µs per hello",
+        "flood: {sent} hellos in {secs:.2} s ({:.0}/s); the node counted {counted} ({rejected}); node CPU {cpu:.3} s ({idle:.3} s idle over as long) = {:.1}% of a core for the hellos, {per_hello_us:.1} µs per hello",
         sent as f64 / secs,
-        cpu / (secs + 0.5) * 100.0
+        (cpu - idle) / secs * 100.0
     );
     // Silence: not one reply to any of them.
     for r in kept {
@@ -243,10 +247,12 @@ fn a_flood_of_unknown_hellos_costs_the_node_little_and_gets_no_answer() {
     }
     assert!(counted * 10 >= sent * 9, "the node counted {counted} of {sent} hellos");
     // Reading each hello (an X25519 multiplication, 40 to 60 µs here) is what the budget
-    // takes off: with it the node spends what receiving a zenoh query and dropping it costs
-    // (15 to 20 µs measured on the CI machines, so 15 to 20% of a core at 10,000 hellos/s;
-    // the target is 10 µs, which this does not reach: see docs/security.md).
-    assert!(per_hello_us <= 30.0, "{per_hello_us:.1} µs of node CPU per unknown hello");
+    // takes off, in zenoh's callback: the node spends what receiving a zenoh query and
+    // dropping it costs, 10 to 16 µs measured alone on two VMs (10% of a core at 10,000
+    // hellos/s is 10 µs; docs/security.md). The test runs alone (.config/nextest.toml), but a shared VM
+    // still adds noise (a compile beside it made it 24 µs), so it guards at twice the target:
+    // without the budget each hello cost 50 to 70 µs.
+    assert!(per_hello_us <= 20.0, "{per_hello_us:.1} µs of node CPU per unknown hello");
     // An allowed client still gets in once the flood is over.
     let me = spook_secure::Identity::generate();
     nodes[0].spook(&["allow", &me.id().to_string()]).unwrap();
