@@ -60,7 +60,7 @@ phase_done "setup (nextest, apt packages, Python zenoh peer)"
 export SPOOK_SKIP_LOG="$PWD/target/spook-skips.log"
 rm -f "$SPOOK_SKIP_LOG"
 echo "== doc examples"
-cargo test --doc -p spook-core -p spook-sim -p spook-secure -p spook-ledger -p spook-node -p spook-relay 2>&1 | tee target/doctest.log
+cargo test --doc -p spook-core -p spook-sim -p spook-secure -p spook-ledger -p spook-client -p spook-node -p spook-relay 2>&1 | tee target/doctest.log
 phase_done "doc examples (with the build)"
 echo "== unit, property, simulation, codec, ledger and two-process tests (cargo nextest)"
 cargo nextest run --no-fail-fast 2>&1 | tee target/nextest.log

@@ -182,7 +182,7 @@ async fn domain(dir: &std::path::Path, n: usize, trusted_members: bool) -> anyho
     let (nodes, ids) = local_domain(dir, &ports, trusted_members, |c| c.timing.digest_interval_ms = 50).await?;
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     // Formed: every node holds a first write of node 0's.
-    let r = nodes[0].0.request(Request::Set { group: "fleet".into(), register: 0, field: "battery".into(), value: json!(1.0) }).await;
+    let r = nodes[0].0.request(Request::Set { group: "fleet".into(), register: 0, field: "battery".into(), value: json!(1.0), typed: false }).await;
     anyhow::ensure!(r["ok"] == json!(true), "first write: {r}");
     let t0 = Instant::now();
     for (h, _) in &nodes[1..] {
@@ -195,7 +195,7 @@ async fn domain(dir: &std::path::Path, n: usize, trusted_members: bool) -> anyho
 }
 
 /// Wait for the change event of register 1 carrying `v`.
-async fn wait_for(rx: &mut mpsc::UnboundedReceiver<Json>, v: f64) -> anyhow::Result<Instant> {
+async fn wait_for(rx: &mut mpsc::Receiver<Json>, v: f64) -> anyhow::Result<Instant> {
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.ok().flatten().ok_or_else(|| anyhow::anyhow!("no change event within 10 s"))?;
         if ev["register"] == json!(1) && ev["fields"]["peak_speed"].as_f64() == Some(v) {
@@ -228,11 +228,11 @@ fn p50_p99(mut v: Vec<f64>) -> [f64; 2] {
 async fn latency(dir: &std::path::Path, raw: &mut RawZenoh, samples: usize, trusted_members: bool, committed_view: bool) -> anyhow::Result<Latency> {
     let (nodes, _) = domain(dir, 2, trusted_members).await?;
     let (a, b) = (&nodes[0].0, &nodes[1].0);
-    let (_, mut pending) = b.watch("fleet".into(), spook_core::View::Pending, false).await;
-    let (_, mut committed) = b.watch("fleet".into(), spook_core::View::Committed, false).await;
+    let (_, mut pending) = b.watch("fleet".into(), spook_core::View::Pending, false, false).await;
+    let (_, mut committed) = b.watch("fleet".into(), spook_core::View::Committed, false, false).await;
     let write = |v: f64| async move {
         let t0 = Instant::now();
-        let r = a.request(Request::Set { group: "fleet".into(), register: 1, field: "peak_speed".into(), value: json!(v) }).await;
+        let r = a.request(Request::Set { group: "fleet".into(), register: 1, field: "peak_speed".into(), value: json!(v), typed: false }).await;
         anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
         Ok(t0)
     };
@@ -293,7 +293,7 @@ async fn throughput(dir: &std::path::Path, watchers: usize, batches: usize) -> a
             for k in 0..per {
                 let v = (k * CLIENTS + c) as f64;
                 let set: Vec<FieldWrite> = (0..100u32).map(|r| FieldWrite { register: r, field: "pose.translation.x".into(), value: json!(v + f64::from(r) / 1000.0) }).collect();
-                let r = a.request(Request::Write { group: "fleet".into(), set }).await;
+                let r = a.request(Request::Write { group: "fleet".into(), set, typed: false }).await;
                 anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
             }
             Ok::<_, anyhow::Error>(())
@@ -346,7 +346,7 @@ async fn pose_stream(dir: &std::path::Path, secs: u64) -> anyhow::Result<f64> {
             set.push(FieldWrite { register: d, field: "pose.translation.z".into(), value: json!(10.0 + f64::from(d % 5)) });
             set.push(FieldWrite { register: d, field: "pose.rotation".into(), value: json!([c, 0.0, 0.0, s]) });
         }
-        let r = a.request(Request::Write { group: "fleet".into(), set }).await;
+        let r = a.request(Request::Write { group: "fleet".into(), set, typed: false }).await;
         anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
     }
     // Let digests and acks of the last ticks go out too.

@@ -105,7 +105,7 @@ pub async fn run(n: usize, seconds: u64) -> anyhow::Result<()> {
             let Some((h, _)) = slot else { continue };
             let a = t * 0.5 + i as f64;
             for (field, v) in [("pose.translation.x", json!(10.0 * a.cos())), ("pose.translation.y", json!(10.0 * a.sin())), ("pose.translation.z", json!(5.0 + i as f64)), ("battery", json!(1.0 - t / 1000.0))] {
-                let r = h.request(Request::Set { group: "fleet".into(), register: i as u32, field: field.into(), value: v }).await;
+                let r = h.request(Request::Set { group: "fleet".into(), register: i as u32, field: field.into(), value: v, typed: false }).await;
                 if r["ok"] != json!(true) {
                     println!("  node{i}: write refused: {}", r["error"]);
                 }

@@ -1,5 +1,5 @@
-//! The domain key: a 32-byte secret every node (and remote client) of a domain holds, with
-//! which zenoh's own user/password authentication admits a session. Spook's layer is end to
+//! The node's side of the domain key ([`DomainKey`], defined in `spook-client`): a 32-byte
+//! secret every node (and remote client) of a domain holds, with which zenoh's own user/password authentication admits a session. Spook's layer is end to
 //! end encrypted, but a zenoh peer that opened a session would still see every key expression,
 //! frame size and timing, and a queryable of its own on `spook/**` would receive the nodes'
 //! sync queries. With the key, a peer outside the domain cannot open a session at all.
@@ -12,132 +12,26 @@
 
 use std::path::{Path, PathBuf};
 
-/// The prefix of a domain key token.
-const TOKEN_PREFIX: &str = "spookdk1";
+pub use spook_client::domain_key::{DomainKey, DomainKeyError};
 
-/// A domain key of one generation (one more at each rotation).
-#[derive(Clone, PartialEq, Eq)]
-pub struct DomainKey {
-    /// The generation: zenoh's user name is `spook-g<generation>`.
-    pub generation: u32,
-    secret: [u8; 32],
-}
-
-impl std::fmt::Debug for DomainKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DomainKey(generation {}, secret hidden)", self.generation)
+/// Have `z` present `key` on every link it opens, and admit only links that present
+/// one of `accept` (this key and, during a rotation, the one before). zenoh reads the
+/// accepted keys from a dictionary file: written at `dictionary` (mode 0600).
+///
+/// # Errors
+/// The dictionary cannot be written, or zenoh refuses the settings.
+pub fn configure(key: &DomainKey, z: &mut zenoh::Config, accept: &[&DomainKey], dictionary: &Path) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(dictionary).map_err(|e| format!("{}: {e}", dictionary.display()))?;
+    for k in accept {
+        writeln!(f, "{}:{}", k.user(), k.password()).map_err(|e| format!("{}: {e}", dictionary.display()))?;
     }
-}
-
-/// A token or stored key that cannot be read.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DomainKeyError {
-    /// It does not start with `spookdk1`.
-    #[error("a domain key starts with {TOKEN_PREFIX} (from `spook domain-key` on a node of the domain)")]
-    NotAToken,
-    /// Wrong length or not hex.
-    #[error("the domain key is damaged (expected {TOKEN_PREFIX} and 72 hex digits)")]
-    Damaged,
-}
-
-impl DomainKey {
-    /// A fresh random key of `generation`.
-    #[must_use]
-    pub fn generate(generation: u32) -> DomainKey {
-        let mut secret = [0u8; 32];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
-        DomainKey { generation, secret }
-    }
-
-    /// The bytes kept in the ledger and in the token: generation (LE) then secret.
-    #[must_use]
-    pub fn to_bytes(&self) -> [u8; 36] {
-        let mut b = [0u8; 36];
-        b[..4].copy_from_slice(&self.generation.to_le_bytes());
-        b[4..].copy_from_slice(&self.secret);
-        b
-    }
-
-    /// Read [`DomainKey::to_bytes`].
-    ///
-    /// # Errors
-    /// [`DomainKeyError::Damaged`] unless there are exactly 36 bytes.
-    pub fn from_bytes(b: &[u8]) -> Result<DomainKey, DomainKeyError> {
-        let b: [u8; 36] = b.try_into().map_err(|_| DomainKeyError::Damaged)?;
-        let mut secret = [0u8; 32];
-        secret.copy_from_slice(&b[4..]);
-        Ok(DomainKey { generation: u32::from_le_bytes([b[0], b[1], b[2], b[3]]), secret })
-    }
-
-    /// The token to hand to another node or a client.
-    ///
-    /// ```
-    /// use spook_node::domain_key::DomainKey;
-    /// let k = DomainKey::generate(3);
-    /// assert_eq!(DomainKey::from_token(&k.token()).unwrap(), k);
-    /// assert!(DomainKey::from_token("spookdk1zz").is_err());
-    /// ```
-    #[must_use]
-    pub fn token(&self) -> String {
-        format!("{TOKEN_PREFIX}{}", crate::node::hex(&self.to_bytes()))
-    }
-
-    /// Read a token (surrounding white space ignored).
-    ///
-    /// # Errors
-    /// [`DomainKeyError`] when it is not a domain key token.
-    pub fn from_token(s: &str) -> Result<DomainKey, DomainKeyError> {
-        let h = s.trim().strip_prefix(TOKEN_PREFIX).ok_or(DomainKeyError::NotAToken)?;
-        if h.len() != 72 || !h.is_ascii() {
-            return Err(DomainKeyError::Damaged);
-        }
-        let bytes = (0..36).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16)).collect::<Result<Vec<u8>, _>>().map_err(|_| DomainKeyError::Damaged)?;
-        DomainKey::from_bytes(&bytes)
-    }
-
-    /// The zenoh user name this key presents (`spook-g<generation>`): with [`Self::password`],
-    /// what a `zenohd` router of the domain needs in its dictionary file and its
-    /// `transport/auth/usrpwd` settings (`spook domain-key --zenoh` prints them).
-    #[must_use]
-    pub fn user(&self) -> String {
-        format!("spook-g{}", self.generation)
-    }
-
-    /// The zenoh password: the secret, as hex. Handle it as the key itself.
-    #[must_use]
-    pub fn password(&self) -> String {
-        crate::node::hex(&self.secret)
-    }
-
-    /// Have `z` present this key on every link it opens, and admit only links that present
-    /// one of `accept` (this key and, during a rotation, the one before). zenoh reads the
-    /// accepted keys from a dictionary file: written at `dictionary` (mode 0600).
-    ///
-    /// # Errors
-    /// The dictionary cannot be written, or zenoh refuses the settings.
-    pub fn configure(&self, z: &mut zenoh::Config, accept: &[&DomainKey], dictionary: &Path) -> Result<(), String> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(dictionary).map_err(|e| format!("{}: {e}", dictionary.display()))?;
-        for k in accept {
-            writeln!(f, "{}:{}", k.user(), k.password()).map_err(|e| format!("{}: {e}", dictionary.display()))?;
-        }
-        let set = |z: &mut zenoh::Config, k: &str, v: String| z.insert_json5(k, &v).map_err(|e| format!("zenoh config {k}: {e}"));
-        set(z, "transport/auth/usrpwd/user", format!("{:?}", self.user()))?;
-        set(z, "transport/auth/usrpwd/password", format!("{:?}", self.password()))?;
-        set(z, "transport/auth/usrpwd/dictionary_file", serde_json::to_string(&dictionary.display().to_string()).map_err(|e| e.to_string())?)?;
-        Ok(())
-    }
-
-    /// Have a client's `z` present this key (a client accepts no links).
-    ///
-    /// # Errors
-    /// zenoh refuses the settings.
-    pub fn configure_client(&self, z: &mut zenoh::Config) -> Result<(), String> {
-        let set = |z: &mut zenoh::Config, k: &str, v: String| z.insert_json5(k, &v).map_err(|e| format!("zenoh config {k}: {e}"));
-        set(z, "transport/auth/usrpwd/user", format!("{:?}", self.user()))?;
-        set(z, "transport/auth/usrpwd/password", format!("{:?}", self.password()))
-    }
+    let set = |z: &mut zenoh::Config, k: &str, v: String| z.insert_json5(k, &v).map_err(|e| format!("zenoh config {k}: {e}"));
+    set(z, "transport/auth/usrpwd/user", format!("{:?}", key.user()))?;
+    set(z, "transport/auth/usrpwd/password", format!("{:?}", key.password()))?;
+    set(z, "transport/auth/usrpwd/dictionary_file", serde_json::to_string(&dictionary.display().to_string()).map_err(|e| e.to_string())?)?;
+    Ok(())
 }
 
 /// Where a node keeps the dictionary file zenoh reads: beside its ledger.
@@ -146,25 +40,6 @@ pub fn dictionary_path(ledger: &Path) -> PathBuf {
     let mut p = ledger.as_os_str().to_owned();
     p.push(".zenoh-users");
     PathBuf::from(p)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_damage_is_refused() {
-        let k = DomainKey::generate(7);
-        let t = k.token();
-        assert_eq!(DomainKey::from_token(&format!("  {t}\n")).unwrap(), k);
-        assert_eq!(DomainKey::from_token("spook1abc"), Err(DomainKeyError::NotAToken));
-        assert_eq!(DomainKey::from_token(&t[..t.len() - 2]), Err(DomainKeyError::Damaged));
-        let mut bad = t.clone();
-        bad.replace_range(10..11, "g");
-        assert_eq!(DomainKey::from_token(&bad), Err(DomainKeyError::Damaged));
-        assert_ne!(DomainKey::generate(7).token(), t, "each key is fresh");
-        assert!(!format!("{k:?}").contains(&k.password()), "Debug hides the secret");
-    }
 }
 
 /// How long each step of a rotation lasts (ms). A new key spreads over the pair channels in
@@ -195,14 +70,14 @@ pub struct Rotation {
     /// Keys replaced, with when (ms), while they are still accepted.
     replaced: Vec<(DomainKey, u64)>,
     /// What the last zenoh session was opened with: presented key and accepted count.
-    opened: Option<(u32, [u8; 32], usize)>,
+    opened: Option<(u32, [u8; 36], usize)>,
 }
 
 impl Rotation {
     /// No rotation running: present and accept `key`.
     #[must_use]
     pub fn new(key: DomainKey) -> Rotation {
-        let opened = Some((key.generation, key.secret, 1));
+        let opened = Some((key.generation, key.to_bytes(), 1));
         Rotation { key, replaced: Vec::new(), opened }
     }
 
@@ -233,7 +108,7 @@ impl Rotation {
     /// secret (two nodes that rotated at once end on the same key). True if taken: the
     /// caller stores it, passes it on and opens a fresh zenoh session.
     pub fn adopt(&mut self, new: DomainKey, now_ms: u64) -> bool {
-        if (new.generation, new.secret) <= (self.key.generation, self.key.secret) {
+        if (new.generation, new.to_bytes()) <= (self.key.generation, self.key.to_bytes()) {
             return false;
         }
         self.replaced.retain(|(_, at)| now_ms.saturating_sub(*at) < 2 * ROTATION_STEP_MS);
@@ -246,7 +121,7 @@ impl Rotation {
     pub fn session_due(&mut self, now_ms: u64) -> bool {
         self.replaced.retain(|(_, at)| now_ms.saturating_sub(*at) < 2 * ROTATION_STEP_MS);
         let p = self.presented(now_ms);
-        let now = Some((p.generation, p.secret, self.accepted(now_ms).len()));
+        let now = Some((p.generation, p.to_bytes(), self.accepted(now_ms).len()));
         let due = now != self.opened;
         self.opened = now;
         due

@@ -10,12 +10,14 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod domain_key;
+pub mod embedded;
 mod hello_budget;
 pub mod metrics;
 pub mod node;
 pub mod pairing;
-pub mod remote;
+pub mod refusal;
 pub mod session;
+mod watchers;
 pub mod values;
 
 pub use config::Config;

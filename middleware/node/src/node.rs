@@ -20,6 +20,10 @@ use zenoh::Wait;
 use crate::config::Config;
 use crate::domain_key::{DomainKey, Rotation};
 use crate::control::{self, Request};
+use crate::refusal::Refusal;
+use crate::watchers::{Watcher, WATCHER_QUEUE};
+pub use spook_client::keys::hex;
+use spook_client::keys::{tag, tag_key};
 use crate::metrics::Metrics;
 use crate::session;
 use crate::values;
@@ -87,12 +91,12 @@ enum Cmd {
     Sample { key: String, payload: Vec<u8> },
     /// A member's digest or want, asked as a zenoh query: what this node sends that member
     /// while handling it goes back as replies (see `drain`); or a remote client's hello or
-    /// request ([`crate::remote`]).
+    /// request ([`spook_client::remote`]).
     Query { key: String, payload: Vec<u8>, query: zenoh::query::Query },
     /// The response to a remote client's request, to seal on the channel it came on.
     ClientAnswer { client: EndpointId, channel: [u8; 8], query: zenoh::query::Query, response: Json },
     Control(Request, oneshot::Sender<Json>),
-    Watch { group: String, view: View, snapshot: bool, tx: mpsc::UnboundedSender<Json>, reply: oneshot::Sender<Json> },
+    Watch { group: String, view: View, snapshot: bool, typed: bool, tx: mpsc::Sender<Json>, reply: oneshot::Sender<Json> },
 }
 
 impl Cmd {
@@ -124,10 +128,13 @@ impl NodeHandle {
 
     /// Subscribe to a group's changes; the first value is the response. With `snapshot`,
     /// every register written so far comes first ([`Request::Watch`]).
-    pub async fn watch(&self, group: String, view: View, snapshot: bool) -> (Json, mpsc::UnboundedReceiver<Json>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// With `typed`, values are serde `Value`s rather than schema-typed JSON. The queue is
+    /// bounded: a consumer that falls behind gets a lag notice and a snapshot of what changed
+    /// ([`crate::watchers`]).
+    pub async fn watch(&self, group: String, view: View, snapshot: bool, typed: bool) -> (Json, mpsc::Receiver<Json>) {
+        let (tx, rx) = mpsc::channel(WATCHER_QUEUE);
         let (reply, r) = oneshot::channel();
-        if self.tx.send(Cmd::Watch { group, view, snapshot, tx, reply }).await.is_err() {
+        if self.tx.send(Cmd::Watch { group, view, snapshot, typed, tx, reply }).await.is_err() {
             return (control::error("the node has stopped"), rx);
         }
         (r.await.unwrap_or_else(|_| control::error("the node has stopped")), rx)
@@ -187,7 +194,7 @@ struct GroupRt {
     store: GroupStore,
     keys: GroupKeys,
     tag: String,
-    watchers: Vec<(View, mpsc::UnboundedSender<Json>)>,
+    watchers: Vec<Watcher>,
     /// The own sender key's epoch: one more at every prune.
     key_epoch: u32,
     /// Key ids of other members' keys installed (a new one is answered with ours).
@@ -216,7 +223,7 @@ impl GroupRt {
 }
 
 /// A remote client's channels, newest last, and when a request of it last opened (ms; its
-/// watches end once it has been silent for [`crate::remote::WATCH_IDLE_MS`]).
+/// watches end once it has been silent for [`spook_client::remote::WATCH_IDLE_MS`]).
 #[derive(Default)]
 struct RemoteClient {
     chans: std::collections::VecDeque<PairChannel>,
@@ -268,7 +275,7 @@ struct Node {
     /// `drain` sends what the group has for that member as replies, then drops the query,
     /// which ends it.
     answering: Vec<(GroupId, EndpointId, zenoh::query::Query)>,
-    /// Remote clients ([`crate::remote`]).
+    /// Remote clients ([`spook_client::remote`]).
     clients: BTreeMap<EndpointId, RemoteClient>,
     /// When the subscriptions were last declared again (see `on_tick`).
     last_redeclare_ms: u64,
@@ -290,23 +297,12 @@ struct Node {
 
 /// A local write or transaction the node refused, as the client's error text. A refusal for
 /// want of storage (full disk, broken ledger) is counted: an operator must act on it.
-fn refused(metrics: &Metrics, e: LocalWriteError) -> String {
+fn refused(metrics: &Metrics, e: LocalWriteError) -> Refusal {
     if matches!(e, LocalWriteError::StorageUnavailable(_)) {
         Metrics::add(&metrics.writes_refused, 1);
+        return Refusal::new(spook_client::proto::ErrorCode::StorageUnavailable, e.to_string());
     }
-    e.to_string()
-}
-
-/// The key every tag of a domain is hashed with.
-pub(crate) fn domain_key(domain: &str) -> [u8; 32] {
-    let mut dk = blake3::Hasher::new_derive_key("spook domain key v1");
-    dk.update(domain.as_bytes());
-    *dk.finalize().as_bytes()
-}
-
-/// An opaque tag for an endpoint or group within a domain: the first 8 bytes of a keyed hash.
-pub(crate) fn tag(domain_key: &[u8; 32], what: &[u8]) -> String {
-    hex(&blake3::keyed_hash(domain_key, what).as_bytes()[..8])
+    Refusal::from(e.to_string())
 }
 
 /// Add a channel, keeping the [`KEPT_CHANNELS`] newest.
@@ -321,11 +317,6 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Lowercase hex.
-#[must_use]
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     if s.len() != 2 * N {
@@ -363,7 +354,7 @@ pub fn allow_in_ledger(ledger: &mut Ledger, peer: EndpointId, name: &str) -> any
 fn zenoh_config(cfg: &Config, auth: Option<&Rotation>, now: u64) -> anyhow::Result<zenoh::Config> {
     let mut z = zenoh::Config::default();
     if let Some(r) = auth {
-        r.presented(now).configure(&mut z, &r.accepted(now), &crate::domain_key::dictionary_path(&cfg.node.ledger)).map_err(|e| anyhow::anyhow!("domain key: {e}"))?;
+        crate::domain_key::configure(r.presented(now), &mut z, &r.accepted(now), &crate::domain_key::dictionary_path(&cfg.node.ledger)).map_err(|e| anyhow::anyhow!("domain key: {e}"))?;
     }
     let set = |z: &mut zenoh::Config, k: &str, v: String| z.insert_json5(k, &v).map_err(|e| anyhow::anyhow!("zenoh config {k}: {e}"));
     set(&mut z, "mode", format!("{:?}", cfg.zenoh.mode))?;
@@ -412,7 +403,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         Some(addr)
     };
     let (tx, rx) = mpsc::channel(4096);
-    let domain_key = domain_key(&cfg.node.domain);
+    let domain_key = tag_key(&cfg.node.domain);
     let id = me.id();
     let mut node = Node {
         cfg,
@@ -446,7 +437,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
     }
     node.subscribe(&format!("{}/p/{}", node.prefix(), node.peer_tag(&id)), false)?;
     node.subscribe(&node.pairing_key(), false)?;
-    node.subscribe(&crate::remote::client_key(&node.cfg.node.domain, &id), true)?;
+    node.subscribe(&spook_client::keys::client_key(&node.cfg.node.domain, &id), true)?;
     for (gid, bytes) in node.ledger.groups()? {
         match serde_json::from_slice::<GroupInfo>(&bytes) {
             Ok(info) => {
@@ -696,12 +687,12 @@ impl Node {
         Ok(gid)
     }
 
-    fn find_group(&self, name: &str) -> Result<GroupId, String> {
+    fn find_group(&self, name: &str) -> Result<GroupId, Refusal> {
         self.groups
             .iter()
             .find(|(id, g)| g.info.name == name || hex(&id.0) == name)
             .map(|(id, _)| *id)
-            .ok_or_else(|| format!("no group named {name:?} on this node (see `spook group list`)"))
+            .ok_or_else(|| Refusal::not_found(format!("no group named {name:?} on this node (see `spook group list`)")))
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) -> anyhow::Result<()> {
@@ -756,15 +747,15 @@ impl Node {
                 return true;
             }
             Cmd::Control(r @ Request::Tx { .. }, reply) => self.on_tx(r, reply),
-            Cmd::Control(Request::Set { group, register, field, value }, reply) => self.on_write(&group, vec![crate::control::FieldWrite { register, field, value }], reply),
-            Cmd::Control(Request::Write { group, set }, reply) => self.on_write(&group, set, reply),
+            Cmd::Control(Request::Set { group, register, field, value, typed }, reply) => self.on_write(&group, vec![crate::control::FieldWrite { register, field, value }], typed, reply),
+            Cmd::Control(Request::Write { group, set, typed }, reply) => self.on_write(&group, set, typed, reply),
             Cmd::Control(Request::GroupRemove { group, member }, reply) => self.on_group_remove(&group, &member, reply),
             Cmd::Control(r, reply) => {
                 let resp = self.on_request(r);
                 let _ = reply.send(resp);
             }
-            Cmd::Watch { group, view, snapshot, tx, reply } => {
-                let resp = match self.add_watcher(&group, view, snapshot, tx) {
+            Cmd::Watch { group, view, snapshot, typed, tx, reply } => {
+                let resp = match self.add_watcher(&group, view, snapshot, typed, tx) {
                     Ok(()) => control::ok(json!({"watching": group})),
                     Err(e) => control::error(e),
                 };
@@ -1190,13 +1181,13 @@ impl Node {
         };
         let refused = match serde_json::from_slice::<Request>(&pt) {
             Err(e) => control::error(format!("bad request: {e}")),
-            Ok(r) if !crate::remote::allowed_remotely(&r) => control::error("this request is only served on the node's local control socket"),
+            Ok(r) if !r.allowed_remotely() => control::error(Refusal::not_allowed("this request is only served on the node's local control socket")),
             // The session is the authenticated key, not a claim.
-            Ok(Request::Tx { client: c, .. } | Request::Session { client: c, .. }) if c != client.to_string() => control::error(format!("client {c} is not the key this channel was opened with ({client})")),
-            Ok(Request::Watch { group, view, snapshot }) => match self.remote_watch(&group, view.as_deref(), snapshot) {
+            Ok(Request::Tx { client: c, .. } | Request::Session { client: c, .. }) if c != client.to_string() => control::error(Refusal::not_allowed(format!("client {c} is not the key this channel was opened with ({client})"))),
+            Ok(Request::Watch { group, view, snapshot, typed }) => match self.remote_watch(&group, view.as_deref(), snapshot, typed) {
                 Err(e) => control::error(e),
                 Ok(events) => {
-                    self.answer_client(client, channel, &query, &control::ok(json!({"watching": group, "idle_ms": crate::remote::WATCH_IDLE_MS})));
+                    self.answer_client(client, channel, &query, &control::ok(json!({"watching": group, "idle_ms": spook_client::remote::WATCH_IDLE_MS})));
                     tokio::spawn(forward_watch(self.tx.clone(), client, channel, query, events, seen, self.metrics.clone()));
                     return;
                 }
@@ -1217,15 +1208,15 @@ impl Node {
     }
 
     /// Register a watcher for a remote client.
-    fn remote_watch(&mut self, group: &str, view: Option<&str>, snapshot: bool) -> Result<mpsc::UnboundedReceiver<Json>, String> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.add_watcher(group, parse_view(view)?, snapshot, tx)?;
+    fn remote_watch(&mut self, group: &str, view: Option<&str>, snapshot: bool, typed: bool) -> Result<mpsc::Receiver<Json>, Refusal> {
+        let (tx, rx) = mpsc::channel(WATCHER_QUEUE);
+        self.add_watcher(group, parse_view(view)?, snapshot, typed, tx)?;
         Ok(rx)
     }
 
     /// Send `tx` the changes of `group`'s `view` from now on; with `snapshot`, first every
     /// register written so far. Both happen in this task, so nothing falls between them.
-    fn add_watcher(&mut self, group: &str, view: View, snapshot: bool, tx: mpsc::UnboundedSender<Json>) -> Result<(), String> {
+    fn add_watcher(&mut self, group: &str, view: View, snapshot: bool, typed: bool, tx: mpsc::Sender<Json>) -> Result<(), Refusal> {
         let gid = self.find_group(group)?;
         if snapshot {
             // Changes applied earlier in this turn are told to the watchers there are now,
@@ -1233,17 +1224,15 @@ impl Node {
             self.dispatch_events(gid);
         }
         let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
+        let mut w = Watcher::new(view, typed, tx);
         if snapshot {
-            // In (register, field) order: each register once.
+            // In register order, each register once, as the queue makes room.
             let mut regs: Vec<RegisterId> = g.replica.view(view).iter().map(|((r, _), _)| *r).collect();
             regs.dedup();
-            for reg in regs {
-                let mut line = change_json(g, view, reg);
-                line["snapshot"] = json!(true);
-                let _ = tx.send(line);
-            }
+            w.snapshot(regs);
+            w.catch_up(|reg| change_json(&g.info.name, &g.replica, view, reg, typed));
         }
-        g.watchers.push((view, tx));
+        g.watchers.push(w);
         Ok(())
     }
 
@@ -1299,6 +1288,8 @@ impl Node {
         let mut changed: Vec<(View, Vec<RegisterId>)> = Vec::new();
         let mut left = Vec::new();
         let mut outcomes = Vec::new();
+        // Events other than changes, for every watcher.
+        let mut told: Vec<Json> = Vec::new();
         while let Some(ev) = g.replica.poll_event() {
             match ev {
                 Event::Txn { id, state: TxnState::Resolved(o) } => outcomes.push((id, session::outcome_json(&o))),
@@ -1306,14 +1297,19 @@ impl Node {
                     outcomes.push((id, json!({"state": "decohered", "note": "its deadline passed before its outcome was known here; it may still commit or abort (ask again with `spook session`)"})));
                 }
                 Event::RegistersChanged { view, registers } => changed.push((view, registers)),
-                Event::ReEntangled { registers } => changed.push((View::Committed, registers)),
+                Event::ReEntangled { registers } => {
+                    told.push(json!({"event": "re_entangled", "registers": registers.iter().map(|r| r.0).collect::<Vec<_>>()}));
+                    changed.push((View::Committed, registers));
+                }
                 Event::Decohered(m) => {
+                    told.push(json!({"event": "decohered", "member": m.to_string()}));
                     Metrics::add(&metrics.decoherence_events, 1);
                     tracing::warn!(group = %g.info.name, member = %m, "member decohered");
                 }
                 Event::Committed { .. } => {
                     // Own deltas stamped at or below the frontier are committed.
                     let frontier = g.replica.frontier();
+                    told.push(json!({"event": "committed", "frontier_ms": frontier.ms()}));
                     let done: Vec<u64> = g.written_at.iter().filter(|(_, (_, h))| *h <= frontier).map(|(s, _)| *s).collect();
                     for s in done {
                         if let Some((t, _)) = g.written_at.remove(&s) {
@@ -1322,8 +1318,12 @@ impl Node {
                     }
                 }
                 // Its key went out when it entered the pending membership (below).
-                Event::MemberJoined(m) => tracing::info!(group = %g.info.name, member = %m, "member joined"),
+                Event::MemberJoined(m) => {
+                    told.push(json!({"event": "member_joined", "member": m.to_string()}));
+                    tracing::info!(group = %g.info.name, member = %m, "member joined");
+                }
                 Event::MemberLeft(m) => {
+                    told.push(json!({"event": "member_left", "member": m.to_string()}));
                     tracing::info!(group = %g.info.name, member = %m, "member left: rotating the sender key");
                     left.push(m);
                 }
@@ -1340,17 +1340,25 @@ impl Node {
                 let _ = w.send(control::ok(j.clone()));
             }
         }
-        if !changed.is_empty() && !g.watchers.is_empty() {
-            g.watchers.retain(|(_, tx)| !tx.is_closed());
+        if !g.watchers.is_empty() {
+            g.watchers.retain(|w| !w.is_closed());
+            let GroupRt { watchers, replica, info, .. } = &mut *g;
             for (view, regs) in changed {
                 for reg in regs {
-                    let line = change_json(g, view, reg);
-                    for (v, tx) in &g.watchers {
-                        if *v == view {
-                            let _ = tx.send(line.clone());
-                        }
+                    for w in watchers.iter_mut().filter(|w| w.view == view) {
+                        let typed = w.typed;
+                        w.change(reg, || change_json(&info.name, replica, view, reg, typed));
                     }
                 }
+            }
+            for line in &told {
+                for w in watchers.iter_mut() {
+                    w.event(line);
+                }
+            }
+            for w in watchers.iter_mut() {
+                let (view, typed) = (w.view, w.typed);
+                w.catch_up(|reg| change_json(&info.name, replica, view, reg, typed));
             }
         }
         // A pruned member must not read what follows: forget its keys, make a new own key and
@@ -1491,8 +1499,8 @@ impl Node {
     }
 
     /// A write is answered after the ledger write that holds it (see `drain`).
-    fn on_write(&mut self, group: &str, set: Vec<crate::control::FieldWrite>, reply: oneshot::Sender<Json>) {
-        match self.write(group, set, now_ms()) {
+    fn on_write(&mut self, group: &str, set: Vec<crate::control::FieldWrite>, typed: bool, reply: oneshot::Sender<Json>) {
+        match self.write(group, set, typed, now_ms()) {
             Ok((gid, j)) => match self.groups.get_mut(&gid) {
                 Some(g) => g.durable_waiters.push((j, reply)),
                 None => drop(reply.send(control::error("group vanished"))),
@@ -1505,15 +1513,15 @@ impl Node {
     /// our sender key is replaced when the removal applies (`MemberLeft` in `dispatch_events`).
     fn on_group_remove(&mut self, group: &str, member: &str, reply: oneshot::Sender<Json>) {
         let me = self.me.id();
-        let res = (|| {
-            let id: EndpointId = member.parse().map_err(|e| format!("member {member:?}: {e}"))?;
+        let res = (|| -> Result<_, Refusal> {
+            let id: EndpointId = member.parse().map_err(|e| Refusal::bad_value(format!("member {member:?}: {e}")))?;
             if id == me {
-                return Err("that is this node: to leave the group, use `spook group leave`".to_string());
+                return Err(Refusal::bad_value("that is this node: to leave the group, use `spook group leave`"));
             }
             let gid = self.find_group(group)?;
             let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
             if !g.replica.members().contains(&id) {
-                return Err(format!("{id} is not a member of {group} (see `spook status`)"));
+                return Err(Refusal::not_found(format!("{id} is not a member of {group} (see `spook status`)")));
             }
             let dot = g.store.force_remove(&mut g.replica, now_ms(), id).map_err(|e| refused(&self.metrics, e))?;
             Ok((gid, json!({"removed": id.to_string(), "group": group, "seq": dot.seq})))
@@ -1539,20 +1547,20 @@ impl Node {
         }
     }
 
-    fn submit_tx(&mut self, r: Request) -> Result<(Json, Option<(GroupId, OpId)>), String> {
-        let Request::Tx { group, client, seq, conditions, set, after, timeout_ms, wait } = r else {
+    fn submit_tx(&mut self, r: Request) -> Result<(Json, Option<(GroupId, OpId)>), Refusal> {
+        let Request::Tx { group, client, seq, conditions, set, after, timeout_ms, wait, typed } = r else {
             return Err("not a transaction".into());
         };
         let now = now_ms();
         let gid = self.find_group(&group)?;
         let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
         if g.cfg.kind != GroupKind::Serial {
-            return Err(format!("group {group} is convergent: transactions need a serial group (spook group create <name> --serial)"));
+            return Err(Refusal::bad_value(format!("group {group} is convergent: transactions need a serial group (spook group create <name> --serial)")));
         }
-        let client: EndpointId = client.parse().map_err(|e| format!("client: {e}"))?;
+        let client: EndpointId = client.parse().map_err(|e| Refusal::bad_value(format!("client: {e}")))?;
         let timeout = timeout_ms.unwrap_or(10_000);
         if !(1..=86_400_000).contains(&timeout) {
-            return Err(format!("timeout_ms {timeout} is outside 1..=86400000"));
+            return Err(Refusal::bad_value(format!("timeout_ms {timeout} is outside 1..=86400000")));
         }
         let id = OpId { client, seq };
         if let Some(o) = g.replica.serial().outcome(&id) {
@@ -1562,7 +1570,7 @@ impl Node {
             j["resent"] = json!(true);
             return Ok((j, None));
         }
-        let txn = session::build_txn(&g.cfg.schema, id, now + timeout, &after, &conditions, &set)?;
+        let txn = session::build_txn(&g.cfg.schema, id, now + timeout, &after, &conditions, &set, typed).map_err(Refusal::bad_value)?;
         match g.store.submit(&mut g.replica, now, txn) {
             Ok(_) => Ok((json!({"seq": seq, "client": client.to_string(), "state": "pending"}), wait.then_some((gid, id)))),
             Err(e) => Err(refused(&self.metrics, e)),
@@ -1576,7 +1584,7 @@ impl Node {
         }
     }
 
-    fn request(&mut self, r: Request) -> Result<Json, String> {
+    fn request(&mut self, r: Request) -> Result<Json, Refusal> {
         let now = now_ms();
         match r {
             Request::Id => Ok(json!({"id": self.me.id().to_string()})),
@@ -1597,16 +1605,16 @@ impl Node {
             }
             Request::GroupCreate { name, members, kind, trusted_members } => {
                 if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-                    return Err(format!("group name {name:?}: 1 to 64 characters, no control characters"));
+                    return Err(Refusal::bad_value(format!("group name {name:?}: 1 to 64 characters, no control characters")));
                 }
                 if self.groups.values().any(|g| g.info.name == name) {
-                    return Err(format!("a group named {name:?} exists already"));
+                    return Err(Refusal::bad_value(format!("a group named {name:?} exists already")));
                 }
                 let mut ids = vec![self.me.id().to_string()];
                 for m in &members {
                     let id: EndpointId = m.parse().map_err(|e| format!("member {m:?}: {e}"))?;
                     if !self.allow.contains(&id) {
-                        return Err(format!("member {id} is not on the allow-list: run `spook allow {id}` first"));
+                        return Err(Refusal::bad_value(format!("member {id} is not on the allow-list: run `spook allow {id}` first")));
                     }
                     ids.push(id.to_string());
                 }
@@ -1625,7 +1633,7 @@ impl Node {
                 }
                 let id = parse_hex::<16>(&info.id).ok_or("invite: bad group id")?;
                 if self.groups.contains_key(&GroupId(id)) {
-                    return Err(format!("already in group {}", info.name));
+                    return Err(Refusal::bad_value(format!("already in group {}", info.name)));
                 }
                 self.add_group(info)
             }
@@ -1636,7 +1644,7 @@ impl Node {
             })).collect::<Vec<_>>()})),
             // Answered once durable: `on_cmd` sends them to `on_write`.
             Request::Set { .. } | Request::Write { .. } | Request::GroupRemove { .. } => Err("a write is answered by the node task".into()),
-            Request::Get { group, register, field: None, view } if view.as_deref() == Some("serial") => {
+            Request::Get { group, register, field: None, view, typed } if view.as_deref() == Some("serial") => {
                 let gid = self.find_group(&group)?;
                 let g = self.groups.get(&gid).ok_or("group vanished")?;
                 let schema = g.replica.schema();
@@ -1645,7 +1653,7 @@ impl Node {
                     .serial()
                     .cells()
                     .filter(|((r, _), _)| r.0 == register)
-                    .filter_map(|((_, f), c)| Some((schema.def(*f)?.name.clone(), session::cell_json(c))))
+                    .filter_map(|((_, f), c)| Some((schema.def(*f)?.name.clone(), session::cell_json(c, typed))))
                     .collect();
                 Ok(json!({"register": register, "view": "serial", "fields": fields}))
             }
@@ -1656,16 +1664,16 @@ impl Node {
                 Ok(session::session_json(g.replica.serial(), client))
             }
             Request::Tx { .. } => Err("a transaction is answered by the node task".into()),
-            r @ (Request::PairOpen { .. } | Request::PairStatus | Request::PairConfirm { .. }) => self.pair_request(r),
-            Request::Get { group, register, field, view } => {
+            r @ (Request::PairOpen { .. } | Request::PairStatus | Request::PairConfirm { .. }) => Ok(self.pair_request(r)?),
+            Request::Get { group, register, field, view, typed } => {
                 let gid = self.find_group(&group)?;
                 let g = self.groups.get(&gid).ok_or("group vanished")?;
                 let view = parse_view(view.as_deref())?;
-                let fields = register_json(&g.replica, view, RegisterId(register));
+                let fields = register_json(&g.replica, view, RegisterId(register), typed);
                 match field {
                     None => Ok(json!({"register": register, "view": view_name(view), "fields": fields})),
                     Some(f) => {
-                        g.cfg.schema.field_id(&f).ok_or_else(|| format!("no field {f:?} in the schema ({})", field_names(&g.cfg.schema)))?;
+                        g.cfg.schema.field_id(&f).ok_or_else(|| Refusal::not_found(format!("no field {f:?} in the schema ({})", field_names(&g.cfg.schema))))?;
                         Ok(json!({"register": register, "view": view_name(view), "field": f, "value": fields.get(&f).cloned().unwrap_or(Json::Null)}))
                     }
                 }
@@ -1694,17 +1702,17 @@ impl Node {
     }
 
     /// A local write of one or more fields as one delta.
-    fn write(&mut self, group: &str, set: Vec<crate::control::FieldWrite>, now: u64) -> Result<(GroupId, Json), String> {
+    fn write(&mut self, group: &str, set: Vec<crate::control::FieldWrite>, typed: bool, now: u64) -> Result<(GroupId, Json), Refusal> {
         let gid = self.find_group(group)?;
         let g = self.groups.get_mut(&gid).ok_or("group vanished")?;
         if set.is_empty() {
-            return Err("nothing to write".into());
+            return Err(Refusal::bad_value("nothing to write"));
         }
         let mut ops = Vec::with_capacity(set.len());
         for w in set {
-            let fid = g.cfg.schema.field_id(&w.field).ok_or_else(|| format!("no field {:?} in the schema ({})", w.field, field_names(&g.cfg.schema)))?;
+            let fid = g.cfg.schema.field_id(&w.field).ok_or_else(|| Refusal::bad_value(format!("no field {:?} in the schema ({})", w.field, field_names(&g.cfg.schema))))?;
             let def = g.cfg.schema.def(fid).ok_or("field vanished")?;
-            let action = values::action(&w.field, def.policy, def.kind, &w.value).map_err(|e| e.to_string())?;
+            let action = values::action(&w.field, def.policy, def.kind, &w.value, typed).map_err(|e| Refusal::bad_value(e.to_string()))?;
             ops.push(Op::Field { reg: RegisterId(w.register), field: fid, action });
         }
         match g.store.write(&mut g.replica, now, ops) {
@@ -1720,13 +1728,13 @@ impl Node {
 
     /// Create or join a group: checked first (this node a member, every other member allowed),
     /// so a refused invite leaves nothing in the ledger.
-    fn add_group(&mut self, info: GroupInfo) -> Result<Json, String> {
+    fn add_group(&mut self, info: GroupInfo) -> Result<Json, Refusal> {
         let bytes = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
         let gid = GroupId(parse_hex::<16>(&info.id).ok_or("bad group id")?);
-        let cfg = self.group_config(&info).map_err(|e| format!("{e:#}"))?;
+        let cfg = self.group_config(&info).map_err(|e| Refusal::bad_value(format!("{e:#}")))?;
         for id in &cfg.members {
             if *id != self.me.id() && !self.allow.contains(id) {
-                return Err(format!("member {id} is not on the allow-list: run `spook allow {id}` first"));
+                return Err(Refusal::bad_value(format!("member {id} is not on the allow-list: run `spook allow {id}` first")));
             }
         }
         self.ledger.put_group(&gid, &bytes).map_err(|e| e.to_string())?;
@@ -1739,7 +1747,7 @@ impl Node {
     /// Leave a group for good: it is removed from the ledger (durably, before the answer) and
     /// closed. A group stored in the ledger that cannot be opened (a damaged entry) can be
     /// left too, by name or id.
-    fn leave(&mut self, group: &str) -> Result<Json, String> {
+    fn leave(&mut self, group: &str) -> Result<Json, Refusal> {
         let gid = match self.find_group(group) {
             Ok(g) => g,
             Err(not_open) => {
@@ -1748,7 +1756,7 @@ impl Node {
                 stored.iter().find(|e| named(e)).map(|(id, _)| *id).ok_or(not_open)?
             }
         };
-        tokio::task::block_in_place(|| self.ledger.remove_group(&gid)).map_err(|e| format!("cannot leave {group:?}: {e}"))?;
+        tokio::task::block_in_place(|| self.ledger.remove_group(&gid)).map_err(|e| Refusal::from(format!("cannot leave {group:?}: {e}")))?;
         if let Some(rt) = self.groups.remove(&gid) {
             // Its subscriptions and queryable go with it (undeclared as they drop).
             let base = format!("{}/g/{}/", self.prefix(), rt.tag);
@@ -1810,14 +1818,14 @@ fn reason(s: &str) -> String {
 }
 
 /// Send a remote watch's events as replies to its query until the client has been silent for
-/// [`crate::remote::WATCH_IDLE_MS`] (it asks something at least every few seconds while it
+/// [`spook_client::remote::WATCH_IDLE_MS`] (it asks something at least every few seconds while it
 /// watches: the node cannot see a querier that went away). Dropping the query ends the stream
 /// at the client; dropping `events` unregisters the watcher.
-async fn forward_watch(node: mpsc::Sender<Cmd>, client: EndpointId, channel: [u8; 8], query: zenoh::query::Query, mut events: mpsc::UnboundedReceiver<Json>, seen: Arc<std::sync::atomic::AtomicU64>, metrics: Arc<Metrics>) {
+async fn forward_watch(node: mpsc::Sender<Cmd>, client: EndpointId, channel: [u8; 8], query: zenoh::query::Query, mut events: mpsc::Receiver<Json>, seen: Arc<std::sync::atomic::AtomicU64>, metrics: Arc<Metrics>) {
     Metrics::add(&metrics.remote_watches, 1);
     loop {
         let idle = now_ms().saturating_sub(seen.load(std::sync::atomic::Ordering::Relaxed));
-        let Some(left) = crate::remote::WATCH_IDLE_MS.checked_sub(idle).filter(|l| *l > 0) else { break };
+        let Some(left) = spook_client::remote::WATCH_IDLE_MS.checked_sub(idle).filter(|l| *l > 0) else { break };
         match tokio::time::timeout(Duration::from_millis(left), events.recv()).await {
             Ok(Some(response)) => {
                 if node.send(Cmd::ClientAnswer { client, channel, query: query.clone(), response }).await.is_err() {
@@ -1832,11 +1840,11 @@ async fn forward_watch(node: mpsc::Sender<Cmd>, client: EndpointId, channel: [u8
     tracing::debug!(%client, "remote watch ended");
 }
 
-fn parse_view(v: Option<&str>) -> Result<View, String> {
+fn parse_view(v: Option<&str>) -> Result<View, Refusal> {
     match v.unwrap_or("pending") {
         "pending" => Ok(View::Pending),
         "committed" => Ok(View::Committed),
-        o => Err(format!("view {o:?} is not pending, committed or serial (serial shows whole registers)")),
+        o => Err(Refusal::bad_value(format!("view {o:?} is not pending, committed or serial (serial shows whole registers)"))),
     }
 }
 
@@ -1852,17 +1860,18 @@ fn field_names(s: &Schema) -> String {
 }
 
 /// What a watcher is sent when `reg` changed in `view`.
-fn change_json(g: &GroupRt, view: View, reg: RegisterId) -> Json {
-    json!({"group": g.info.name, "view": view_name(view), "register": reg.0, "fields": register_json(&g.replica, view, reg)})
+fn change_json(group: &str, r: &Replica, view: View, reg: RegisterId, typed: bool) -> Json {
+    json!({"group": group, "view": view_name(view), "register": reg.0, "fields": register_json(r, view, reg, typed)})
 }
 
-fn register_json(r: &Replica, view: View, reg: RegisterId) -> serde_json::Map<String, Json> {
+/// A register's fields; with `typed`, each a serde [`spook_core::Value`].
+fn register_json(r: &Replica, view: View, reg: RegisterId, typed: bool) -> serde_json::Map<String, Json> {
     let schema = r.schema();
     let mut m = serde_json::Map::new();
     for i in 0..64u16 {
         let Some(def) = schema.def(FieldId(i)) else { break };
         if let Some(v) = r.get(view, reg, FieldId(i)) {
-            m.insert(def.name.clone(), values::to_json(&v));
+            m.insert(def.name.clone(), values::out(&v, typed));
         }
     }
     m

@@ -103,14 +103,64 @@ pub fn to_json(v: &Value) -> Json {
     }
 }
 
-/// The action a CLI `set` means for a field of `policy`: assign for last-writer-wins, max and
+/// A value as a request carries it: with `typed`, a [`Value`] in its serde form (what
+/// `spook-client` sends), checked against `kind`; otherwise JSON typed by `kind` ([`from_json`]).
+///
+/// ```
+/// # use spook_core::{Value, ValueKind};
+/// # use spook_node::values::value_in;
+/// let j = serde_json::to_value(Value::Vec3([1.0, 2.0, 3.0])).unwrap();
+/// assert_eq!(value_in("pos", ValueKind::Vec3, &j, true).unwrap(), Value::Vec3([1.0, 2.0, 3.0]));
+/// assert!(value_in("battery", ValueKind::F64, &j, true).unwrap_err().to_string().contains("battery"));
+/// ```
+///
+/// # Errors
+/// A value that does not fit the field.
+pub fn value_in(field: &str, kind: ValueKind, j: &Json, typed: bool) -> Result<Value, ValueError> {
+    if !typed {
+        return from_json(field, kind, j);
+    }
+    let err = |expected: String| ValueError { field: field.into(), expected, got: short(j) };
+    let v: Value = match serde_json::from_value(j.clone()).map_err(|e| err(format!("a typed value ({e})")))? {
+        // An integer where a float is expected is that float.
+        Value::I64(n) if kind == ValueKind::F64 => Value::F64(n as f64),
+        v => v,
+    };
+    if let (ValueKind::Quat | ValueKind::Pose, Value::Quat(q) | Value::Pose(_, q)) = (kind, &v) {
+        if (q.iter().map(|x| x * x).sum::<f64>().sqrt() - 1.0).abs() > 1e-3 {
+            return Err(err("a unit quaternion [w, x, y, z] (norm 1)".into()));
+        }
+    }
+    if !kind.admits(&v) {
+        return Err(err(format!("a value of kind {kind:?}")));
+    }
+    Ok(v)
+}
+
+/// A value as a response carries it: a serde [`Value`] with `typed`, else plain JSON.
+#[must_use]
+pub fn out(v: &Value, typed: bool) -> Json {
+    if typed {
+        serde_json::to_value(v).unwrap_or(Json::Null)
+    } else {
+        to_json(v)
+    }
+}
+
+/// The action a `set` means for a field of `policy`: assign for last-writer-wins, max and
 /// min; add for counters; insert for sets; append for logs.
-pub fn action(field: &str, policy: MergePolicy, kind: ValueKind, j: &Json) -> Result<Action, ValueError> {
+///
+/// # Errors
+/// A value that does not fit the field.
+pub fn action(field: &str, policy: MergePolicy, kind: ValueKind, j: &Json, typed: bool) -> Result<Action, ValueError> {
     Ok(match policy {
-        MergePolicy::Counter => Action::Add(j.as_i64().ok_or_else(|| ValueError { field: field.into(), expected: "an integer to add".into(), got: short(j) })?),
-        MergePolicy::AddWinsSet => Action::Insert(from_json(field, kind, j)?),
-        MergePolicy::AppendLog => Action::Append(from_json(field, kind, j)?),
-        _ => Action::Set(from_json(field, kind, j)?),
+        MergePolicy::Counter => {
+            let n = if typed { value_in(field, ValueKind::I64, j, true)?.as_i64() } else { j.as_i64() };
+            Action::Add(n.ok_or_else(|| ValueError { field: field.into(), expected: "an integer to add".into(), got: short(j) })?)
+        }
+        MergePolicy::AddWinsSet => Action::Insert(value_in(field, kind, j, typed)?),
+        MergePolicy::AppendLog => Action::Append(value_in(field, kind, j, typed)?),
+        _ => Action::Set(value_in(field, kind, j, typed)?),
     })
 }
 
@@ -127,6 +177,7 @@ mod tests {
         assert!(e.to_string().contains("pose.rotation") && e.to_string().contains("norm"), "{e}");
         let e = from_json("battery", ValueKind::F64, &serde_json::json!("full")).unwrap_err();
         assert_eq!(e.to_string(), "field battery: expected a number, got \"full\"");
-        assert!(matches!(action("odometer", MergePolicy::Counter, ValueKind::I64, &serde_json::json!(3)), Ok(Action::Add(3))));
+        assert!(matches!(action("odometer", MergePolicy::Counter, ValueKind::I64, &serde_json::json!(3), false), Ok(Action::Add(3))));
+        assert!(matches!(action("odometer", MergePolicy::Counter, ValueKind::I64, &serde_json::json!({"I64": 3}), true), Ok(Action::Add(3))));
     }
 }

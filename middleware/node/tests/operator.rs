@@ -204,7 +204,7 @@ fn a_flood_of_unknown_hellos_costs_the_node_little_and_gets_no_answer() {
     }
     dk.configure_client(&mut z).unwrap();
     let session = zenoh::open(z).wait().unwrap();
-    let key = spook_node::remote::client_key("flood", &node);
+    let key = spook_client::keys::client_key("flood", &node);
     std::thread::sleep(Duration::from_secs(1)); // routes settle
     let pid = nodes[0].child.as_ref().unwrap().id();
     // What the node spends anyway (its 10 ms tick, zenoh's keep-alives) over as long a time.
@@ -258,7 +258,7 @@ fn a_flood_of_unknown_hellos_costs_the_node_little_and_gets_no_answer() {
     nodes[0].spook(&["allow", &me.id().to_string()]).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     rt.block_on(async {
-        let mut r = spook_node::remote::Remote::attach_keyed(me, node, "flood", std::slice::from_ref(&nodes[0].listen), Some(&dk)).await.unwrap();
+        let r = spook_client::remote::Remote::attach_keyed(me, node, "flood", std::slice::from_ref(&nodes[0].listen), Some(&dk)).await.unwrap();
         assert!(r.request(&spook_node::control::Request::Status, Duration::from_secs(5)).await.unwrap()["ok"] == true);
     });
 }

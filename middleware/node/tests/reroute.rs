@@ -73,7 +73,7 @@ fn transfer_survives_kill9(name: &str, over_zenoh: bool) {
     common::form_group(&nodes, &ids, "bank", true);
     // The client's own identity: its session, whichever node it talks to.
     let key = d.join("client.key");
-    let client = spook_node::session::client_identity(&key).unwrap().id().to_string();
+    let client = spook_client::identity::load_or_create(&key).unwrap().id().to_string();
     let key = key.to_str().unwrap().to_string();
     // Over zenoh, the node knows the client by the key it proved; over the socket, it is told.
     // Attached to the first of `ids` that answers, over the locators of `via`.
@@ -221,7 +221,7 @@ fn a_stalled_remote_watcher_is_dropped_after_the_idle_time_and_attaches_again_wh
     common::form_group(&nodes, &ids, "fleet", false);
     let a = &nodes[0];
     let key = d.join("client.key");
-    let client = spook_node::session::client_identity(&key).unwrap().id().to_string();
+    let client = spook_client::identity::load_or_create(&key).unwrap().id().to_string();
     a.spook(&["allow", &client, "--name", "watcher"]).unwrap();
     let watches = || common::metric(&a.metrics(), "spook_remote_watches");
     let (mut child, rx) = remote_watch(&[a], &[&ids[0]], key.to_str().unwrap(), "fleet");
@@ -234,7 +234,7 @@ fn a_stalled_remote_watcher_is_dropped_after_the_idle_time_and_attaches_again_wh
     let stopped = std::time::Instant::now();
     eventually("the node drops the silent watcher", Duration::from_secs(45), || watches() == 0);
     let after = stopped.elapsed();
-    assert!(after >= Duration::from_millis(spook_node::remote::WATCH_IDLE_MS - 1_000), "dropped after {after:?}, before the idle time");
+    assert!(after >= Duration::from_millis(spook_client::remote::WATCH_IDLE_MS - 1_000), "dropped after {after:?}, before the idle time");
     // Written while the client was away: shown from the snapshot it attaches with.
     a.spook(&["set", "fleet", "3", "battery", "0.3"]).unwrap();
     signal("-CONT");

@@ -1,7 +1,6 @@
 //! `spook`: the command line for a Spook node. See `spook --help`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -157,120 +156,46 @@ fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
     }
 }
 
-/// Where requests go: the node's local control socket, or a node attached over zenoh.
-enum Conn {
-    Local(PathBuf),
-    Remote(Box<RemoteConn>),
-}
-
-/// A node of the domain attached over zenoh, at the first request; the next of `nodes` when
-/// it stops answering.
-struct RemoteConn {
+/// Where requests go: a `spook-client` on the node's local control socket, or on nodes of
+/// the domain over zenoh (with failover), made at the first request.
+struct Conn {
     rt: tokio::runtime::Runtime,
-    me: spook_secure::Identity,
-    nodes: Vec<spook_core::EndpointId>,
-    domain: String,
-    connect: Vec<String>,
-    domain_key: Option<spook_node::domain_key::DomainKey>,
-    /// Where the next attach starts in `nodes`.
-    next: usize,
-    remote: Option<spook_node::remote::Remote>,
-}
-
-/// A remote transaction may wait for its outcome (its own timeout, 10 s by default).
-const REMOTE_TX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-/// Any other remote request.
-const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-impl RemoteConn {
-    /// Attach at the first use, to the first node from `next` on that answers.
-    fn attached(&mut self) -> Result<(&tokio::runtime::Runtime, &mut spook_node::remote::Remote)> {
-        if self.remote.is_none() {
-            let n = self.nodes.len();
-            let order: Vec<_> = (0..n).map(|i| self.nodes[(self.next + i) % n]).collect();
-            let r = self.rt.block_on(spook_node::remote::Remote::attach_any(&self.me, &order, &self.domain, &self.connect, self.domain_key.as_ref()))?;
-            self.next = self.nodes.iter().position(|id| *id == r.node()).unwrap_or(0);
-            self.remote = Some(r);
-        }
-        let RemoteConn { rt, remote, .. } = self;
-        Ok((rt, remote.as_mut().context("not attached")?))
-    }
-
-    /// The attached node stopped answering: detach; the next attach starts after it.
-    fn lost(&mut self) {
-        if let Some(r) = self.remote.take() {
-            r.close();
-            self.next = (self.next + 1) % self.nodes.len().max(1);
-        }
-    }
-
-    /// `r` through the attached node; through the next one when it stops answering, unless
-    /// repeating `r` could apply it twice.
-    fn request(&mut self, r: &Request) -> Result<Json> {
-        // A set or write has no identity of its own: one that reached a node which then died
-        // may have been applied. A transaction's is (client, seq), and reads repeat freely.
-        let resend_safe = !matches!(r, Request::Set { .. } | Request::Write { .. });
-        let timeout = if matches!(r, Request::Tx { .. }) { REMOTE_TX_TIMEOUT } else { REMOTE_TIMEOUT };
-        for left in (0..self.nodes.len()).rev() {
-            let (rt, remote) = self.attached()?;
-            let node = remote.node();
-            match rt.block_on(remote.request(r, timeout)) {
-                Ok(j) => return Ok(j),
-                Err(e) if e.node_lost() && resend_safe && left > 0 => {
-                    eprintln!("spook: node {node} stopped answering ({e}); trying the next node");
-                    self.lost();
-                }
-                Err(e) if e.node_lost() && !resend_safe => {
-                    self.lost();
-                    bail!("{e}. The write may or may not have been applied there: read it back (`spook get`) through another node before writing it again");
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        bail!("no node answered")
-    }
+    local: PathBuf,
+    remote: Option<spook_client::RemoteOptions>,
+    client: Option<spook_client::Client>,
 }
 
 impl Conn {
-    fn request(&mut self, r: &Request) -> Result<Json> {
-        let j = match self {
-            Conn::Local(sock) => local_request(sock, r)?,
-            Conn::Remote(c) => c.request(r)?,
-        };
-        if j.get("ok") != Some(&Json::Bool(true)) {
-            bail!("{}", j.get("error").and_then(Json::as_str).unwrap_or("the node refused the request"));
+    fn client(&mut self) -> Result<spook_client::Client> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
         }
-        Ok(j)
+        let c = match self.remote.take() {
+            Some(o) => self.rt.block_on(spook_client::Client::remote(o))?,
+            None => self.rt.block_on(spook_client::Client::local(&self.local))?,
+        };
+        self.client = Some(c.clone());
+        Ok(c)
+    }
+
+    fn request(&mut self, r: &Request) -> Result<Json> {
+        let c = self.client()?;
+        Ok(self.rt.block_on(c.call(r))?)
     }
 
     /// `r` on the running node; when no node runs (its socket cannot be reached), `offline`
     /// does the same on the node's ledger file instead.
     fn request_or_offline(&mut self, r: &Request, offline: impl FnOnce() -> Result<Json>) -> Result<Json> {
         match self.request(r) {
-            Err(e) if e.to_string().contains("cannot reach") => offline(),
+            Err(e) if matches!(e.downcast_ref::<spook_client::Error>(), Some(spook_client::Error::Unreachable { .. })) => offline(),
             answer => answer,
         }
     }
 }
 
-fn local_request(sock: &std::path::Path, r: &Request) -> Result<Json> {
-    let mut s = UnixStream::connect(sock).with_context(|| format!("cannot reach the node at {} (is spookd running? `spook up` starts one)", sock.display()))?;
-    writeln!(s, "{}", serde_json::to_string(r)?).context("the node closed the control connection")?;
-    let mut line = String::new();
-    let read = BufReader::new(s).read_line(&mut line);
-    if read.is_err() || line.is_empty() {
-        // The request reached the node (it was written) and no answer came: it may have been
-        // carried out.
-        let what = if matches!(r, Request::Set { .. } | Request::Write { .. } | Request::GroupRemove { .. }) {
-            "the write may or may not have been applied: read it back (`spook get`) once the node is up, then write it again if it is not there"
-        } else if matches!(r, Request::Tx { .. }) {
-            "the transaction may or may not have run: send it again with the same --seq (it executes once) through any node"
-        } else {
-            "try again once it is up"
-        };
-        bail!("the node went away before answering ({}); {what}", read.err().map_or_else(|| "connection closed".to_string(), |e| e.to_string()));
-    }
-    serde_json::from_str(&line).context("the node answered something that is not JSON")
+/// A value as the CLI prints it.
+fn fields_json(f: &spook_client::Fields) -> Json {
+    Json::Object(f.iter().map(|(k, v)| (k.clone(), spook_node::values::to_json(v))).collect())
 }
 
 /// The lines of the help about `cmd` (each command's entry and its continuation lines), or the
@@ -321,17 +246,21 @@ fn real_main() -> Result<()> {
     // Only the commands that need a client key look for one (HOME may be unset under a
     // service manager).
     let key_path = || client_key_path(o.client_key.as_deref());
-    let mut conn = if o.connect.is_empty() {
-        Conn::Local(sock.clone())
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let remote = if o.connect.is_empty() {
+        None
     } else {
         anyhow::ensure!(!o.node.is_empty(), "--connect needs --node ID: the node to attach to (`spook id` on it)");
-        let nodes = o.node.iter().map(|n| n.parse().map_err(|e| anyhow!("--node {n}: {e}"))).collect::<Result<Vec<spook_core::EndpointId>>>()?;
-        let me = spook_node::session::client_identity(&key_path()?)?;
-        let domain = o.domain.clone().unwrap_or_else(|| cfg.node.domain.clone());
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        let domain_key = o.domain_key.as_deref().map(spook_node::domain_key::DomainKey::from_token).transpose()?;
-        Conn::Remote(Box::new(RemoteConn { rt, me, nodes, domain, connect: o.connect.clone(), domain_key, next: 0, remote: None }))
+        let me = spook_client::identity::load_or_create(&key_path()?)?;
+        let mut opts = spook_client::RemoteOptions::new(me, o.domain.as_deref().unwrap_or(&cfg.node.domain));
+        for n in &o.node {
+            opts = opts.node(n.parse().map_err(|e| anyhow!("--node {n}: {e}"))?);
+        }
+        opts.connect.clone_from(&o.connect);
+        opts.domain_key = o.domain_key.as_deref().map(spook_node::domain_key::DomainKey::from_token).transpose()?;
+        Some(opts)
     };
+    let mut conn = Conn { rt, local: sock.clone(), remote, client: None };
     let mut args = o.rest.clone();
     if args.is_empty() {
         eprintln!("usage: spook [--config FILE] <command> ...   (`spook --help` lists the commands)");
@@ -347,7 +276,7 @@ fn real_main() -> Result<()> {
     };
     match cmd.as_str() {
         "client-id" => {
-            let id = spook_node::session::client_identity(&key_path()?)?.id().to_string();
+            let id = spook_client::identity::load_or_create(&key_path()?)?.id().to_string();
             show(&json!({"ok": true, "client": id}), &|j| j["client"].as_str().unwrap_or_default().to_string());
         }
         "init" | "id" => {
@@ -528,7 +457,7 @@ fn real_main() -> Result<()> {
             }
             let register: u32 = args[1].parse().with_context(|| format!("register {:?} is not a number", args[1]))?;
             let value: Json = serde_json::from_str(&args[3]).with_context(|| format!("value {:?} is not JSON (strings need quotes: '\"text\"')", args[3]))?;
-            let j = conn.request(&Request::Set { group: args[0].clone(), register, field: args[2].clone(), value })?;
+            let j = conn.request(&Request::Set { group: args[0].clone(), register, field: args[2].clone(), value, typed: false })?;
             show(&j, &|j| format!("written (seq {})", j["seq"]));
         }
         "get" => {
@@ -539,7 +468,7 @@ fn real_main() -> Result<()> {
             }
             let register: u32 = args[1].parse().with_context(|| format!("register {:?} is not a number", args[1]))?;
             let view = Some(if serial { "serial" } else if committed { "committed" } else { "pending" }.to_string());
-            let j = conn.request(&Request::Get { group: args[0].clone(), register, field: args.get(2).cloned(), view })?;
+            let j = conn.request(&Request::Get { group: args[0].clone(), register, field: args.get(2).cloned(), view, typed: false })?;
             show(&j, &|j| if j.get("field").is_some() { j["value"].to_string() } else { serde_json::to_string_pretty(&j["fields"]).unwrap_or_default() });
             if !o.json && j["fields"].as_object().is_some_and(serde_json::Map::is_empty) {
                 eprintln!("(nothing written to register {} in this view: a serial group keeps transactions' cells under --serial, and a node that just joined may still be re-aligning; `spook status` shows its progress)", args[1]);
@@ -549,11 +478,11 @@ fn real_main() -> Result<()> {
             let lease = take_opt(&mut args, "--lease-ms")?.map(|v| v.parse::<u64>()).transpose().context("--lease-ms needs a number")?;
             let mut conditions = Vec::new();
             while let Some(c) = take_opt(&mut args, "--if")? {
-                conditions.push(spook_node::session::parse_condition(&c).map_err(|e| anyhow!(e))?);
+                conditions.push(spook_client::proto::parse_condition(&c).map_err(|e| anyhow!(e))?);
             }
             let mut set = Vec::new();
             while let Some(w) = take_opt(&mut args, "--set")? {
-                set.push(spook_node::session::parse_set(&w, lease).map_err(|e| anyhow!(e))?);
+                set.push(spook_client::proto::parse_set(&w, lease).map_err(|e| anyhow!(e))?);
             }
             let mut after = Vec::new();
             while let Some(a) = take_opt(&mut args, "--after")? {
@@ -570,7 +499,7 @@ fn real_main() -> Result<()> {
                 [g] => g.clone(),
                 _ => bail!("usage: spook tx <group> --set 'REG.FIELD JSON'... [--if 'COND']... (see spook --help)"),
             };
-            let j = conn.request(&Request::Tx { group, client, seq, conditions, set, after, timeout_ms, wait })?;
+            let j = conn.request(&Request::Tx { group, client, seq, conditions, set, after, timeout_ms, wait, typed: false })?;
             show(&j, &|j| match j["state"].as_str().unwrap_or_default() {
                 "committed" => format!("committed (op {}, fence {}){}", j["seq"], j["fence"], if j["resent"] == json!(true) { ", already executed before" } else { "" }),
                 "aborted" => format!("aborted (op {}): {}", j["seq"], j["reason"].as_str().unwrap_or_default()),
@@ -601,65 +530,30 @@ fn real_main() -> Result<()> {
             let committed = take_flag(&mut args, "--committed");
             let snapshot = take_flag(&mut args, "--snapshot");
             let group = args.first().ok_or_else(|| anyhow!("usage: spook watch <group> [--committed] [--snapshot]"))?.clone();
-            let view = Some(if committed { "committed" } else { "pending" }.to_string());
-            let event = |j: &Json| {
-                let now = if j["snapshot"] == Json::Bool(true) { " (current)" } else { "" };
-                format!("{} register {}{now}: {}", j["view"].as_str().unwrap_or_default(), j["register"], j["fields"])
-            };
-            if let Conn::Remote(c) = &mut conn {
-                // When its node stops answering, the watch goes on through the next node that
-                // does, starting with a snapshot there: what changed meanwhile is shown, what
-                // did not is not shown again. So that this holds for registers it never showed,
-                // the first attach takes a snapshot too, shown only with --snapshot. Given up
-                // when no node answers, or when watches end before showing anything on every
-                // node twice in a row.
-                let mut last_shown: std::collections::HashMap<String, Json> = std::collections::HashMap::new();
-                let mut first = true;
-                let mut fruitless = 0;
-                loop {
-                    let (rt, remote) = c.attached()?;
-                    let mut shown = 0u64;
-                    let res = rt.block_on(remote.watch(&group, view.clone(), true, |j| {
-                        let reg = j["register"].to_string();
-                        let is_snapshot = j["snapshot"] == Json::Bool(true);
-                        if is_snapshot && last_shown.get(&reg) == Some(&j["fields"]) {
-                            return true;
+            let view = if committed { spook_core::View::Committed } else { spook_core::View::Pending };
+            // Over zenoh, when its node stops answering the watch goes on through the next
+            // node that does, showing there the registers that changed meanwhile.
+            let client = conn.client()?;
+            conn.rt.block_on(async {
+                let mut w = client.group(&group).watch_with(spook_client::WatchOptions { view, snapshot }).await?;
+                while let Some(ev) = w.next().await {
+                    match ev? {
+                        spook_client::Event::Change(c) => {
+                            let view = if c.view == spook_core::View::Committed { "committed" } else { "pending" };
+                            let mut j = json!({"group": group, "view": view, "register": c.register, "fields": fields_json(&c.fields)});
+                            if c.snapshot {
+                                j["snapshot"] = json!(true);
+                            }
+                            let now = if c.snapshot { " (current)" } else { "" };
+                            show(&j, &|j| format!("{view} register {}{now}: {}", j["register"], j["fields"]));
                         }
-                        last_shown.insert(reg, j["fields"].clone());
-                        if is_snapshot && first && !snapshot {
-                            return true;
-                        }
-                        shown += 1;
-                        show(&j, &event);
-                        true
-                    }));
-                    first = false;
-                    match res {
-                        Ok(()) => return Ok(()),
-                        Err(e) if e.node_lost() => {
-                            fruitless = if shown == 0 { fruitless + 1 } else { 0 };
-                            anyhow::ensure!(fruitless <= 2 * c.nodes.len(), "{e}; the watch ended {fruitless} times in a row without showing a change: giving up");
-                            eprintln!("spook watch: {e}; attaching to the next node (it first shows the registers that changed meanwhile)");
-                            c.lost();
-                        }
-                        Err(e) => return Err(e.into()),
+                        spook_client::Event::Lagged(n) => eprintln!("spook watch: {n} events went by while this terminal was behind; the registers that changed follow"),
+                        _ => {}
                     }
                 }
-            }
-            let mut s = UnixStream::connect(&sock).with_context(|| format!("cannot reach the node at {}", sock.display()))?;
-            writeln!(s, "{}", serde_json::to_string(&Request::Watch { group, view, snapshot })?)?;
-            for line in BufReader::new(s).lines() {
-                let line = line?;
-                let j: Json = serde_json::from_str(&line)?;
-                if j.get("ok") == Some(&Json::Bool(false)) {
-                    bail!("{}", j["error"].as_str().unwrap_or_default());
-                }
-                if j.get("ok").is_some() {
-                    continue;
-                }
-                show(&j, &event);
-            }
-            bail!("the node stopped: the watch ended (start it again once the node is back)");
+                anyhow::Ok(())
+            })?;
+            bail!("the watch ended");
         }
         "pair" => {
             if let Some(code) = take_opt(&mut args, "--confirm")? {
@@ -764,7 +658,7 @@ fn client_id(args: &mut Vec<String>, key_path: &std::path::Path) -> Result<Strin
     if let Some(c) = take_opt(args, "--client")? {
         return Ok(c);
     }
-    Ok(spook_node::session::client_identity(key_path)?.id().to_string())
+    Ok(spook_client::identity::load_or_create(key_path)?.id().to_string())
 }
 
 /// The client key file: `--client-key`, `$SPOOK_CLIENT_KEY`, or ~/.config/spook/client.key.

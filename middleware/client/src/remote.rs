@@ -3,7 +3,7 @@
 //! with), so the node knows which EndpointId it serves and only allowed clients get an
 //! answer; every request and response after it is sealed on that channel.
 //!
-//! A client's session is its EndpointId, not the node ([`crate::session`]): the node refuses a
+//! A client's session is its EndpointId, not the node: the node refuses a
 //! transaction or session read that names another client, and a client that loses its node
 //! attaches to another one and resends the same (client, seq).
 //!
@@ -20,8 +20,8 @@ use spook_core::EndpointId;
 use spook_secure::{ChannelError, HandshakeError, Identity, Initiator, PairChannel};
 use zenoh::Wait;
 
-use crate::control::Request;
 use crate::domain_key::DomainKey;
+use crate::proto::Request;
 
 /// How long a handshake may take before the node counts as unreachable.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,7 +92,7 @@ impl RemoteError {
     /// node of the domain may serve the client.
     ///
     /// ```
-    /// use spook_node::remote::RemoteError;
+    /// use spook_client::remote::RemoteError;
     /// let node = spook_core::EndpointId([1; 32]);
     /// assert!(RemoteError::WatchEnded { node }.node_lost());
     /// assert!(!RemoteError::Watch("no group named \"x\"".into()).node_lost());
@@ -103,38 +103,11 @@ impl RemoteError {
     }
 }
 
-/// The key expression a node answers remote clients on: opaque, a keyed hash of the node id
-/// within the domain.
-///
-/// ```
-/// let node = spook_core::EndpointId([7; 32]);
-/// let k = spook_node::remote::client_key("lab", &node);
-/// assert!(k.starts_with("spook/lab/c/") && !k.contains(&node.to_string()));
-/// assert_ne!(k, spook_node::remote::client_key("other", &node));
-/// ```
-#[must_use]
-pub fn client_key(domain: &str, node: &EndpointId) -> String {
-    format!("spook/{domain}/c/{}", crate::node::tag(&crate::node::domain_key(domain), &node.0))
-}
-
-/// Whether a remote client may make this request (the rest is administration, local only).
-///
-/// ```
-/// use spook_node::{control::Request, remote::allowed_remotely};
-/// assert!(allowed_remotely(&Request::Status));
-/// assert!(!allowed_remotely(&Request::Shutdown));
-/// assert!(!allowed_remotely(&Request::Allow { peer: "…".into(), name: String::new() }));
-/// ```
-#[must_use]
-pub fn allowed_remotely(r: &Request) -> bool {
-    matches!(r, Request::Id | Request::GroupList | Request::Set { .. } | Request::Write { .. } | Request::Get { .. } | Request::Tx { .. } | Request::Session { .. } | Request::Status | Request::Watch { .. })
-}
-
 /// A client attached to one node over zenoh.
 ///
 /// ```no_run
-/// # async fn f() -> Result<(), spook_node::remote::RemoteError> {
-/// use spook_node::{control::Request, remote::Remote};
+/// # async fn f() -> Result<(), spook_client::remote::RemoteError> {
+/// use spook_client::{proto::Request, remote::Remote};
 /// let me = spook_secure::Identity::generate();
 /// let node = "…node id from `spook id`…".parse().unwrap();
 /// let mut r = Remote::attach(me, node, "lab", &["tcp/127.0.0.1:7447".into()]).await?;
@@ -147,7 +120,8 @@ pub struct Remote {
     domain: String,
     me: Identity,
     node: EndpointId,
-    chan: PairChannel,
+    /// Sealing and opening advance the channel's counters: one request at a time touches it.
+    chan: std::sync::Mutex<PairChannel>,
 }
 
 impl Remote {
@@ -175,7 +149,7 @@ impl Remote {
             z.insert_json5(k, v).map_err(|e| RemoteError::Zenoh(format!("config {k}: {e}")))?;
         }
         let session = zenoh::open(z).await.map_err(|e| RemoteError::Zenoh(e.to_string()))?;
-        let key = client_key(domain, &node);
+        let key = crate::keys::client_key(domain, &node);
         let probe = Probe { session: &session, key: &key, domain, client: me.id(), node };
         // zenoh may still be connecting, or a message was lost: ask again, with a fresh hello
         // each time (a node takes each hello timestamp once, so a resent one gets no answer).
@@ -198,7 +172,7 @@ impl Remote {
             }
         };
         let est = init.finish(&reply)?;
-        Ok(Remote { session, key, domain: domain.to_string(), me, node, chan: est.channel })
+        Ok(Remote { session, key, domain: domain.to_string(), me, node, chan: std::sync::Mutex::new(est.channel) })
     }
 
     /// Attach to the first of `nodes` that answers, in order: a client that knows several
@@ -239,7 +213,7 @@ impl Remote {
     ///
     /// # Errors
     /// No answer in time, or a response that does not open or parse.
-    pub async fn request(&mut self, r: &Request, timeout: Duration) -> Result<Json, RemoteError> {
+    pub async fn request(&self, r: &Request, timeout: Duration) -> Result<Json, RemoteError> {
         let sealed = self.seal(r)?;
         let resp = self.probe().ask(sealed, timeout).await?;
         self.open(&resp)
@@ -250,26 +224,28 @@ impl Remote {
     }
 
     /// A request sealed on the channel.
-    fn seal(&mut self, r: &Request) -> Result<Vec<u8>, RemoteError> {
+    fn seal(&self, r: &Request) -> Result<Vec<u8>, RemoteError> {
         let pt = serde_json::to_vec(r).map_err(|e| RemoteError::NotJson(e.to_string()))?;
-        Ok(self.chan.seal(&pt)?)
+        Ok(self.chan.lock().map_err(|_| RemoteError::Zenoh("the channel's lock is poisoned".into()))?.seal(&pt)?)
     }
 
     /// A response opened from the channel.
-    fn open(&mut self, sealed: &[u8]) -> Result<Json, RemoteError> {
-        let pt = self.chan.open(sealed)?;
+    fn open(&self, sealed: &[u8]) -> Result<Json, RemoteError> {
+        let pt = self.chan.lock().map_err(|_| RemoteError::Zenoh("the channel's lock is poisoned".into()))?.open(sealed)?;
         serde_json::from_slice(&pt).map_err(|e| RemoteError::NotJson(e.to_string()))
     }
 
-    /// Stream a group's changes (the events a local `watch` gives) to `on_event` until it
-    /// returns false; with `snapshot`, every register written so far first. Meanwhile it asks
-    /// the node for its id every [`WATCH_KEEPALIVE`], so the node keeps the watch.
+    /// Stream a group's changes (the events a local `watch` gives) into `events`, those
+    /// `keep` lets through, until `events` is closed: first the node's acceptance
+    /// (`{"ok": true, ...}`), then with `snapshot` every register written so far, then the
+    /// changes. Meanwhile it asks the node for its id every [`WATCH_KEEPALIVE`], so the
+    /// node keeps the watch.
     ///
     /// # Errors
     /// The node refuses the watch (no such group), ends it (it stopped, or lost this client's
     /// channel), or stops answering.
-    pub async fn watch(&mut self, group: &str, view: Option<String>, snapshot: bool, mut on_event: impl FnMut(Json) -> bool) -> Result<(), RemoteError> {
-        let sealed = self.seal(&Request::Watch { group: group.to_string(), view, snapshot })?;
+    pub async fn watch(&self, watch: &Request, events: &tokio::sync::mpsc::Sender<Json>, mut keep: impl FnMut(&Json) -> bool) -> Result<(), RemoteError> {
+        let sealed = self.seal(watch)?;
         // The watch lasts as long as the keep-alives: the node ends it.
         let replies = self.probe().get(sealed, Duration::from_secs(365 * 24 * 3600)).await?;
         let mut keepalive = tokio::time::interval(WATCH_KEEPALIVE);
@@ -286,15 +262,15 @@ impl Remote {
                         if j.get("ok") != Some(&Json::Bool(true)) {
                             return Err(RemoteError::Watch(j.get("error").and_then(Json::as_str).map_or_else(|| format!("the node refused the watch: {j}"), ToString::to_string)));
                         }
-                        continue;
                     }
-                    if !on_event(j) {
+                    if keep(&j) && events.send(j).await.is_err() {
                         return Ok(());
                     }
                 }
                 _ = keepalive.tick() => {
                     self.request(&Request::Id, HANDSHAKE_TIMEOUT).await?;
                 }
+                () = events.closed() => return Ok(()),
             }
         }
     }

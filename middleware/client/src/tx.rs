@@ -1,0 +1,198 @@
+//! Serial transactions: conditions on the committed serial state, writes applied if they all
+//! hold, identified by (client, seq) so that a resend through any node executes once.
+
+use serde_json::Value as Json;
+use spook_core::Value;
+
+use crate::error::Error;
+use crate::group::Group;
+use crate::proto::{Request, TxCondition, TxSet};
+
+/// How a transaction ended, as far as this node knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It committed; `fence` is its commit stamp, a fencing token later holders compare.
+    Committed {
+        /// The operation's seq.
+        seq: u64,
+        /// The commit stamp.
+        fence: u64,
+        /// The group had executed it before (this was a resend).
+        resent: bool,
+    },
+    /// Its conditions did not hold, or it missed its deadline.
+    Aborted {
+        /// The operation's seq.
+        seq: u64,
+        /// Why, for people.
+        reason: String,
+    },
+    /// Its deadline passed before its outcome was known here; it may still commit or abort
+    /// (ask again with [`Group::outcome`]).
+    Decohered {
+        /// The operation's seq.
+        seq: u64,
+    },
+    /// Submitted without waiting ([`Tx::no_wait`]).
+    Pending {
+        /// The operation's seq.
+        seq: u64,
+    },
+}
+
+impl Outcome {
+    pub(crate) fn from_json(j: &Json) -> Result<Outcome, Error> {
+        let seq = j.get("seq").and_then(Json::as_u64).unwrap_or(0);
+        Ok(match j.get("state").and_then(Json::as_str) {
+            Some("committed") => Outcome::Committed { seq, fence: j.get("fence").and_then(Json::as_u64).unwrap_or(0), resent: j.get("resent") == Some(&Json::Bool(true)) },
+            Some("aborted") => Outcome::Aborted { seq, reason: j.get("reason").and_then(Json::as_str).unwrap_or_default().to_string() },
+            Some("decohered") => Outcome::Decohered { seq },
+            Some("pending") => Outcome::Pending { seq },
+            _ => return Err(Error::Protocol(format!("a transaction outcome without a state: {j}"))),
+        })
+    }
+}
+
+fn typed(v: &Value) -> Result<Json, Error> {
+    serde_json::to_value(v).map_err(|e| Error::BadValue(e.to_string()))
+}
+
+/// A condition of a transaction on the committed serial state of one cell.
+///
+/// ```
+/// use spook_client::Cond;
+/// let c = Cond::equals(3, "owner", "drone-7");
+/// assert_eq!(c.register(), 3);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cond(TxCondition, Option<Value>);
+
+impl Cond {
+    fn new(register: u32, field: &str) -> TxCondition {
+        TxCondition { register, field: field.to_string(), ..TxCondition::default() }
+    }
+
+    /// The cell holds this value.
+    pub fn equals(register: u32, field: &str, value: impl Into<Value>) -> Cond {
+        Cond(Cond::new(register, field), Some(value.into()))
+    }
+
+    /// The cell was never written.
+    #[must_use]
+    pub fn absent(register: u32, field: &str) -> Cond {
+        Cond(TxCondition { absent: true, ..Cond::new(register, field) }, None)
+    }
+
+    /// The cell has had exactly `version` committed writes.
+    #[must_use]
+    pub fn version(register: u32, field: &str, version: u64) -> Cond {
+        Cond(TxCondition { version: Some(version), ..Cond::new(register, field) }, None)
+    }
+
+    /// The cell holds no lease, or its lease ended before the transaction's turn.
+    #[must_use]
+    pub fn lease_expired(register: u32, field: &str) -> Cond {
+        Cond(TxCondition { lease_expired: true, ..Cond::new(register, field) }, None)
+    }
+
+    /// A comparison (`<`, `<=`, `>`, `>=`, `!=`) of the cell with `value`.
+    pub fn compare(register: u32, field: &str, op: &str, value: impl Into<Value>) -> Cond {
+        Cond(TxCondition { cmp: Some(op.to_string()), ..Cond::new(register, field) }, Some(value.into()))
+    }
+
+    /// The register it tests.
+    #[must_use]
+    pub fn register(&self) -> u32 {
+        self.0.register
+    }
+
+    fn into_wire(self) -> Result<TxCondition, Error> {
+        let Cond(mut c, v) = self;
+        if let Some(v) = v {
+            if c.cmp.is_some() {
+                c.value = Some(typed(&v)?);
+            } else {
+                c.equals = Some(typed(&v)?);
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// A transaction being built: [`Group::tx`], then conditions and writes, then
+/// [`Tx::submit`].
+#[must_use = "a transaction does nothing until it is submitted"]
+pub struct Tx<'a> {
+    group: &'a Group,
+    conditions: Vec<Cond>,
+    sets: Vec<(u32, String, Value)>,
+    after: Vec<u64>,
+    lease_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    seq: Option<u64>,
+    wait: bool,
+}
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(group: &'a Group) -> Tx<'a> {
+        Tx { group, conditions: Vec::new(), sets: Vec::new(), after: Vec::new(), lease_ms: None, timeout_ms: None, seq: None, wait: true }
+    }
+
+    /// Commit only if `c` holds at the transaction's turn.
+    pub fn when(mut self, c: Cond) -> Tx<'a> {
+        self.conditions.push(c);
+        self
+    }
+
+    /// Write `value` to the cell if it commits.
+    pub fn set(mut self, register: u32, field: &str, value: impl Into<Value>) -> Tx<'a> {
+        self.sets.push((register, field.to_string(), value.into()));
+        self
+    }
+
+    /// Lease the cells written for this long after the commit (a claim that expires unless
+    /// renewed).
+    pub fn lease_ms(mut self, ms: u64) -> Tx<'a> {
+        self.lease_ms = Some(ms);
+        self
+    }
+
+    /// Abort unless evaluated within this many ms of submission (default 10 000).
+    pub fn deadline_ms(mut self, ms: u64) -> Tx<'a> {
+        self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// Commit only after this client's operation `seq` committed.
+    pub fn after(mut self, seq: u64) -> Tx<'a> {
+        self.after.push(seq);
+        self
+    }
+
+    /// The operation's seq (default: the client's next). Resending the same seq executes once.
+    pub fn seq(mut self, seq: u64) -> Tx<'a> {
+        self.seq = Some(seq);
+        self
+    }
+
+    /// Answer at submission ([`Outcome::Pending`]) rather than with the outcome.
+    pub fn no_wait(mut self) -> Tx<'a> {
+        self.wait = false;
+        self
+    }
+
+    /// Submit it and, unless [`Tx::no_wait`], wait for its outcome.
+    ///
+    /// # Errors
+    /// The group is not serial, a write or condition does not fit its schema, or the node
+    /// went away ([`Error::NodeLost`]: resend with the same [`Tx::seq`]).
+    pub async fn submit(self) -> Result<Outcome, Error> {
+        let lease = self.lease_ms;
+        let set = self.sets.into_iter().map(|(register, field, v)| Ok(TxSet { register, field, value: typed(&v)?, lease_ms: lease })).collect::<Result<Vec<_>, Error>>()?;
+        let conditions = self.conditions.into_iter().map(Cond::into_wire).collect::<Result<Vec<_>, Error>>()?;
+        let client = self.group.client().session_id().to_string();
+        let seq = self.seq.unwrap_or_else(|| self.group.client().next_seq());
+        let r = Request::Tx { group: self.group.name().to_string(), client, seq, conditions, set, after: self.after, timeout_ms: self.timeout_ms, wait: self.wait, typed: true };
+        Outcome::from_json(&self.group.client().call(&r).await?)
+    }
+}

@@ -1,0 +1,215 @@
+//! `spook-client`'s one behaviour suite, run against each way in: a node embedded in this
+//! process, a local `spookd` over its control socket, and remote nodes over zenoh (with a
+//! watch that survives `kill -9` of its node). Real nodes, real zenoh on loopback.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Node;
+use serde::{Deserialize, Serialize};
+use spook_client::{Client, Cond, Error, Event, Outcome, RemoteOptions, Value, View, WatchOptions};
+
+/// A struct whose serde fields are schema fields.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Position {
+    #[serde(rename = "pose.translation.x")]
+    x: f64,
+    #[serde(rename = "pose.translation.y")]
+    y: f64,
+}
+
+/// The next change of `register` (other events skipped), within `within`.
+async fn next_change(w: &mut spook_client::Watch, register: u32, within: Duration) -> spook_client::Change {
+    tokio::time::timeout(within, async {
+        loop {
+            match w.next().await {
+                Some(Ok(Event::Change(c))) if c.register == register => return c,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("watch failed: {e}"),
+                None => panic!("watch ended"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no change of register {register} within {within:?}"))
+}
+
+/// The behaviour every client must show, whichever way in it took. `base` keeps each mode's
+/// registers apart.
+async fn suite(c: &Client, base: u32) {
+    let mode = format!("{:?}", c.mode());
+    let g = c.group("suite");
+    assert_eq!(g.members().await.unwrap().len(), 3, "{mode}: members");
+
+    // A watch started before the writes sees them, typed.
+    let mut w = g.watch(View::Pending).await.unwrap();
+
+    // set and get, typed both ways: a float, a string, a quaternion.
+    g.set(base, "pose.translation.x", 1.5).await.unwrap();
+    assert_eq!(g.get_field(base, "pose.translation.x", View::Pending).await.unwrap(), Some(Value::F64(1.5)), "{mode}");
+    let q = Value::Quat([0.0, 1.0, 0.0, 0.0]);
+    g.write(base, [("owner", Value::Str(mode.clone())), ("pose.rotation", q.clone())]).await.unwrap();
+    let fields = g.get(base, View::Pending).await.unwrap();
+    assert_eq!((fields.get("owner"), fields.get("pose.rotation")), (Some(&Value::Str(mode.clone())), Some(&q)), "{mode}: {fields:?}");
+    // An integer where the schema has a float is that float.
+    g.set(base, "pose.translation.y", 2).await.unwrap();
+    assert_eq!(g.get_field(base, "pose.translation.y", View::Pending).await.unwrap(), Some(Value::F64(2.0)), "{mode}");
+
+    // The watch shows each write, in this replica's order.
+    let first = next_change(&mut w, base, Duration::from_secs(5)).await;
+    assert_eq!(first.fields.get("pose.translation.x"), Some(&Value::F64(1.5)), "{mode}: {first:?}");
+
+    // A struct maps to a register's fields and back.
+    g.write_as(base + 1, &Position { x: 3.0, y: -4.0 }).await.unwrap();
+    assert_eq!(g.get_as::<Position>(base + 1, View::Pending).await.unwrap(), Position { x: 3.0, y: -4.0 }, "{mode}");
+
+    // Committed: every member acknowledged it.
+    let mut committed = None;
+    for _ in 0..100 {
+        committed = g.get_field(base + 1, "pose.translation.x", View::Committed).await.unwrap();
+        if committed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(committed, Some(Value::F64(3.0)), "{mode}: committed view");
+
+    // Errors a caller can match, with messages users can act on.
+    let e = c.group("no-such-group").get(0, View::Pending).await.unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)) && e.to_string().contains("no-such-group"), "{mode}: {e:?}");
+    let e = g.set(base, "battery", "full").await.unwrap_err();
+    assert!(matches!(e, Error::BadValue(_)) && e.to_string().contains("battery"), "{mode}: {e:?}");
+    let e = g.set(base, "no.such.field", 1).await.unwrap_err();
+    assert!(matches!(e, Error::BadValue(_)) && e.to_string().contains("no.such.field"), "{mode}: {e:?}");
+    let e = g.set(base, "pose.rotation", Value::Quat([2.0, 0.0, 0.0, 0.0])).await.unwrap_err();
+    assert!(matches!(e, Error::BadValue(_)) && e.to_string().contains("norm"), "{mode}: {e:?}");
+    // Nothing of those reached the register.
+    assert_eq!(g.get(base, View::Pending).await.unwrap(), fields_after(&fields, "pose.translation.y", Value::F64(2.0)), "{mode}");
+
+    // Serial transactions: a claim, a second claim that must abort, a resend that executes once.
+    let tasks = c.group("tasks");
+    let seq = c.session_id().0[0] as u64 * 1_000_000 + u64::from(base);
+    let claim = || tasks.tx().when(Cond::absent(base, "owner")).set(base, "owner", mode.as_str()).lease_ms(60_000);
+    let o = claim().seq(seq).submit().await.unwrap();
+    assert!(matches!(o, Outcome::Committed { resent: false, .. }), "{mode}: {o:?}");
+    let again = claim().seq(seq).submit().await.unwrap();
+    assert!(matches!(again, Outcome::Committed { resent: true, .. }), "{mode}: a resend executes once: {again:?}");
+    let other = claim().seq(seq + 1).submit().await.unwrap();
+    assert!(matches!(other, Outcome::Aborted { ref reason, .. } if reason.contains("condition 1")), "{mode}: {other:?}");
+    assert_eq!(tasks.outcome(seq).await.unwrap(), Some(Outcome::Committed { seq, fence: match o { Outcome::Committed { fence, .. } => fence, _ => 0 }, resent: false }), "{mode}");
+    let e = g.tx().set(base, "owner", "x").submit().await.unwrap_err();
+    assert!(matches!(e, Error::BadValue(_)) && e.to_string().contains("serial"), "{mode}: {e:?}");
+}
+
+fn fields_after(before: &spook_client::Fields, field: &str, v: Value) -> spook_client::Fields {
+    let mut f = before.clone();
+    f.insert(field.to_string(), v);
+    f
+}
+
+/// A consumer that stops reading gets `Lagged(n)` and then every register's newest value;
+/// the client's memory stays bounded meanwhile.
+async fn slow_consumer(c: &Client, base: u32) {
+    let mode = format!("{:?}", c.mode());
+    let g = c.group("suite");
+    let mut w = g.watch(View::Pending).await.unwrap();
+    let n = 3 * spook_client::WATCH_QUEUE as u32;
+    // One delta of n registers: n changes at once, and nobody reads them yet.
+    g.write_many((0..n).map(|i| (base + i, "peak_speed".to_string(), Value::F64(f64::from(i))))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut seen = std::collections::BTreeMap::new();
+    let mut lagged = None;
+    let mut other = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < n as usize {
+        let ev = tokio::time::timeout_at(deadline, w.next()).await.unwrap_or_else(|_| panic!("{mode}: saw {} of {n} registers, lagged {lagged:?}, and {other:?}", seen.len()));
+        match ev.unwrap().unwrap() {
+            Event::Lagged(m) => lagged = Some(m),
+            Event::Change(ch) if ch.register >= base && ch.register < base + n => {
+                assert_eq!(ch.snapshot, lagged.is_some(), "{mode}: changes after the lag notice are snapshots");
+                seen.insert(ch.register, ch.fields["peak_speed"].clone());
+            }
+            e => other.push(format!("{e:?}").chars().take(80).collect::<String>()),
+        }
+    }
+    let missed = lagged.unwrap_or_else(|| panic!("{mode}: no Lagged after {n} unread changes"));
+    assert!(missed >= u64::from(n).saturating_sub(2 * spook_client::WATCH_QUEUE as u64), "{mode}: missed {missed}");
+    assert!(seen.iter().all(|(r, v)| *v == Value::F64(f64::from(r - base))), "{mode}: every register's newest value");
+}
+
+#[test]
+fn one_suite_passes_for_embedded_local_and_remote_clients_and_a_remote_watch_survives_kill9() {
+    let dir = common::dir("client-suite");
+    let domain = "client-suite";
+    let (p0, p1, p2) = (common::free_port(), common::free_port(), common::free_port());
+    let mut n0 = Node::new(&dir, "n0", domain, p0, &[]);
+    let mut n1 = Node::new(&dir, "n1", domain, p1, &[p0]);
+    let n2 = Node::new(&dir, "n2", domain, p2, &[p0, p1]);
+    let ids = common::init_domain(&[&n0, &n1, &n2]);
+    for (i, n) in [&n0, &n1, &n2].iter().enumerate() {
+        for (j, id) in ids.iter().enumerate() {
+            if i != j {
+                n.spook(&["allow", id]).unwrap();
+            }
+        }
+    }
+    // The remote client's key, allowed on the two spookd nodes.
+    let me = spook_secure::Identity::generate();
+    for n in [&n0, &n1] {
+        n.spook(&["allow", &me.id().to_string()]).unwrap();
+    }
+    n0.start();
+    n1.start();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        // n2 runs in this process.
+        let cfg = spook_node::Config::load(Some(&n2.config)).unwrap();
+        let (embedded, node2) = spook_node::embedded::start(cfg).await.unwrap();
+        assert_eq!(embedded.node_id().await.unwrap().to_string(), ids[2]);
+        let local = Client::local(n0.dir.join("n0.sock")).await.unwrap();
+        // Both groups of all three nodes, created on n0 through the client's administration call.
+        for (name, kind) in [("suite", "convergent"), ("tasks", "serial")] {
+            let r = spook_client::proto::Request::GroupCreate { name: name.into(), members: ids[1..].to_vec(), kind: Some(kind.into()), trusted_members: false };
+            let invite = local.call(&r).await.unwrap()["invite"].as_str().unwrap().to_string();
+            n1.spook(&["group", "join", &invite]).unwrap();
+            embedded.call(&spook_client::proto::Request::GroupJoin { invite, name: None }).await.unwrap();
+        }
+        let key = spook_client::domain_key::DomainKey::from_token(&common::domain_key(&n0)).unwrap();
+        let opts = RemoteOptions::new(me.duplicate(), domain).node(ids[0].parse().unwrap()).node(ids[1].parse().unwrap()).connect(&n0.listen).connect(&n1.listen).domain_key(key);
+        let remote = Client::remote(opts).await.unwrap();
+        assert_eq!(remote.session_id(), me.id(), "a remote client's session is its key");
+        // Administration stays local.
+        let e = remote.call(&spook_client::proto::Request::Shutdown).await.unwrap_err();
+        assert!(matches!(e, Error::NotAllowed(_)), "{e:?}");
+
+        for (i, c) in [&embedded, &local, &remote].into_iter().enumerate() {
+            let base = 100 * (i as u32 + 1);
+            suite(c, base).await;
+            slow_consumer(c, 10_000 * (i as u32 + 1)).await;
+            println!("{:?}: suite passed", c.mode());
+        }
+
+        // A remote watch survives kill -9 of its node: it goes on through n1, and shows what
+        // changed meanwhile.
+        let g = remote.group("suite");
+        let mut w = g.watch_with(WatchOptions { view: View::Pending, snapshot: false }).await.unwrap();
+        g.set(7, "owner", "before").await.unwrap();
+        assert_eq!(next_change(&mut w, 7, Duration::from_secs(5)).await.fields["owner"], Value::Str("before".into()));
+        let killed_at = std::time::Instant::now();
+        tokio::task::block_in_place(|| n0.kill9());
+        embedded.group("suite").set(7, "owner", "after").await.unwrap();
+        let c = next_change(&mut w, 7, Duration::from_secs(60)).await;
+        assert_eq!(c.fields["owner"], Value::Str("after".into()), "{c:?}");
+        println!("remote watch went on through n1 {:?} after kill -9 of n0", killed_at.elapsed());
+        // And requests go on through n1 too.
+        assert_eq!(remote.node_id().await.unwrap().to_string(), ids[1]);
+        // A local client of a node that died says so.
+        let e = local.group("suite").get(7, View::Pending).await.unwrap_err();
+        assert!(e.node_lost(), "{e:?}");
+
+        drop(w);
+        node2.shutdown().await.unwrap();
+    });
+}
