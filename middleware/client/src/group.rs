@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use spook_core::{EndpointId, Value, View};
 
 use crate::error::Error;
-use crate::proto::{FieldWrite, Request};
+use crate::proto::{FieldWrite, Reg, Request};
 use crate::tx::{Outcome, Tx};
 use crate::watch::Watch;
 use crate::Client;
@@ -112,8 +112,8 @@ impl Group {
     ///
     /// # Errors
     /// [`Error::NotFound`] for a group the node does not hold; [`Error::NodeLost`].
-    pub async fn get(&self, register: u32, view: View) -> Result<Fields, Error> {
-        let r = Request::Get { group: self.name.clone(), register, field: None, view: Some(view_name(view).into()), typed: true };
+    pub async fn get(&self, register: impl Into<Reg>, view: View) -> Result<Fields, Error> {
+        let r = Request::Get { group: self.name.clone(), register: register.into(), field: None, view: Some(view_name(view).into()), typed: true };
         let j = self.client.call(&r).await?;
         fields_from(j.get("fields").unwrap_or(&Json::Null), true)
     }
@@ -122,8 +122,8 @@ impl Group {
     ///
     /// # Errors
     /// [`Error::NotFound`] for a group or field the node does not know; [`Error::NodeLost`].
-    pub async fn get_field(&self, register: u32, field: &str, view: View) -> Result<Option<Value>, Error> {
-        let r = Request::Get { group: self.name.clone(), register, field: Some(field.to_string()), view: Some(view_name(view).into()), typed: true };
+    pub async fn get_field(&self, register: impl Into<Reg>, field: &str, view: View) -> Result<Option<Value>, Error> {
+        let r = Request::Get { group: self.name.clone(), register: register.into(), field: Some(field.to_string()), view: Some(view_name(view).into()), typed: true };
         let j = self.client.call(&r).await?;
         match j.get("value") {
             None | Some(Json::Null) => Ok(None),
@@ -137,8 +137,8 @@ impl Group {
     /// # Errors
     /// [`Error::BadValue`] for a value or field that does not fit the schema;
     /// [`Error::StorageUnavailable`] when the node cannot store it; [`Error::NodeLost`].
-    pub async fn set(&self, register: u32, field: &str, value: impl Into<Value>) -> Result<u64, Error> {
-        let r = Request::Set { group: self.name.clone(), register, field: field.to_string(), value: typed(&value.into())?, typed: true };
+    pub async fn set(&self, register: impl Into<Reg>, field: &str, value: impl Into<Value>) -> Result<u64, Error> {
+        let r = Request::Set { group: self.name.clone(), register: register.into(), field: field.to_string(), value: typed(&value.into())?, typed: true };
         seq(&self.client.call(&r).await?)
     }
 
@@ -147,8 +147,9 @@ impl Group {
     ///
     /// # Errors
     /// As [`Group::set`].
-    pub async fn write<K: Into<String>, V: Into<Value>>(&self, register: u32, fields: impl IntoIterator<Item = (K, V)>) -> Result<u64, Error> {
-        let set = fields.into_iter().map(|(k, v)| Ok(FieldWrite { register, field: k.into(), value: typed(&v.into())? })).collect::<Result<Vec<_>, Error>>()?;
+    pub async fn write<K: Into<String>, V: Into<Value>>(&self, register: impl Into<Reg>, fields: impl IntoIterator<Item = (K, V)>) -> Result<u64, Error> {
+        let register = register.into();
+        let set = fields.into_iter().map(|(k, v)| Ok(FieldWrite { register: register.clone(), field: k.into(), value: typed(&v.into())? })).collect::<Result<Vec<_>, Error>>()?;
         self.write_fields(set, true).await
     }
 
@@ -156,8 +157,8 @@ impl Group {
     ///
     /// # Errors
     /// As [`Group::set`].
-    pub async fn write_many(&self, writes: impl IntoIterator<Item = (u32, String, Value)>) -> Result<u64, Error> {
-        let set = writes.into_iter().map(|(register, field, v)| Ok(FieldWrite { register, field, value: typed(&v)? })).collect::<Result<Vec<_>, Error>>()?;
+    pub async fn write_many<R: Into<Reg>>(&self, writes: impl IntoIterator<Item = (R, String, Value)>) -> Result<u64, Error> {
+        let set = writes.into_iter().map(|(register, field, v)| Ok(FieldWrite { register: register.into(), field, value: typed(&v)? })).collect::<Result<Vec<_>, Error>>()?;
         self.write_fields(set, true).await
     }
 
@@ -175,11 +176,12 @@ impl Group {
     /// # Errors
     /// [`Error::BadValue`] if `value` is not a struct or map, or a field does not fit;
     /// otherwise as [`Group::set`].
-    pub async fn write_as<T: Serialize>(&self, register: u32, value: &T) -> Result<u64, Error> {
+    pub async fn write_as<T: Serialize>(&self, register: impl Into<Reg>, value: &T) -> Result<u64, Error> {
+        let register = register.into();
         let Json::Object(o) = serde_json::to_value(value).map_err(|e| Error::BadValue(e.to_string()))? else {
             return Err(Error::BadValue("write_as takes a struct or a map of fields".into()));
         };
-        let set = o.into_iter().filter(|(_, v)| !v.is_null()).map(|(field, value)| FieldWrite { register, field, value }).collect();
+        let set = o.into_iter().filter(|(_, v)| !v.is_null()).map(|(field, value)| FieldWrite { register: register.clone(), field, value }).collect();
         self.write_fields(set, false).await
     }
 
@@ -189,10 +191,21 @@ impl Group {
     /// # Errors
     /// [`Error::BadValue`] when the fields do not make a `T` (a missing field that is not an
     /// `Option`, say); otherwise as [`Group::get`].
-    pub async fn get_as<T: DeserializeOwned>(&self, register: u32, view: View) -> Result<T, Error> {
-        let r = Request::Get { group: self.name.clone(), register, field: None, view: Some(view_name(view).into()), typed: false };
+    pub async fn get_as<T: DeserializeOwned>(&self, register: impl Into<Reg>, view: View) -> Result<T, Error> {
+        let register = register.into();
+        let r = Request::Get { group: self.name.clone(), register: register.clone(), field: None, view: Some(view_name(view).into()), typed: false };
         let j = self.client.call(&r).await?;
         serde_json::from_value(j.get("fields").cloned().unwrap_or(Json::Null)).map_err(|e| Error::BadValue(format!("register {register}: {e}")))
+    }
+
+    /// The group's schema: its fields, kinds and merge policies, and the names pinned to
+    /// registers (`schema.resolve_register(name)` gives any name's id, as the node does).
+    ///
+    /// # Errors
+    /// As [`Group::get`].
+    pub async fn schema(&self) -> Result<spook_core::Schema, Error> {
+        let j = self.client.call(&Request::Schema { group: self.name.clone() }).await?;
+        serde_json::from_value(j.get("schema").cloned().unwrap_or(Json::Null)).map_err(|e| Error::Protocol(format!("a schema this client cannot read: {e}")))
     }
 
     /// A serial transaction (serial groups only).

@@ -33,6 +33,7 @@ pub mod keys;
 mod local;
 pub mod proto;
 pub mod remote;
+pub mod schema;
 mod tx;
 mod watch;
 
@@ -40,6 +41,7 @@ pub use client::{BoxFuture, Client, Embedded, Mode};
 pub use error::Error;
 pub use failover::RemoteOptions;
 pub use group::{Fields, Group, GroupStatus, WatchOptions};
-pub use spook_core::{EndpointId, Value, View};
+pub use proto::Reg;
+pub use spook_core::{EndpointId, Schema, Value, View};
 pub use tx::{Cond, Outcome, Tx};
 pub use watch::{Change, Event, Watch, WATCH_QUEUE};

@@ -14,6 +14,77 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// A register, by id or by name: `7` or `"drone-7"` in JSON. A name is resolved by the
+/// group's schema ([`spook_core::Schema::resolve_register`]), the same way on every member.
+///
+/// ```
+/// use spook_client::proto::Reg;
+/// assert_eq!(serde_json::to_string(&Reg::from(7)).unwrap(), "7");
+/// assert_eq!(serde_json::from_str::<Reg>("\"drone-7\"").unwrap(), Reg::from("drone-7"));
+/// assert_eq!("12".parse::<Reg>().unwrap(), Reg::Id(12));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Reg {
+    /// By id.
+    Id(u32),
+    /// By name.
+    Name(String),
+}
+
+impl Default for Reg {
+    fn default() -> Reg {
+        Reg::Id(0)
+    }
+}
+
+impl From<u32> for Reg {
+    fn from(id: u32) -> Reg {
+        Reg::Id(id)
+    }
+}
+
+impl From<&str> for Reg {
+    fn from(name: &str) -> Reg {
+        Reg::Name(name.to_string())
+    }
+}
+
+impl From<String> for Reg {
+    fn from(name: String) -> Reg {
+        Reg::Name(name)
+    }
+}
+
+impl std::str::FromStr for Reg {
+    type Err = std::convert::Infallible;
+
+    /// A number is an id; anything else a name.
+    fn from_str(s: &str) -> Result<Reg, Self::Err> {
+        Ok(s.parse::<u32>().map_or_else(|_| Reg::Name(s.to_string()), Reg::Id))
+    }
+}
+
+impl std::fmt::Display for Reg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reg::Id(id) => write!(f, "{id}"),
+            Reg::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+impl Reg {
+    /// The register id, by `schema` for a name.
+    #[must_use]
+    pub fn resolve(&self, schema: &spook_core::Schema) -> spook_core::RegisterId {
+        match self {
+            Reg::Id(id) => spook_core::RegisterId(*id),
+            Reg::Name(n) => schema.resolve_register(n),
+        }
+    }
+}
+
 /// A request. Groups are named by the name given at create/join time or by their hex id.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -49,6 +120,15 @@ pub enum Request {
         /// radio, but any member could forge another member's deltas. Default false.
         #[serde(default)]
         trusted_members: bool,
+        /// The group's schema (default: the fleet schema of the examples). It travels in the
+        /// invite and never changes: a new schema is a new group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schema: Option<spook_core::Schema>,
+    },
+    /// A group's schema and its hash.
+    Schema {
+        /// The group.
+        group: String,
     },
     /// Join a group from the invite `group create` printed.
     GroupJoin {
@@ -83,7 +163,7 @@ pub enum Request {
         /// The group.
         group: String,
         /// The register.
-        register: u32,
+        register: Reg,
         /// The field name (e.g. `battery`, `pose.rotation`).
         field: String,
         /// The value, as JSON.
@@ -108,7 +188,7 @@ pub enum Request {
         /// The group.
         group: String,
         /// The register.
-        register: u32,
+        register: Reg,
         /// One field, or all.
         #[serde(default)]
         field: Option<String>,
@@ -209,7 +289,7 @@ pub enum Request {
 #[serde(deny_unknown_fields)]
 pub struct FieldWrite {
     /// The register.
-    pub register: u32,
+    pub register: Reg,
     /// The field name.
     pub field: String,
     /// The value, as JSON.
@@ -221,7 +301,7 @@ pub struct FieldWrite {
 #[serde(deny_unknown_fields)]
 pub struct TxCondition {
     /// The register.
-    pub register: u32,
+    pub register: Reg,
     /// The field name.
     pub field: String,
     /// The committed value equals this.
@@ -249,7 +329,7 @@ pub struct TxCondition {
 #[serde(deny_unknown_fields)]
 pub struct TxSet {
     /// The register.
-    pub register: u32,
+    pub register: Reg,
     /// The field name.
     pub field: String,
     /// The new value.
@@ -292,7 +372,7 @@ impl Request {
     /// ```
     #[must_use]
     pub fn allowed_remotely(&self) -> bool {
-        matches!(self, Request::Id | Request::GroupList | Request::Set { .. } | Request::Write { .. } | Request::Get { .. } | Request::Tx { .. } | Request::Session { .. } | Request::Status | Request::Watch { .. })
+        matches!(self, Request::Id | Request::GroupList | Request::Schema { .. } | Request::Set { .. } | Request::Write { .. } | Request::Get { .. } | Request::Tx { .. } | Request::Session { .. } | Request::Status | Request::Watch { .. })
     }
 }
 
@@ -300,9 +380,9 @@ impl Request {
 /// `REG.FIELD version N` or `REG.FIELD lease-expired`.
 ///
 /// ```
-/// # use spook_client::proto::parse_condition;
+/// # use spook_client::proto::{parse_condition, Reg};
 /// let c = parse_condition("3.owner == \"drone-7\"").unwrap();
-/// assert_eq!((c.register, c.field.as_str(), c.equals), (3, "owner", Some(serde_json::json!("drone-7"))));
+/// assert_eq!((c.register, c.field.as_str(), c.equals), (Reg::Id(3), "owner", Some(serde_json::json!("drone-7"))));
 /// assert!(parse_condition("3.owner >= 5").unwrap().cmp.is_some());
 /// assert!(parse_condition("owner absent").is_err());
 /// ```
@@ -343,8 +423,8 @@ pub fn parse_set(s: &str, lease_ms: Option<u64>) -> Result<TxSet, String> {
     Ok(TxSet { register, field, value, lease_ms })
 }
 
-fn parse_target(t: &str) -> Option<(u32, String)> {
+fn parse_target(t: &str) -> Option<(Reg, String)> {
     let (reg, field) = t.split_once('.')?;
-    (!field.is_empty()).then(|| reg.parse().ok().map(|r| (r, field.to_string())))?
+    (!reg.is_empty() && !field.is_empty()).then(|| (reg.parse().unwrap_or_default(), field.to_string()))
 }
 

@@ -6,7 +6,7 @@ use spook_core::Value;
 
 use crate::error::Error;
 use crate::group::Group;
-use crate::proto::{Request, TxCondition, TxSet};
+use crate::proto::{Reg, Request, TxCondition, TxSet};
 
 /// How a transaction ended, as far as this node knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,48 +62,48 @@ fn typed(v: &Value) -> Result<Json, Error> {
 /// ```
 /// use spook_client::Cond;
 /// let c = Cond::equals(3, "owner", "drone-7");
-/// assert_eq!(c.register(), 3);
+/// assert_eq!(c.register(), &spook_client::proto::Reg::Id(3));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cond(TxCondition, Option<Value>);
 
 impl Cond {
-    fn new(register: u32, field: &str) -> TxCondition {
-        TxCondition { register, field: field.to_string(), ..TxCondition::default() }
+    fn new(register: impl Into<Reg>, field: &str) -> TxCondition {
+        TxCondition { register: register.into(), field: field.to_string(), ..TxCondition::default() }
     }
 
     /// The cell holds this value.
-    pub fn equals(register: u32, field: &str, value: impl Into<Value>) -> Cond {
+    pub fn equals(register: impl Into<Reg>, field: &str, value: impl Into<Value>) -> Cond {
         Cond(Cond::new(register, field), Some(value.into()))
     }
 
     /// The cell was never written.
     #[must_use]
-    pub fn absent(register: u32, field: &str) -> Cond {
+    pub fn absent(register: impl Into<Reg>, field: &str) -> Cond {
         Cond(TxCondition { absent: true, ..Cond::new(register, field) }, None)
     }
 
     /// The cell has had exactly `version` committed writes.
     #[must_use]
-    pub fn version(register: u32, field: &str, version: u64) -> Cond {
+    pub fn version(register: impl Into<Reg>, field: &str, version: u64) -> Cond {
         Cond(TxCondition { version: Some(version), ..Cond::new(register, field) }, None)
     }
 
     /// The cell holds no lease, or its lease ended before the transaction's turn.
     #[must_use]
-    pub fn lease_expired(register: u32, field: &str) -> Cond {
+    pub fn lease_expired(register: impl Into<Reg>, field: &str) -> Cond {
         Cond(TxCondition { lease_expired: true, ..Cond::new(register, field) }, None)
     }
 
     /// A comparison (`<`, `<=`, `>`, `>=`, `!=`) of the cell with `value`.
-    pub fn compare(register: u32, field: &str, op: &str, value: impl Into<Value>) -> Cond {
+    pub fn compare(register: impl Into<Reg>, field: &str, op: &str, value: impl Into<Value>) -> Cond {
         Cond(TxCondition { cmp: Some(op.to_string()), ..Cond::new(register, field) }, Some(value.into()))
     }
 
     /// The register it tests.
     #[must_use]
-    pub fn register(&self) -> u32 {
-        self.0.register
+    pub fn register(&self) -> &Reg {
+        &self.0.register
     }
 
     fn into_wire(self) -> Result<TxCondition, Error> {
@@ -125,7 +125,7 @@ impl Cond {
 pub struct Tx<'a> {
     group: &'a Group,
     conditions: Vec<Cond>,
-    sets: Vec<(u32, String, Value)>,
+    sets: Vec<(Reg, String, Value)>,
     after: Vec<u64>,
     lease_ms: Option<u64>,
     timeout_ms: Option<u64>,
@@ -145,8 +145,8 @@ impl<'a> Tx<'a> {
     }
 
     /// Write `value` to the cell if it commits.
-    pub fn set(mut self, register: u32, field: &str, value: impl Into<Value>) -> Tx<'a> {
-        self.sets.push((register, field.to_string(), value.into()));
+    pub fn set(mut self, register: impl Into<Reg>, field: &str, value: impl Into<Value>) -> Tx<'a> {
+        self.sets.push((register.into(), field.to_string(), value.into()));
         self
     }
 

@@ -25,7 +25,7 @@ pub use codec::{DecodeError, Frame, FrameKind, Limits};
 pub use delta::{Action, Cmp, Delta, Op, OpId, Precondition, Txn, TxnWrite};
 pub use id::{Dot, EndpointId, FieldId, GroupId, PairId, ParseIdError, RegisterId};
 pub use replica::{Dest, Event, GroupConfig, GroupKind, PersistRequest, Record, Replica, Stats, Transmit, TxnState, View, WriteError};
-pub use schema::{FieldDef, MergePolicy, Schema};
+pub use schema::{FieldDef, MergePolicy, Schema, SchemaError};
 pub use serial::{AbortReason, SerialCell, SerialState, TxnOutcome};
 pub use state::{SetHash, StateBlock};
 pub use value::{canonical_f64, Value, ValueKind};

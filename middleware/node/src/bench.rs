@@ -182,7 +182,7 @@ async fn domain(dir: &std::path::Path, n: usize, trusted_members: bool) -> anyho
     let (nodes, ids) = local_domain(dir, &ports, trusted_members, |c| c.timing.digest_interval_ms = 50).await?;
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     // Formed: every node holds a first write of node 0's.
-    let r = nodes[0].0.request(Request::Set { group: "fleet".into(), register: 0, field: "battery".into(), value: json!(1.0), typed: false }).await;
+    let r = nodes[0].0.request(Request::Set { group: "fleet".into(), register: 0.into(), field: "battery".into(), value: json!(1.0), typed: false }).await;
     anyhow::ensure!(r["ok"] == json!(true), "first write: {r}");
     let t0 = Instant::now();
     for (h, _) in &nodes[1..] {
@@ -232,7 +232,7 @@ async fn latency(dir: &std::path::Path, raw: &mut RawZenoh, samples: usize, trus
     let (_, mut committed) = b.watch("fleet".into(), spook_core::View::Committed, false, false).await;
     let write = |v: f64| async move {
         let t0 = Instant::now();
-        let r = a.request(Request::Set { group: "fleet".into(), register: 1, field: "peak_speed".into(), value: json!(v), typed: false }).await;
+        let r = a.request(Request::Set { group: "fleet".into(), register: 1.into(), field: "peak_speed".into(), value: json!(v), typed: false }).await;
         anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
         Ok(t0)
     };
@@ -292,7 +292,7 @@ async fn throughput(dir: &std::path::Path, watchers: usize, batches: usize) -> a
         clients.push(tokio::spawn(async move {
             for k in 0..per {
                 let v = (k * CLIENTS + c) as f64;
-                let set: Vec<FieldWrite> = (0..100u32).map(|r| FieldWrite { register: r, field: "pose.translation.x".into(), value: json!(v + f64::from(r) / 1000.0) }).collect();
+                let set: Vec<FieldWrite> = (0..100u32).map(|r| FieldWrite { register: r.into(), field: "pose.translation.x".into(), value: json!(v + f64::from(r) / 1000.0) }).collect();
                 let r = a.request(Request::Write { group: "fleet".into(), set, typed: false }).await;
                 anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
             }
@@ -341,10 +341,10 @@ async fn pose_stream(dir: &std::path::Path, secs: u64) -> anyhow::Result<f64> {
         for d in 0..100u32 {
             let a = t * 0.3 + f64::from(d);
             let (s, c) = (a / 2.0).sin_cos();
-            set.push(FieldWrite { register: d, field: "pose.translation.x".into(), value: json!(50.0 * a.cos()) });
-            set.push(FieldWrite { register: d, field: "pose.translation.y".into(), value: json!(50.0 * a.sin()) });
-            set.push(FieldWrite { register: d, field: "pose.translation.z".into(), value: json!(10.0 + f64::from(d % 5)) });
-            set.push(FieldWrite { register: d, field: "pose.rotation".into(), value: json!([c, 0.0, 0.0, s]) });
+            set.push(FieldWrite { register: d.into(), field: "pose.translation.x".into(), value: json!(50.0 * a.cos()) });
+            set.push(FieldWrite { register: d.into(), field: "pose.translation.y".into(), value: json!(50.0 * a.sin()) });
+            set.push(FieldWrite { register: d.into(), field: "pose.translation.z".into(), value: json!(10.0 + f64::from(d % 5)) });
+            set.push(FieldWrite { register: d.into(), field: "pose.rotation".into(), value: json!([c, 0.0, 0.0, s]) });
         }
         let r = a.request(Request::Write { group: "fleet".into(), set, typed: false }).await;
         anyhow::ensure!(r["ok"] == json!(true), "write: {r}");

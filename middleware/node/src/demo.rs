@@ -45,7 +45,7 @@ pub(crate) async fn local_domain(dir: &std::path::Path, ports: &[u16], trusted_m
         nodes.push((h, task));
     }
     let first = &nodes[0].0;
-    let created = first.request(Request::GroupCreate { name: "fleet".into(), members: ids[1..].iter().map(ToString::to_string).collect(), kind: None, trusted_members }).await;
+    let created = first.request(Request::GroupCreate { name: "fleet".into(), members: ids[1..].iter().map(ToString::to_string).collect(), kind: None, trusted_members, schema: None }).await;
     let invite = created["invite"].as_str().ok_or_else(|| anyhow::anyhow!("group create failed: {created}"))?.to_string();
     for (h, _) in nodes.iter().skip(1) {
         let r = h.request(Request::GroupJoin { invite: invite.clone(), name: None }).await;
@@ -105,7 +105,7 @@ pub async fn run(n: usize, seconds: u64) -> anyhow::Result<()> {
             let Some((h, _)) = slot else { continue };
             let a = t * 0.5 + i as f64;
             for (field, v) in [("pose.translation.x", json!(10.0 * a.cos())), ("pose.translation.y", json!(10.0 * a.sin())), ("pose.translation.z", json!(5.0 + i as f64)), ("battery", json!(1.0 - t / 1000.0))] {
-                let r = h.request(Request::Set { group: "fleet".into(), register: i as u32, field: field.into(), value: v, typed: false }).await;
+                let r = h.request(Request::Set { group: "fleet".into(), register: (i as u32).into(), field: field.into(), value: v, typed: false }).await;
                 if r["ok"] != json!(true) {
                     println!("  node{i}: write refused: {}", r["error"]);
                 }

@@ -153,13 +153,19 @@ struct GroupInfo {
     /// constrained radio; DESIGN.md "Security"). Absent in invites of older nodes: signed.
     #[serde(default)]
     trusted_members: bool,
+    /// The group's schema, declared at create; absent: the fleet schema (and in invites of
+    /// older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schema: Option<Schema>,
 }
 
 impl GroupInfo {
     fn config(&self, t: &crate::config::TimingSection) -> anyhow::Result<GroupConfig> {
         let id = parse_hex::<16>(&self.id).ok_or_else(|| anyhow::anyhow!("group id {:?} is not 32 hex digits", self.id))?;
         let members = self.members.iter().map(|m| m.parse::<EndpointId>()).collect::<Result<Vec<_>, _>>()?;
-        let mut cfg = GroupConfig::new(GroupId(id), Schema::fleet(), self.genesis_ms, members);
+        let schema = self.schema.clone().unwrap_or_else(Schema::fleet);
+        schema.validate().map_err(|e| anyhow::anyhow!("the group's schema: {e}"))?;
+        let mut cfg = GroupConfig::new(GroupId(id), schema, self.genesis_ms, members);
         cfg.kind = match self.kind.as_str() {
             "serial" => GroupKind::Serial,
             "convergent" => GroupKind::Convergent,
@@ -210,6 +216,8 @@ struct GroupRt {
     durable_waiters: Vec<(Json, oneshot::Sender<Json>)>,
     /// Every log line about this group is inside this span (`group{name=…}`).
     span: tracing::Span,
+    /// Members whose key announcements carry another schema's hash (refused).
+    schema_mismatch: std::collections::BTreeSet<EndpointId>,
 }
 
 impl GroupRt {
@@ -679,7 +687,7 @@ impl Node {
         self.subscribe(&format!("{base}/q/{own}"), true)?;
         tracing::info!(group = %info.name, records = records.len(), members = cfg.members.len(), "group open");
         let span = tracing::info_span!("group", name = %info.name);
-        self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), tx_waiters: BTreeMap::new(), durable_waiters: Vec::new(), span, key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new() });
+        self.groups.insert(gid, GroupRt { store: GroupStore::new(cfg.clone()), info, cfg, replica, keys, tag, watchers: Vec::new(), written_at: BTreeMap::new(), tx_waiters: BTreeMap::new(), durable_waiters: Vec::new(), span, key_epoch, known_keys: std::collections::BTreeSet::new(), keyed: std::collections::BTreeSet::new(), schema_mismatch: std::collections::BTreeSet::new() });
         // Hand our new key to members we already have channels with.
         for p in self.paired() {
             self.announce_keys(p);
@@ -950,6 +958,8 @@ impl Node {
                     let mut gid = [0u8; 16];
                     gid.copy_from_slice(&pt[1..17]);
                     match self.groups.get_mut(&GroupId(gid)) {
+                        // Not from a member that holds another schema (`install_key`).
+                        Some(g) if g.schema_mismatch.contains(&peer) => self.metrics.reject("schema-mismatch"),
                         Some(g) if g.replica.roster().values().any(|m| *m == peer) => g.replica.handle_frame(peer, &pt[17..], now),
                         _ => self.metrics.reject("pair-frame-unknown-group"),
                     }
@@ -958,8 +968,10 @@ impl Node {
                 if pt.first() == Some(&PAIR_DOMAIN_KEY) {
                     return self.on_domain_key(peer, &pt[1..], now);
                 }
-                match KeyAnnouncement::decode(&pt) {
-                    Ok(a) => self.install_key(peer, a, now),
+                // An announcement, then the sender's schema hash (absent from older nodes).
+                let (ann, schema_hash) = if pt.len() == KeyAnnouncement::LEN + 8 { (&pt[..KeyAnnouncement::LEN], pt.get(KeyAnnouncement::LEN..)) } else { (&pt[..], None) };
+                match KeyAnnouncement::decode(ann) {
+                    Ok(a) => self.install_key(peer, a, schema_hash, now),
                     Err(e) => {
                         tracing::warn!(%peer, "bad key announcement: {e}");
                         self.metrics.reject("key-announcement");
@@ -1105,7 +1117,11 @@ impl Node {
         }
         let mut anns = Vec::new();
         for g in self.groups.values_mut().filter(|g| g.replica.members().contains(&peer)) {
-            anns.push(g.keys.announcement().encode());
+            // The schema's hash rides with the key: a member that holds another schema is
+            // refused it (`install_key`).
+            let mut a = g.keys.announcement().encode();
+            a.extend_from_slice(&g.cfg.schema.hash());
+            anns.push(a);
             g.keyed.insert(peer);
         }
         for a in anns {
@@ -1113,7 +1129,7 @@ impl Node {
         }
     }
 
-    fn install_key(&mut self, peer: EndpointId, a: KeyAnnouncement, now: u64) {
+    fn install_key(&mut self, peer: EndpointId, a: KeyAnnouncement, schema_hash: Option<&[u8]>, now: u64) {
         let Some(signing) = self.allow.get(&peer).and_then(|e| e.signing) else { return };
         let Some(g) = self.groups.get_mut(&a.group) else {
             self.metrics.reject("key-unknown-group");
@@ -1125,6 +1141,17 @@ impl Node {
             self.metrics.reject("key-not-a-member");
             return;
         }
+        // A member that holds another schema would read and write other fields under the same
+        // indices: it gets none of our keys and we take none of its (ours are withheld in
+        // `announce_keys` by the same test on its side).
+        if let Some(h) = schema_hash.filter(|h| *h != g.cfg.schema.hash()) {
+            if g.schema_mismatch.insert(peer) {
+                tracing::error!(group = %g.info.name, %peer, theirs = %hex(h), ours = %hex(&g.cfg.schema.hash()), "member holds another schema for this group: it was invited with a different one; its keys are refused (a schema never changes: give it this group's invite again, or make a new group)");
+            }
+            self.metrics.reject("schema-mismatch");
+            return;
+        }
+        g.schema_mismatch.remove(&peer);
         let (gid, key_id, bytes) = (a.group, a.key_id, a.encode());
         let new = g.known_keys.insert(key_id);
         match g.keys.install(peer, a, signing, now) {
@@ -1603,7 +1630,10 @@ impl Node {
                 }
                 Ok(self.disallow(id)?)
             }
-            Request::GroupCreate { name, members, kind, trusted_members } => {
+            Request::GroupCreate { name, members, kind, trusted_members, schema } => {
+                if let Some(s) = &schema {
+                    s.validate().map_err(|e| Refusal::bad_value(format!("schema: {e}")))?;
+                }
                 if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
                     return Err(Refusal::bad_value(format!("group name {name:?}: 1 to 64 characters, no control characters")));
                 }
@@ -1623,7 +1653,7 @@ impl Node {
                 let mut gid = [0u8; 16];
                 rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut gid);
                 let kind = kind.unwrap_or_else(|| "convergent".into());
-                let info = GroupInfo { name: name.clone(), id: hex(&gid), kind, genesis_ms: now, members: ids, trusted_members };
+                let info = GroupInfo { name: name.clone(), id: hex(&gid), kind, genesis_ms: now, members: ids, trusted_members, schema };
                 self.add_group(info)
             }
             Request::GroupJoin { invite, name } => {
@@ -1638,6 +1668,11 @@ impl Node {
                 self.add_group(info)
             }
             Request::GroupLeave { group } => self.leave(&group),
+            Request::Schema { group } => {
+                let gid = self.find_group(&group)?;
+                let g = self.groups.get(&gid).ok_or("group vanished")?;
+                Ok(json!({"group": g.info.name, "schema": g.cfg.schema, "hash": hex(&g.cfg.schema.hash())}))
+            }
             // The members now (pruned and removed ones left out), not the founding roster.
             Request::GroupList => Ok(json!({"groups": self.groups.values().map(|g| json!({
                 "name": g.info.name, "id": g.info.id, "kind": g.info.kind, "members": g.replica.members().iter().map(ToString::to_string).collect::<Vec<_>>(), "trusted_members": g.info.trusted_members,
@@ -1648,14 +1683,15 @@ impl Node {
                 let gid = self.find_group(&group)?;
                 let g = self.groups.get(&gid).ok_or("group vanished")?;
                 let schema = g.replica.schema();
+                let reg = register.resolve(schema);
                 let fields: serde_json::Map<String, Json> = g
                     .replica
                     .serial()
                     .cells()
-                    .filter(|((r, _), _)| r.0 == register)
+                    .filter(|((r, _), _)| *r == reg)
                     .filter_map(|((_, f), c)| Some((schema.def(*f)?.name.clone(), session::cell_json(c, typed))))
                     .collect();
-                Ok(json!({"register": register, "view": "serial", "fields": fields}))
+                Ok(json!({"register": reg.0, "view": "serial", "fields": fields}))
             }
             Request::Session { group, client } => {
                 let gid = self.find_group(&group)?;
@@ -1669,12 +1705,13 @@ impl Node {
                 let gid = self.find_group(&group)?;
                 let g = self.groups.get(&gid).ok_or("group vanished")?;
                 let view = parse_view(view.as_deref())?;
-                let fields = register_json(&g.replica, view, RegisterId(register), typed);
+                let reg = register.resolve(&g.cfg.schema);
+                let fields = register_json(&g.replica, view, reg, typed);
                 match field {
-                    None => Ok(json!({"register": register, "view": view_name(view), "fields": fields})),
+                    None => Ok(json!({"register": reg.0, "view": view_name(view), "fields": fields})),
                     Some(f) => {
                         g.cfg.schema.field_id(&f).ok_or_else(|| Refusal::not_found(format!("no field {f:?} in the schema ({})", field_names(&g.cfg.schema))))?;
-                        Ok(json!({"register": register, "view": view_name(view), "field": f, "value": fields.get(&f).cloned().unwrap_or(Json::Null)}))
+                        Ok(json!({"register": reg.0, "view": view_name(view), "field": f, "value": fields.get(&f).cloned().unwrap_or(Json::Null)}))
                     }
                 }
             }
@@ -1712,8 +1749,17 @@ impl Node {
         for w in set {
             let fid = g.cfg.schema.field_id(&w.field).ok_or_else(|| Refusal::bad_value(format!("no field {:?} in the schema ({})", w.field, field_names(&g.cfg.schema))))?;
             let def = g.cfg.schema.def(fid).ok_or("field vanished")?;
-            let action = values::action(&w.field, def.policy, def.kind, &w.value, typed).map_err(|e| Refusal::bad_value(e.to_string()))?;
-            ops.push(Op::Field { reg: RegisterId(w.register), field: fid, action });
+            let reg = w.register.resolve(&g.cfg.schema);
+            // A JSON list given to a set field inserts each element (one delta); the typed
+            // API inserts a `Value::List` as one element.
+            let elements = match (&w.value, def.policy) {
+                (Json::Array(a), spook_core::MergePolicy::AddWinsSet) if !typed && !a.is_empty() => a.clone(),
+                _ => vec![w.value.clone()],
+            };
+            for e in &elements {
+                let action = values::action(&w.field, def.policy, def.kind, e, typed).map_err(|e| Refusal::bad_value(e.to_string()))?;
+                ops.push(Op::Field { reg, field: fid, action });
+            }
         }
         match g.store.write(&mut g.replica, now, ops) {
             Ok(dot) => {
@@ -1791,6 +1837,9 @@ impl Node {
                     "summary": r.summary(),
                     "state_hash": hex(&r.state_hash().short()),
                     "committed_hash": hex(&r.committed_hash().short()),
+                    "schema_version": g.cfg.schema.version,
+                    "schema_hash": hex(&g.cfg.schema.hash()),
+                    "schema_mismatch": g.schema_mismatch.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "deltas_received": st.deltas_received,
                     "states_applied": st.states_applied,
                     "decohered": st.decohered,
@@ -1883,7 +1932,7 @@ mod tests {
 
     #[test]
     fn an_invite_carries_trusted_members_and_one_without_it_means_signed() {
-        let info = GroupInfo { name: "radio".into(), id: "00".repeat(16), kind: "convergent".into(), genesis_ms: 7, members: vec![], trusted_members: true };
+        let info = GroupInfo { name: "radio".into(), id: "00".repeat(16), kind: "convergent".into(), genesis_ms: 7, members: vec![], trusted_members: true, schema: None };
         let back = GroupInfo::from_invite(&info.invite()).expect("own invite parses");
         assert!(back.trusted_members);
         // An invite made before the option existed.

@@ -10,7 +10,7 @@
 //! [`Request::Session`]: crate::control::Request::Session
 
 use serde_json::{json, Value as Json};
-use spook_core::{AbortReason, Cmp, EndpointId, OpId, Precondition, RegisterId, Schema, SerialCell, Txn, TxnOutcome, TxnWrite};
+use spook_core::{AbortReason, Cmp, EndpointId, OpId, Precondition, Schema, SerialCell, Txn, TxnOutcome, TxnWrite};
 
 use crate::values;
 pub use spook_client::proto::{TxCondition, TxSet};
@@ -23,7 +23,7 @@ fn field_id(schema: &Schema, name: &str) -> Result<(spook_core::FieldId, spook_c
 
 fn precondition(schema: &Schema, c: &TxCondition, typed: bool) -> Result<Precondition, String> {
     let (field, kind) = field_id(schema, &c.field)?;
-    let reg = RegisterId(c.register);
+    let reg = c.register.resolve(schema);
     let value = |j: &Json| values::value_in(&c.field, kind, j, typed).map_err(|e| e.to_string());
     let tests = usize::from(c.equals.is_some()) + usize::from(c.version.is_some()) + usize::from(c.absent) + usize::from(c.lease_expired) + usize::from(c.cmp.is_some());
     if tests != 1 {
@@ -78,7 +78,7 @@ pub fn build_txn(schema: &Schema, id: OpId, deadline_ms: u64, after: &[u64], con
         .map(|s| {
             let (field, kind) = field_id(schema, &s.field)?;
             let value = values::value_in(&s.field, kind, &s.value, typed).map_err(|e| e.to_string())?;
-            Ok(TxnWrite { reg: RegisterId(s.register), field, value, lease_ms: s.lease_ms })
+            Ok(TxnWrite { reg: s.register.resolve(schema), field, value, lease_ms: s.lease_ms })
         })
         .collect::<Result<Vec<_>, String>>()?;
     let after = after.iter().map(|&seq| OpId { client: id.client, seq }).collect();

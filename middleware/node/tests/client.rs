@@ -171,7 +171,7 @@ fn one_suite_passes_for_embedded_local_and_remote_clients_and_a_remote_watch_sur
         let local = Client::local(n0.dir.join("n0.sock")).await.unwrap();
         // Both groups of all three nodes, created on n0 through the client's administration call.
         for (name, kind) in [("suite", "convergent"), ("tasks", "serial")] {
-            let r = spook_client::proto::Request::GroupCreate { name: name.into(), members: ids[1..].to_vec(), kind: Some(kind.into()), trusted_members: false };
+            let r = spook_client::proto::Request::GroupCreate { name: name.into(), members: ids[1..].to_vec(), kind: Some(kind.into()), trusted_members: false, schema: None };
             let invite = local.call(&r).await.unwrap()["invite"].as_str().unwrap().to_string();
             n1.spook(&["group", "join", &invite]).unwrap();
             embedded.call(&spook_client::proto::Request::GroupJoin { invite, name: None }).await.unwrap();
@@ -212,4 +212,98 @@ fn one_suite_passes_for_embedded_local_and_remote_clients_and_a_remote_watch_sur
         drop(w);
         node2.shutdown().await.unwrap();
     });
+}
+
+/// Decode an invite (`spook1` + hex of the group's JSON), change it, encode it again.
+fn tamper_invite(invite: &str, change: impl FnOnce(&mut serde_json::Value)) -> String {
+    let h = invite.strip_prefix("spook1").unwrap();
+    let bytes: Vec<u8> = (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect();
+    let mut j: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    change(&mut j);
+    format!("spook1{}", spook_client::keys::hex(j.to_string().as_bytes()))
+}
+
+#[test]
+fn a_group_with_a_schema_of_its_own_from_a_file_or_from_code_is_joined_and_used_by_name_and_a_member_with_another_is_refused() {
+    use spook_core::{MergePolicy, RegisterId, Schema, ValueKind};
+    let dir = common::dir("client-schema");
+    let (p0, p1) = (common::free_port(), common::free_port());
+    let mut nodes = vec![Node::new(&dir, "n0", "client-schema", p0, &[]), Node::new(&dir, "n1", "client-schema", p1, &[p0])];
+    let ids = common::start_domain(&mut nodes);
+    let (n0, n1) = (&nodes[0], &nodes[1]);
+
+    // From a file, on the command line.
+    let file = dir.join("scene.toml");
+    std::fs::write(&file, "version = 3\n\n[[field]]\nname = \"pose\"\nkind = \"pose\"\n\n[[field]]\nname = \"label\"\nkind = \"str\"\n\n[[field]]\nname = \"visits\"\nkind = \"i64\"\nmerge = \"counter\"\n\n[registers]\ntable = 1\n").unwrap();
+    let created = n0.spook(&["group", "create", "scene", "--member", &ids[1], "--schema", file.to_str().unwrap()]).unwrap();
+    n1.spook(&["group", "join", created["invite"].as_str().unwrap()]).unwrap();
+    // A bad schema file is a clear error, and creates nothing.
+    std::fs::write(dir.join("bad.toml"), "[[field]]\nname = \"x\"\nkind = \"colour\"\n").unwrap();
+    let e = n0.spook(&["group", "create", "bad", "--schema", dir.join("bad.toml").to_str().unwrap()]).unwrap_err();
+    assert!(e.contains("colour") && e.contains("bad.toml"), "{e}");
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let c0 = Client::local(n0.dir.join("n0.sock")).await.unwrap();
+        let c1 = Client::local(n1.dir.join("n1.sock")).await.unwrap();
+        // From code, through the client.
+        let board = Schema::new().field("note", ValueKind::Str, MergePolicy::LastWriterWins).field("votes", ValueKind::I64, MergePolicy::Counter).register(RegisterId(5), "agenda");
+        let r = spook_client::proto::Request::GroupCreate { name: "board".into(), members: vec![ids[1].clone()], kind: None, trusted_members: false, schema: Some(board.clone()) };
+        let invite = c0.call(&r).await.unwrap()["invite"].as_str().unwrap().to_string();
+        c1.call(&spook_client::proto::Request::GroupJoin { invite, name: None }).await.unwrap();
+        assert_eq!(c1.group("board").schema().await.unwrap(), board, "the schema travelled in the invite");
+        let scene = c1.group("scene").schema().await.unwrap();
+        assert_eq!((scene.version, scene.fields.len()), (3, 3));
+
+        // Written and read by name: a pinned name, and a name that hashes to its register.
+        let pose = Value::Pose([1.0, 2.0, 0.5], [1.0, 0.0, 0.0, 0.0]);
+        c0.group("scene").write("table", [("pose", pose.clone()), ("label", Value::Str("oak".into()))]).await.unwrap();
+        c0.group("scene").set("chair-3", "visits", 2).await.unwrap();
+        c0.group("board").set("agenda", "votes", 1).await.unwrap();
+        c1.group("board").set("agenda", "votes", 2).await.unwrap();
+        let mut ok = false;
+        for _ in 0..100 {
+            let table = c1.group("scene").get("table", View::Committed).await.unwrap();
+            let chair = c1.group("scene").get_field("chair-3", "visits", View::Committed).await.unwrap();
+            let votes = c0.group("board").get_field(5, "votes", View::Committed).await.unwrap();
+            if table.get("pose") == Some(&pose) && table.get("label") == Some(&Value::Str("oak".into())) && chair == Some(Value::I64(2)) && votes == Some(Value::I64(3)) {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "the writes by name did not reach the other member");
+        // A pinned name is its id; another name is the same register on every member.
+        assert_eq!(c1.group("scene").get(1, View::Committed).await.unwrap().get("label"), Some(&Value::Str("oak".into())));
+        let chair_id = scene.resolve_register("chair-3").0;
+        assert_eq!(c0.group("scene").get_field(chair_id, "visits", View::Pending).await.unwrap(), Some(Value::I64(2)));
+        // Typed by this group's schema, not the fleet's.
+        let e = c0.group("scene").set("table", "pose", "upright").await.unwrap_err();
+        assert!(matches!(e, Error::BadValue(_)) && e.to_string().contains("pose"), "{e:?}");
+        let e = c0.group("scene").set("table", "battery", 0.5).await.unwrap_err();
+        assert!(matches!(e, Error::BadValue(_)) && e.to_string().contains("label"), "the error lists the group's fields: {e:?}");
+    });
+    // The CLI addresses registers by name too.
+    n1.spook(&["set", "scene", "chair-3", "label", "\"pine\""]).unwrap();
+    common::eventually("n0 reads chair-3 by name", Duration::from_secs(10), || n0.spook(&["get", "scene", "chair-3", "label"]).is_ok_and(|j| j["value"] == "pine"));
+
+    // A member that holds another schema for the group (an invite changed on the way) is
+    // refused: neither takes the other's keys, and each says why.
+    let created = n0.spook(&["group", "create", "mixed", "--member", &ids[1]]).unwrap();
+    let tampered = tamper_invite(created["invite"].as_str().unwrap(), |j| {
+        let mut s = Schema::fleet();
+        s.fields[4].policy = MergePolicy::Max; // battery: min becomes max
+        j["schema"] = serde_json::to_value(s).unwrap();
+    });
+    n1.spook(&["group", "join", &tampered]).unwrap();
+    let mismatch = |n: &Node, other: &str| {
+        let st = n.spook(&["status"]).unwrap();
+        st["groups"].as_array().unwrap().iter().any(|g| g["name"] == "mixed" && g["schema_mismatch"].as_array().is_some_and(|m| m.iter().any(|x| x == other)))
+    };
+    common::eventually("each side reports the other's schema as different", Duration::from_secs(15), || mismatch(n0, &ids[1]) && mismatch(n1, &ids[0]));
+    assert!(common::metric(&n0.metrics(), "spook_rejected_total{reason=\"schema-mismatch\"}") > 0);
+    n0.spook(&["set", "mixed", "3", "battery", "0.5"]).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let j = n1.spook(&["get", "mixed", "3"]).unwrap();
+    assert_eq!(j["fields"], serde_json::json!({}), "nothing crosses between different schemas");
 }

@@ -387,4 +387,9 @@ fn the_cli_says_what_it_expects_and_prints_what_scripts_need() {
     // A name with an escape sequence is refused, not printed raw later.
     let out = spook(&["-c", &cfg, "group", "create", "evil\u{1b}[2J"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("control characters"));
+    // A JSON list given to a set field inserts its elements (it stored the list as one).
+    nodes[0].spook(&["set", "solo", "1", "tags", r#"["a","b"]"#]).unwrap();
+    nodes[0].spook(&["set", "solo", "1", "tags", r#""c""#]).unwrap();
+    let tags = nodes[0].spook(&["get", "solo", "1", "tags"]).unwrap()["value"].clone();
+    assert_eq!(tags, serde_json::json!(["a", "b", "c"]), "{tags}");
 }

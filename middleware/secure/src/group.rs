@@ -122,7 +122,7 @@ impl KeyAnnouncement {
     }
 
     /// Encoded length.
-    const LEN: usize = 93;
+    pub const LEN: usize = 93;
 
     /// Decode [`KeyAnnouncement::encode`].
     pub fn decode(b: &[u8]) -> Result<Self, KeyError> {

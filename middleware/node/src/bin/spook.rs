@@ -42,8 +42,12 @@ NODE:
                                   (in this process, on loopback; use a release build)
 
 GROUPS:
-    group create <name> [--member ID]... [--serial] [--trusted-members]
+    group create <name> [--member ID]... [--serial] [--trusted-members] [--schema FILE]
                                   create a group; prints an invite for the other members.
+                                  --schema: its fields, kinds, merge policies and register
+                                  names from a TOML file (docs/client.md; default: the
+                                  fleet schema of the demo). It never changes: a new
+                                  schema is a new group
                                   --trusted-members: frames carry no Ed25519 signature (64 B
                                   and a sign/verify less per frame, for constrained radio);
                                   any member could then forge another member's deltas
@@ -57,8 +61,9 @@ GROUPS:
                                   member to keep it out
     group list
 
-DATA (values are JSON):
+DATA (values are JSON; a register is an id or a name, e.g. drone-7):
     set <group> <register> <field> <json>     e.g. spook set fleet 7 battery 0.82
+    schema <group>                            the group's fields, kinds and merge policies
     get <group> <register> [field] [--committed | --serial]
     watch <group> [--committed] [--snapshot]  stream changes until Ctrl-C; --snapshot shows
                                               every register's current value first
@@ -403,9 +408,16 @@ fn real_main() -> Result<()> {
                     while let Some(m) = take_opt(&mut args, "--member")? {
                         members.push(m);
                     }
-                    let name = args.first().ok_or_else(|| anyhow!("usage: spook group create <name> [--member ID]... [--serial] [--trusted-members]"))?.clone();
+                    let schema = match take_opt(&mut args, "--schema")? {
+                        Some(f) => {
+                            let text = std::fs::read_to_string(&f).with_context(|| format!("--schema {f}"))?;
+                            Some(spook_client::schema::from_toml(&text).with_context(|| format!("--schema {f}"))?)
+                        }
+                        None => None,
+                    };
+                    let name = args.first().ok_or_else(|| anyhow!("usage: spook group create <name> [--member ID]... [--serial] [--trusted-members] [--schema FILE]"))?.clone();
                     let kind = Some(if serial { "serial" } else { "convergent" }.to_string());
-                    let j = conn.request(&Request::GroupCreate { name, members, kind, trusted_members })?;
+                    let j = conn.request(&Request::GroupCreate { name, members, kind, trusted_members, schema })?;
                     // The invite alone on stdout (INVITE=$(spook group create ...)); the advice
                     // on stderr.
                     if !o.json {
@@ -455,7 +467,8 @@ fn real_main() -> Result<()> {
             if args.len() != 4 {
                 bail!("usage: spook set <group> <register> <field> <json>   e.g. spook set fleet 7 battery 0.82");
             }
-            let register: u32 = args[1].parse().with_context(|| format!("register {:?} is not a number", args[1]))?;
+            // A number is a register id, anything else a name (resolved by the group's schema).
+            let register: spook_client::Reg = args[1].parse()?;
             let value: Json = serde_json::from_str(&args[3]).with_context(|| format!("value {:?} is not JSON (strings need quotes: '\"text\"')", args[3]))?;
             let j = conn.request(&Request::Set { group: args[0].clone(), register, field: args[2].clone(), value, typed: false })?;
             show(&j, &|j| format!("written (seq {})", j["seq"]));
@@ -466,7 +479,7 @@ fn real_main() -> Result<()> {
             if args.len() < 2 || (serial && args.len() > 2) {
                 bail!("usage: spook get <group> <register> [field] [--committed | --serial]");
             }
-            let register: u32 = args[1].parse().with_context(|| format!("register {:?} is not a number", args[1]))?;
+            let register: spook_client::Reg = args[1].parse()?;
             let view = Some(if serial { "serial" } else if committed { "committed" } else { "pending" }.to_string());
             let j = conn.request(&Request::Get { group: args[0].clone(), register, field: args.get(2).cloned(), view, typed: false })?;
             show(&j, &|j| if j.get("field").is_some() { j["value"].to_string() } else { serde_json::to_string_pretty(&j["fields"]).unwrap_or_default() });
@@ -509,6 +522,21 @@ fn real_main() -> Result<()> {
             if !matches!(j["state"].as_str(), Some("committed" | "pending")) {
                 std::process::exit(3);
             }
+        }
+        "schema" => {
+            let group = args.first().ok_or_else(|| anyhow!("usage: spook schema <group>"))?.clone();
+            let j = conn.request(&Request::Schema { group })?;
+            show(&j, &|j| {
+                let s: spook_core::Schema = serde_json::from_value(j["schema"].clone()).unwrap_or_default();
+                let mut out = format!("schema version {} (hash {})\n", s.version, j["hash"].as_str().unwrap_or_default());
+                for f in &s.fields {
+                    out += &format!("  {:<24} {:<8} {:?}\n", f.name, format!("{:?}", f.kind), f.policy);
+                }
+                for (id, n) in &s.registers {
+                    out += &format!("  register {n} = {}\n", id.0);
+                }
+                out.trim_end().to_string()
+            });
         }
         "reconnect" => {
             let j = conn.request(&Request::Reconnect)?;
