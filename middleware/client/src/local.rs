@@ -16,11 +16,15 @@ struct Conn {
     w: OwnedWriteHalf,
 }
 
-/// A client of the node at a control socket. Requests share one connection; a watch opens its
-/// own.
+/// Idle connections kept for the next requests.
+const KEPT_IDLE: usize = 16;
+
+/// A client of the node at a control socket. A request takes an idle connection (or opens
+/// one) and gives it back after its answer, so concurrent requests go at once and the node
+/// can commit them together; a watch opens its own.
 pub(crate) struct Local {
     path: PathBuf,
-    conn: tokio::sync::Mutex<Option<Conn>>,
+    idle: std::sync::Mutex<Vec<Conn>>,
 }
 
 async fn connect(path: &Path) -> Result<Conn, Error> {
@@ -36,16 +40,16 @@ pub(crate) fn is_write(r: &Request) -> bool {
 
 impl Local {
     pub(crate) fn new(path: &Path) -> Local {
-        Local { path: path.to_path_buf(), conn: tokio::sync::Mutex::new(None) }
+        Local { path: path.to_path_buf(), idle: std::sync::Mutex::new(Vec::new()) }
     }
 
-    /// Send `r`, return the node's response line. Cancel-safe: the connection is taken out
-    /// while a request is under way, so a request dropped half-way never leaves its answer
-    /// for the next one to read.
+    /// Send `r`, return the node's response line. Cancel-safe: the connection belongs to the
+    /// request while it is under way, so a request dropped half-way never leaves its answer
+    /// for another one to read.
     pub(crate) async fn request(&self, r: &Request) -> Result<Json, Error> {
         let line = serde_json::to_string(r).map_err(|e| Error::Protocol(e.to_string()))? + "\n";
-        let mut slot = self.conn.lock().await;
-        let mut conn = match slot.take() {
+        let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut conn = match kept {
             Some(c) => c,
             None => connect(&self.path).await?,
         };
@@ -57,7 +61,11 @@ impl Local {
         }
         match conn.lines.next_line().await {
             Ok(Some(answer)) => {
-                *slot = Some(conn);
+                if let Ok(mut idle) = self.idle.lock() {
+                    if idle.len() < KEPT_IDLE {
+                        idle.push(conn);
+                    }
+                }
                 serde_json::from_str(&answer).map_err(|e| Error::Protocol(format!("{e}: {answer}")))
             }
             Ok(None) => Err(lost(r, "connection closed")),

@@ -411,3 +411,143 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     println!("| bytes per pose update, 100 drones at 10 Hz | {per_update:.1} B | PoseStamped CDR {POSE_STAMPED_CDR_BYTES} B | {:.2}× |", per_update / POSE_STAMPED_CDR_BYTES);
     Ok(())
 }
+
+/// One way to write in the client benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// `NodeHandle::request` with JSON values: the path applications had before the client.
+    Json,
+    /// `spook-client`, embedded.
+    Embedded,
+    /// `spook-client` over the control socket.
+    Local,
+    /// `spook-client` over zenoh (Noise channel).
+    Remote,
+}
+
+const PATHS: [Path; 4] = [Path::Json, Path::Embedded, Path::Local, Path::Remote];
+
+/// `spook bench --client`: write → remote watch latency and updates/s through `spook-client`
+/// in each of its modes, against the JSON requests of before and raw zenoh, in one run. Two
+/// nodes in this process; the writes go to node A (embedded, over its control socket, or over
+/// zenoh from a remote client), the watch is node B's.
+///
+/// # Errors
+/// A node cannot start, or a write or the watch fails.
+pub async fn client_modes(samples: usize, batches: usize) -> anyhow::Result<()> {
+    use spook_client::{Client, RemoteOptions, Value};
+    let dir = std::env::temp_dir().join(format!("spook-bench-client-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    println!("spook bench --client: two nodes in this process on 127.0.0.1 (ledgers in {})", dir.display());
+    let ports = [free_port()?, free_port()?];
+    let (nodes, ids) = local_domain(&dir, &ports, false, |c| c.timing.digest_interval_ms = 50).await?;
+    let (a, b) = (nodes[0].0.clone(), nodes[1].0.clone());
+    let r = a.request(Request::Set { group: "fleet".into(), register: 0.into(), field: "battery".into(), value: json!(1.0), typed: false }).await;
+    anyhow::ensure!(r["ok"] == json!(true), "first write: {r}");
+    let t0 = Instant::now();
+    while seq_of(&b, &ids[0].to_string()).await < 1 {
+        anyhow::ensure!(t0.elapsed() < Duration::from_secs(30), "the nodes did not form a group within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The three ways in, to node A.
+    let socket = crate::control::ControlSocket::claim(&dir.join("bench.sock"))?;
+    let _server = crate::control::serve(&socket, a.clone())?;
+    let me = spook_secure::Identity::generate();
+    a.request(Request::Allow { peer: me.id().to_string(), name: "bench".into() }).await;
+    let token = a.request(Request::DomainKey { set: None }).await["token"].as_str().unwrap_or_default().to_string();
+    let embedded = Client::embedded(std::sync::Arc::new(a.clone()));
+    let local = Client::local(socket.path()).await?;
+    let opts = RemoteOptions::new(me, &format!("demo{}", ports[0])).node(a.id).connect(&format!("tcp/127.0.0.1:{}", ports[0])).domain_key(crate::domain_key::DomainKey::from_token(&token)?);
+    let remote = Client::remote(opts).await?;
+    let client = |p: Path| match p {
+        Path::Embedded => Some(&embedded),
+        Path::Local => Some(&local),
+        Path::Remote => Some(&remote),
+        Path::Json => None,
+    };
+    let (_, mut watch) = b.watch("fleet".into(), spook_core::View::Pending, false, false).await;
+    std::fs::create_dir_all(dir.join("raw"))?;
+    let mut raw = RawZenoh::open(&dir.join("raw")).await?;
+
+    println!("[1/2] write -> remote watch latency: {samples} writes per path, the paths taking turns, each beside a raw zenoh put after fsync");
+    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); PATHS.len()];
+    let mut lraw = Vec::new();
+    let mut v = 0.0;
+    for i in 0..samples {
+        for k in 0..PATHS.len() {
+            let p = PATHS[(i + k) % PATHS.len()];
+            v += 1.0;
+            let t0 = Instant::now();
+            match client(p) {
+                Some(c) => drop(c.group("fleet").set(1, "peak_speed", v).await?),
+                None => {
+                    let r = a.request(Request::Set { group: "fleet".into(), register: 1.into(), field: "peak_speed".into(), value: json!(v), typed: false }).await;
+                    anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
+                }
+            }
+            lat[PATHS.iter().position(|q| *q == p).unwrap_or(0)].push((wait_for(&mut watch, v).await? - t0).as_secs_f64() * 1e3);
+        }
+        lraw.push(raw.sample().await?);
+    }
+
+    println!("[2/2] updates/s: {batches} writes of 100 updates per path from {CLIENTS} concurrent writers, until node B holds them all");
+    let mut rates = Vec::new();
+    for p in PATHS {
+        let base = seq_of(&a, &ids[0].to_string()).await;
+        let t0 = Instant::now();
+        let per = (batches / CLIENTS).max(1);
+        let mut tasks = Vec::new();
+        for c in 0..CLIENTS {
+            let (a, cl) = (a.clone(), client(p).cloned());
+            tasks.push(tokio::spawn(async move {
+                for k in 0..per {
+                    let x = (k * CLIENTS + c) as f64;
+                    match &cl {
+                        Some(cl) => drop(cl.group("fleet").write_many((0..100u32).map(|r| (r, "pose.translation.x".to_string(), Value::F64(x + f64::from(r) / 1000.0)))).await?),
+                        None => {
+                            let set: Vec<FieldWrite> = (0..100u32).map(|r| FieldWrite { register: r.into(), field: "pose.translation.x".into(), value: json!(x + f64::from(r) / 1000.0) }).collect();
+                            let r = a.request(Request::Write { group: "fleet".into(), set, typed: false }).await;
+                            anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
+                        }
+                    }
+                }
+                Ok::<_, anyhow::Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let want = base + (per * CLIENTS) as u64;
+        while seq_of(&b, &ids[0].to_string()).await < want {
+            anyhow::ensure!(t0.elapsed() < Duration::from_secs(120), "node B did not receive every write within 120 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        rates.push((per * CLIENTS * 100) as f64 / t0.elapsed().as_secs_f64());
+    }
+    let (zrate, _) = raw.throughput(batches * 100).await?;
+    raw.close().await?;
+    drop((embedded, local, remote));
+    stop(nodes).await;
+    socket.release();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!();
+    println!("| measurement | through the client | baseline (same run) | ratio |");
+    println!("|---|---|---|---|");
+    let json = |q: f64| p50_p99(lat[0].clone())[usize::from(q > 0.5)];
+    let zraw = p50_p99(lraw);
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        let j = json(q);
+        println!("| write → remote watch {name}, JSON requests (before the client) | {j:.3} ms | raw zenoh put after fsync {:.3} ms | {:.2}× |", zraw[usize::from(q > 0.5)], j / zraw[usize::from(q > 0.5)]);
+        for (i, p) in PATHS.iter().enumerate().skip(1) {
+            let x = p50_p99(lat[i].clone())[usize::from(q > 0.5)];
+            println!("| write → remote watch {name}, client {p:?} | {x:.3} ms | JSON requests {j:.3} ms | {:.2}× |", x / j);
+        }
+    }
+    println!("| updates/s, JSON requests (before the client) | {:.0} | raw zenoh {zrate:.0} msgs/s | {:.2}× |", rates[0], rates[0] / zrate);
+    for (i, p) in PATHS.iter().enumerate().skip(1) {
+        println!("| updates/s, client {p:?} | {:.0} | JSON requests {:.0} | {:.2}× |", rates[i], rates[0], rates[i] / rates[0]);
+    }
+    Ok(())
+}

@@ -1132,7 +1132,10 @@ impl Node {
     fn install_key(&mut self, peer: EndpointId, a: KeyAnnouncement, schema_hash: Option<&[u8]>, now: u64) {
         let Some(signing) = self.allow.get(&peer).and_then(|e| e.signing) else { return };
         let Some(g) = self.groups.get_mut(&a.group) else {
-            self.metrics.reject("key-unknown-group");
+            // A member that created or joined the group before this node did: not an attack
+            // (it came on an authenticated pair channel), nothing to count. The key comes
+            // again once this node holds the group (it announces its own, and gets theirs).
+            tracing::debug!(%peer, "a key of a group this node does not hold (yet)");
             return;
         };
         // Keys of pruned members are still accepted: a pruned member must be heard to be

@@ -430,6 +430,22 @@ fn spook_bench_quick_prints_every_row_against_its_baseline() {
     }
 }
 
+#[test]
+fn spook_bench_client_prints_each_mode_against_the_json_requests_and_raw_zenoh() {
+    let out = Command::new(common::SPOOK).args(["bench", "--client", "--quick"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| measurement")).collect();
+    assert_eq!(rows.len(), 12, "{text}");
+    for mode in ["Embedded", "Local", "Remote"] {
+        assert_eq!(rows.iter().filter(|r| r.contains(&format!("client {mode} "))).count(), 3, "{mode}: {text}");
+    }
+    for row in rows {
+        let ratio = row.trim_end_matches(" |").rsplit("| ").next().and_then(|r| r.strip_suffix('×')).and_then(|r| r.parse::<f64>().ok());
+        assert!(ratio.is_some_and(|r| r.is_finite() && r > 0.0), "no ratio in {row:?}");
+    }
+}
+
 /// `spook disallow`: a peer cut off by A can neither write to A nor read what A writes next
 /// (A replaced its sender key); allowing it again restores the link and both catch up.
 #[test]

@@ -37,9 +37,11 @@ NODE:
                                   wedged zenoh's routing (see docs/protocol.md)
     demo [--nodes N] [--seconds S]
                                   start a local domain of N nodes and watch it converge
-    bench [--quick] [--samples N] [--batches N] [--watchers N]
+    bench [--quick] [--samples N] [--batches N] [--watchers N] [--client]
                                   measure latency, updates/s and bytes against raw zenoh
-                                  (in this process, on loopback; use a release build)
+                                  (in this process, on loopback; use a release build).
+                                  --client: through spook-client embedded, local and
+                                  remote, against the JSON requests and raw zenoh
 
 GROUPS:
     group create <name> [--member ID]... [--serial] [--trusted-members] [--schema FILE]
@@ -273,10 +275,10 @@ fn real_main() -> Result<()> {
     }
     let cmd = args.remove(0);
     let show = |j: &Json, human: &dyn Fn(&Json) -> String| {
-        if o.json {
-            println!("{j}");
-        } else {
-            println!("{}", human(j));
+        let line = if o.json { j.to_string() } else { human(j) };
+        // A reader that went away (`spook watch | head`) ends the command quietly.
+        if writeln!(std::io::stdout(), "{line}").is_err() {
+            std::process::exit(0);
         }
     };
     match cmd.as_str() {
@@ -619,6 +621,7 @@ fn real_main() -> Result<()> {
             println!("paired: {} ({}) is on the allow-list", j["allowed"].as_str().unwrap_or_default(), j["name"].as_str().unwrap_or_default());
         }
         "bench" => {
+            let client_modes = take_flag(&mut args, "--client");
             let mut b = spook_node::bench::BenchConfig::default();
             if take_flag(&mut args, "--quick") {
                 b = spook_node::bench::BenchConfig { latency_samples: 50, throughput_batches: 200, watchers: 3, stream_secs: 2 };
@@ -633,6 +636,11 @@ fn real_main() -> Result<()> {
                 b.watchers = v.parse().context("--watchers needs a number")?;
             }
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            if client_modes {
+                let quick = b.latency_samples < 100;
+                rt.block_on(spook_node::bench::client_modes(if quick { 30 } else { b.latency_samples }, if quick { 160 } else { b.throughput_batches }))?;
+                return Ok(());
+            }
             rt.block_on(spook_node::bench::run(b))?;
         }
         "demo" => {
