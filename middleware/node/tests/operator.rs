@@ -393,4 +393,12 @@ fn the_cli_says_what_it_expects_and_prints_what_scripts_need() {
     nodes[0].spook(&["set", "solo", "1", "tags", r#""c""#]).unwrap();
     let tags = nodes[0].spook(&["get", "solo", "1", "tags"]).unwrap()["value"].clone();
     assert_eq!(tags, serde_json::json!(["a", "b", "c"]), "{tags}");
+    // `write`: several fields as one delta (one seq), and documented.
+    let before = nodes[0].spook(&["write", "solo", "2", "battery", "0.5", "owner", r#""drone-2""#]).unwrap()["seq"].as_u64().unwrap();
+    let after = nodes[0].spook(&["set", "solo", "2", "battery", "0.4"]).unwrap()["seq"].as_u64().unwrap();
+    assert_eq!(after, before + 1, "the two fields went as one delta");
+    let fields = nodes[0].spook(&["get", "solo", "2"]).unwrap()["fields"].clone();
+    assert_eq!((fields["owner"].clone(), fields["battery"].clone()), (serde_json::json!("drone-2"), serde_json::json!(0.4)));
+    let out = spook(&["write", "--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("one atomic delta"));
 }

@@ -65,6 +65,8 @@ GROUPS:
 
 DATA (values are JSON; a register is an id or a name, e.g. drone-7):
     set <group> <register> <field> <json>     e.g. spook set fleet 7 battery 0.82
+    write <group> <register> <field> <json> [<field> <json>]...
+                                              several fields as one atomic delta
     schema <group>                            the group's fields, kinds and merge policies
     get <group> <register> [field] [--committed | --serial]
     watch <group> [--committed] [--snapshot]  stream changes until Ctrl-C; --snapshot shows
@@ -474,6 +476,21 @@ fn real_main() -> Result<()> {
             let value: Json = serde_json::from_str(&args[3]).with_context(|| format!("value {:?} is not JSON (strings need quotes: '\"text\"')", args[3]))?;
             let j = conn.request(&Request::Set { group: args[0].clone(), register, field: args[2].clone(), value, typed: false })?;
             show(&j, &|j| format!("written (seq {})", j["seq"]));
+        }
+        "write" => {
+            if args.len() < 4 || args.len() % 2 != 0 {
+                bail!("usage: spook write <group> <register> <field> <json> [<field> <json>]...   e.g. spook write fleet 7 battery 0.8 owner '\"drone-7\"'");
+            }
+            let register: spook_client::Reg = args[1].parse()?;
+            let set = args[2..]
+                .chunks(2)
+                .map(|p| {
+                    let value: Json = serde_json::from_str(&p[1]).with_context(|| format!("value {:?} of {} is not JSON (strings need quotes: '\"text\"')", p[1], p[0]))?;
+                    Ok(spook_client::proto::FieldWrite { register: register.clone(), field: p[0].clone(), value })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let j = conn.request(&Request::Write { group: args[0].clone(), set, typed: false })?;
+            show(&j, &|j| format!("written as one delta (seq {})", j["seq"]));
         }
         "get" => {
             let committed = take_flag(&mut args, "--committed");
