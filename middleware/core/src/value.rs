@@ -143,8 +143,51 @@ impl Value {
             _ => None,
         }
     }
+
+    /// The value as a vector, if it is one.
+    ///
+    /// ```
+    /// # use spook_core::Value;
+    /// let v = Value::from(nalgebra::Vector3::new(1.0, 2.0, 3.0));
+    /// assert_eq!(v.as_vec3(), Some(nalgebra::Vector3::new(1.0, 2.0, 3.0)));
+    /// ```
+    #[must_use]
+    pub fn as_vec3(&self) -> Option<Vector3<f64>> {
+        match self {
+            Value::Vec3(v) => Some(Vector3::new(v[0], v[1], v[2])),
+            _ => None,
+        }
+    }
+
+    /// The value as a unit quaternion, if it is one (taken as unit, as stored).
+    #[must_use]
+    pub fn as_quat(&self) -> Option<UnitQuaternion<f64>> {
+        match self {
+            Value::Quat(r) => Some(UnitQuaternion::new_unchecked(Quaternion::new(r[0], r[1], r[2], r[3]))),
+            _ => None,
+        }
+    }
+
+    /// The value as text, if it is text.
+    #[must_use]
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
+impl From<String> for Value {
+    fn from(x: String) -> Self {
+        Value::Str(x)
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(x: Vec<u8>) -> Self {
+        Value::Bytes(x)
+    }
+}
 impl From<f64> for Value {
     fn from(x: f64) -> Self {
         Value::F64(x)

@@ -58,8 +58,8 @@ fn precondition(schema: &Schema, c: &TxCondition, typed: bool) -> Result<Precond
 /// # use spook_node::session::build_txn;
 /// # use spook_client::proto::{TxCondition, TxSet};
 /// let client = EndpointId::from_index(9);
-/// let claim = TxSet { register: 3, field: "owner".into(), value: serde_json::json!("drone-7"), lease_ms: Some(5_000) };
-/// let free = TxCondition { register: 3, field: "owner".into(), lease_expired: true, ..Default::default() };
+/// let claim = TxSet { register: 3.into(), field: "owner".into(), value: serde_json::json!("drone-7"), lease_ms: Some(5_000) };
+/// let free = TxCondition { register: 3.into(), field: "owner".into(), lease_expired: true, ..Default::default() };
 /// let t = build_txn(&Schema::fleet(), OpId { client, seq: 1 }, 60_000, &[], &[free], &[claim], false).unwrap();
 /// assert_eq!((t.writes.len(), t.preconditions.len(), t.deadline_ms), (1, 1, 60_000));
 /// let e = build_txn(&Schema::fleet(), OpId { client, seq: 2 }, 60_000, &[], &[], &[], false).unwrap_err();
