@@ -48,7 +48,8 @@ enum Conn {
 }
 
 struct Inner {
-    conn: Conn,
+    /// Shared by the clients [`Client::with_session`] makes.
+    conn: Arc<Conn>,
     /// The client's session: the `client` of its transactions' (client, seq).
     session: EndpointId,
     next_seq: AtomicU64,
@@ -83,6 +84,10 @@ fn first_seq() -> u64 {
 
 impl Client {
     fn new(conn: Conn, session: EndpointId) -> Client {
+        Client::with_conn(Arc::new(conn), session)
+    }
+
+    fn with_conn(conn: Arc<Conn>, session: EndpointId) -> Client {
         Client { inner: Arc::new(Inner { conn, session, next_seq: AtomicU64::new(first_seq()) }) }
     }
 
@@ -119,22 +124,23 @@ impl Client {
         Ok(Client::new(Conn::Remote(tokio::sync::Mutex::new(f)), session))
     }
 
-    /// The same client with the session (the `client` of its transactions) set to `id`: for
-    /// an embedded or local client that resumes a session of an earlier run. A remote
-    /// client's session is its key and cannot be changed.
-    #[must_use]
-    pub fn with_session(self, id: EndpointId) -> Client {
-        match Arc::try_unwrap(self.inner) {
-            Ok(inner) if !matches!(inner.conn, Conn::Remote(_)) => Client::new(inner.conn, id),
-            Ok(inner) => Client { inner: Arc::new(inner) },
-            Err(inner) => Client { inner },
+    /// A client on the same connection whose session (the `client` of its transactions) is
+    /// `id`: for an embedded or local client that resumes a session of an earlier run, or
+    /// several agents sharing one node.
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`] for a remote client: its session is the key it proved.
+    pub fn with_session(&self, id: EndpointId) -> Result<Client, Error> {
+        if matches!(*self.inner.conn, Conn::Remote(_)) {
+            return Err(Error::NotAllowed("a remote client's session is the key it proved in its handshake: attach with that key instead".into()));
         }
+        Ok(Client::with_conn(self.inner.conn.clone(), id))
     }
 
     /// Which way in this client took.
     #[must_use]
     pub fn mode(&self) -> Mode {
-        match self.inner.conn {
+        match *self.inner.conn {
             Conn::Embedded(_) => Mode::Embedded,
             Conn::Local(_) => Mode::Local,
             Conn::Remote(_) => Mode::Remote,
@@ -183,7 +189,7 @@ impl Client {
     /// The node's refusal as an [`Error`]; [`Error::NotAllowed`] for administration over
     /// zenoh.
     pub async fn call(&self, r: &Request) -> Result<Json, Error> {
-        let j = match &self.inner.conn {
+        let j = match &*self.inner.conn {
             Conn::Embedded(n) => n.request(r.clone()).await,
             Conn::Local(l) => l.request(r).await?,
             Conn::Remote(f) => {
@@ -201,7 +207,7 @@ impl Client {
     pub(crate) async fn watch(&self, r: Request, snapshot: bool) -> Result<Watch, Error> {
         let typed = matches!(r, Request::Watch { typed: true, .. });
         let (tx, rx) = mpsc::channel(crate::watch::WATCH_QUEUE);
-        let task = match &self.inner.conn {
+        let task = match &*self.inner.conn {
             Conn::Embedded(n) => {
                 let (first, mut events) = n.watch(r).await;
                 check(first)?;
@@ -235,10 +241,9 @@ impl Client {
                     }
                 })
             }
-            Conn::Remote(_) => {
+            Conn::Remote(f) => {
                 let client = self.clone();
                 // The first attach is checked here, so that a refused watch fails the call.
-                let Conn::Remote(f) = &self.inner.conn else { unreachable!() };
                 let remote = f.lock().await.attached().await?;
                 let (first_tx, first_rx) = tokio::sync::oneshot::channel();
                 let task = tokio::spawn(async move { remote_watch(client, remote, r, snapshot, tx, first_tx).await });
@@ -259,7 +264,7 @@ impl Client {
 /// only if asked for; the snapshot lines a node sends after a lag notice are passed on). It gives up when watches end before passing anything on every node
 /// twice in a row.
 async fn remote_watch(client: Client, mut remote: Arc<crate::remote::Remote>, r: Request, snapshot: bool, tx: mpsc::Sender<Result<Json, Error>>, first: tokio::sync::oneshot::Sender<Result<(), Error>>) {
-    let Conn::Remote(f) = &client.inner.conn else { return };
+    let Conn::Remote(f) = &*client.inner.conn else { return };
     let Request::Watch { group, view, typed, .. } = r else { return };
     let req = Request::Watch { group, view, snapshot: true, typed };
     let nodes = f.lock().await.nodes();

@@ -180,6 +180,9 @@ fn one_suite_passes_for_embedded_local_and_remote_clients_and_a_remote_watch_sur
         let opts = RemoteOptions::new(me.duplicate(), domain).node(ids[0].parse().unwrap()).node(ids[1].parse().unwrap()).connect(&n0.listen).connect(&n1.listen).domain_key(key);
         let remote = Client::remote(opts).await.unwrap();
         assert_eq!(remote.session_id(), me.id(), "a remote client's session is its key");
+        let other = spook_secure::Identity::generate().id();
+        assert_eq!(embedded.with_session(other).unwrap().session_id(), other, "an embedded client may resume another session");
+        assert!(matches!(remote.with_session(other), Err(Error::NotAllowed(_))), "a remote one may not");
         // Administration stays local.
         let e = remote.call(&spook_client::proto::Request::Shutdown).await.unwrap_err();
         assert!(matches!(e, Error::NotAllowed(_)), "{e:?}");
