@@ -345,9 +345,14 @@ async fn remote_watch(client: Client, mut remote: Arc<crate::remote::Remote>, r:
                 }
             }
             Err(e) => {
+                // A refusal reads as any other request's (NotFound for a group it lacks).
+                let e = match e {
+                    crate::remote::RemoteError::Watch(j) => Error::from_response(&j),
+                    e => e.into(),
+                };
                 match first.take() {
-                    Some(f) => drop(f.send(Err(e.into()))),
-                    None => drop(tx.send(Err(e.into())).await),
+                    Some(f) => drop(f.send(Err(e))),
+                    None => drop(tx.send(Err(e)).await),
                 }
                 return;
             }

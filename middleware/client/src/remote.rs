@@ -68,9 +68,9 @@ pub enum RemoteError {
     /// A response that opened but is not JSON.
     #[error("the node's response is not JSON: {0}")]
     NotJson(String),
-    /// The node refused a watch (`{"ok": false, …}`).
-    #[error("{0}")]
-    Watch(String),
+    /// The node refused a watch: its response (`{"ok": false, "error": …, "code": …}`).
+    #[error("{}", .0.get("error").and_then(Json::as_str).unwrap_or("the node refused the watch"))]
+    Watch(Json),
     /// The node ended a watch: it stopped, or lost this client's channel.
     #[error("node {node} ended the watch")]
     WatchEnded {
@@ -95,7 +95,7 @@ impl RemoteError {
     /// use spook_client::remote::RemoteError;
     /// let node = spook_core::EndpointId([1; 32]);
     /// assert!(RemoteError::WatchEnded { node }.node_lost());
-    /// assert!(!RemoteError::Watch("no group named \"x\"".into()).node_lost());
+    /// assert!(!RemoteError::Watch(serde_json::json!({"ok": false, "error": "no group named \"x\""})).node_lost());
     /// ```
     #[must_use]
     pub fn node_lost(&self) -> bool {
@@ -260,7 +260,7 @@ impl Remote {
                     if first {
                         first = false;
                         if j.get("ok") != Some(&Json::Bool(true)) {
-                            return Err(RemoteError::Watch(j.get("error").and_then(Json::as_str).map_or_else(|| format!("the node refused the watch: {j}"), ToString::to_string)));
+                            return Err(RemoteError::Watch(j));
                         }
                     }
                     if keep(&j) && events.send(j).await.is_err() {

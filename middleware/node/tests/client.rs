@@ -79,6 +79,8 @@ async fn suite(c: &Client, base: u32) {
     // Errors a caller can match, with messages users can act on.
     let e = c.group("no-such-group").get(0, View::Pending).await.unwrap_err();
     assert!(matches!(e, Error::NotFound(_)) && e.to_string().contains("no-such-group"), "{mode}: {e:?}");
+    let e = c.group("no-such-group").watch(View::Pending).await.err().unwrap();
+    assert!(matches!(e, Error::NotFound(_)) && e.to_string().contains("no-such-group"), "{mode}: a watch too: {e:?}");
     let e = g.set(base, "battery", "full").await.unwrap_err();
     assert!(matches!(e, Error::BadValue(_)) && e.to_string().contains("battery"), "{mode}: {e:?}");
     let e = g.set(base, "no.such.field", 1).await.unwrap_err();
