@@ -258,57 +258,75 @@ impl Client {
     }
 }
 
-/// A remote watch over the client's nodes: when its node stops answering, the next one,
-/// with a snapshot there of which only the registers that changed are passed on (so that
-/// this holds for registers never shown, the first attach takes a snapshot too, passed on
-/// only if asked for; the snapshot lines a node sends after a lag notice are passed on). It gives up when watches end before passing anything on every node
-/// twice in a row.
+/// Which lines of a remote watch go on to the consumer, across the nodes it moves through:
+/// the first attach's own snapshot only if asked for; after a move, the snapshot lines of
+/// registers that did not change are dropped; the node's acceptance signals the caller.
+struct Passing {
+    /// The caller asked for a snapshot first.
+    snapshot: bool,
+    /// Still in the snapshot of the first attach.
+    initial: bool,
+    /// Each register's fields as last passed on (its id as text).
+    last_shown: std::collections::HashMap<String, Json>,
+    /// Told once the node accepted the watch, or why not.
+    first: Option<tokio::sync::oneshot::Sender<Result<(), Error>>>,
+}
+
+impl Passing {
+    /// Whether `j` goes on.
+    fn admit(&mut self, j: &Json) -> bool {
+        if j.get("ok").is_some() {
+            // The node accepted the watch.
+            if let Some(f) = self.first.take() {
+                let _ = f.send(Ok(()));
+            }
+            return false;
+        }
+        let is_snapshot = j.get("snapshot") == Some(&Json::Bool(true));
+        if j.get("event").is_none() {
+            let reg = j.get("register").map(ToString::to_string).unwrap_or_default();
+            let fields = j.get("fields").cloned().unwrap_or(Json::Null);
+            if is_snapshot && self.last_shown.get(&reg) == Some(&fields) {
+                return false;
+            }
+            self.last_shown.insert(reg, fields);
+            if is_snapshot && self.initial && !self.snapshot {
+                return false;
+            }
+        }
+        // Snapshot lines after this are the node's catch-up after a lag.
+        self.initial &= is_snapshot;
+        true
+    }
+}
+
+/// A remote watch over the client's nodes: when its node stops answering, the next one, with
+/// a snapshot there of which only the registers that changed are passed on ([`Passing`]; so
+/// that this holds for registers never shown, the first attach takes a snapshot too). It gives
+/// up when watches end before passing anything on every node twice in a row.
 async fn remote_watch(client: Client, mut remote: Arc<crate::remote::Remote>, r: Request, snapshot: bool, tx: mpsc::Sender<Result<Json, Error>>, first: tokio::sync::oneshot::Sender<Result<(), Error>>) {
     let Conn::Remote(f) = &*client.inner.conn else { return };
     let Request::Watch { group, view, typed, .. } = r else { return };
     let req = Request::Watch { group, view, snapshot: true, typed };
     let nodes = f.lock().await.nodes();
-    let mut last_shown: std::collections::HashMap<String, Json> = std::collections::HashMap::new();
-    let mut first = Some(first);
-    let mut first_attach = true;
+    let mut passing = Passing { snapshot, initial: true, last_shown: std::collections::HashMap::new(), first: Some(first) };
     let mut fruitless = 0;
-    // Lines go through a channel of their own so that the filter can see them.
     loop {
+        // Lines go through a channel of their own so that `passing` can see them.
         let (inner_tx, mut inner_rx) = mpsc::channel::<Json>(crate::watch::WATCH_QUEUE);
         let mut shown = 0u64;
-        // The first attach's own snapshot, passed on only if asked for.
-        let mut initial = first_attach;
         let res = {
-            let watch = remote.watch(&req, &inner_tx, |_| true);
+            let watch = remote.watch(&req, &inner_tx);
             tokio::pin!(watch);
             loop {
                 tokio::select! {
                     res = &mut watch => break res,
                     Some(j) = inner_rx.recv() => {
-                        if j.get("ok").is_some() {
-                            // The node accepted the watch.
-                            if let Some(f) = first.take() {
-                                let _ = f.send(Ok(()));
+                        if passing.admit(&j) {
+                            shown += 1;
+                            if tx.send(Ok(j)).await.is_err() {
+                                return;
                             }
-                            continue;
-                        }
-                        let reg = j.get("register").map(ToString::to_string).unwrap_or_default();
-                        let is_snapshot = j.get("snapshot") == Some(&Json::Bool(true));
-                        let fields = j.get("fields").cloned().unwrap_or(Json::Null);
-                        if j.get("event").is_none() {
-                            if is_snapshot && last_shown.get(&reg) == Some(&fields) {
-                                continue;
-                            }
-                            last_shown.insert(reg, fields);
-                            if is_snapshot && initial && !snapshot {
-                                continue;
-                            }
-                        }
-                        // Snapshot lines after this are the node's catch-up after a lag.
-                        initial &= is_snapshot;
-                        shown += 1;
-                        if tx.send(Ok(j)).await.is_err() {
-                            return;
                         }
                     }
                 }
@@ -316,15 +334,14 @@ async fn remote_watch(client: Client, mut remote: Arc<crate::remote::Remote>, r:
         };
         // What the node sent before it ended.
         while let Ok(j) = inner_rx.try_recv() {
-            if j.get("ok").is_some() {
-                continue;
-            }
-            shown += 1;
-            if tx.send(Ok(j)).await.is_err() {
-                return;
+            if passing.admit(&j) {
+                shown += 1;
+                if tx.send(Ok(j)).await.is_err() {
+                    return;
+                }
             }
         }
-        first_attach = false;
+        passing.initial = false;
         let node = remote.node();
         match res {
             Ok(()) => return,
@@ -350,7 +367,7 @@ async fn remote_watch(client: Client, mut remote: Arc<crate::remote::Remote>, r:
                     crate::remote::RemoteError::Watch(j) => Error::from_response(&j),
                     e => e.into(),
                 };
-                match first.take() {
+                match passing.first.take() {
                     Some(f) => drop(f.send(Err(e))),
                     None => drop(tx.send(Err(e)).await),
                 }

@@ -71,14 +71,7 @@ pub(crate) fn value_from(j: &Json, typed: bool) -> Result<Value, Error> {
     if typed {
         return serde_json::from_value(j.clone()).map_err(|e| Error::Protocol(format!("a value this client cannot read ({e}): {j}")));
     }
-    Ok(match j {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => n.as_i64().map_or_else(|| Value::F64(n.as_f64().unwrap_or(f64::NAN)), Value::I64),
-        Json::String(s) => Value::Str(s.clone()),
-        Json::Array(a) => Value::List(a.iter().map(|x| value_from(x, false)).collect::<Result<_, _>>()?),
-        Json::Object(o) => Value::Map(o.iter().map(|(k, v)| Ok((k.clone(), value_from(v, false)?))).collect::<Result<_, Error>>()?),
-    })
+    Ok(crate::proto::untyped_value(j))
 }
 
 pub(crate) fn fields_from(j: &Json, typed: bool) -> Result<Fields, Error> {
@@ -89,7 +82,8 @@ pub(crate) fn fields_from(j: &Json, typed: bool) -> Result<Fields, Error> {
     }
 }
 
-fn typed(v: &Value) -> Result<Json, Error> {
+/// A value as a typed request carries it: its serde form.
+pub(crate) fn typed(v: &Value) -> Result<Json, Error> {
     serde_json::to_value(v).map_err(|e| Error::BadValue(e.to_string()))
 }
 

@@ -14,6 +14,26 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// JSON read without a schema: integers, floats, text, lists and maps as they are (a field
+/// of a known kind is read by the node with its schema instead).
+///
+/// ```
+/// use spook_core::Value;
+/// assert_eq!(spook_client::proto::untyped_value(&serde_json::json!([1, 0.5, "a"])), Value::List(vec![Value::I64(1), Value::F64(0.5), Value::Str("a".into())]));
+/// ```
+#[must_use]
+pub fn untyped_value(j: &Json) -> spook_core::Value {
+    use spook_core::Value;
+    match j {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => n.as_i64().map_or_else(|| Value::F64(n.as_f64().unwrap_or(f64::NAN)), Value::I64),
+        Json::String(s) => Value::Str(s.clone()),
+        Json::Array(a) => Value::List(a.iter().map(untyped_value).collect()),
+        Json::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), untyped_value(v))).collect()),
+    }
+}
+
 /// A register, by id or by name: `7` or `"drone-7"` in JSON. A name is resolved by the
 /// group's schema ([`spook_core::Schema::resolve_register`]), the same way on every member.
 ///

@@ -235,8 +235,8 @@ impl Remote {
         serde_json::from_slice(&pt).map_err(|e| RemoteError::NotJson(e.to_string()))
     }
 
-    /// Stream a group's changes (the events a local `watch` gives) into `events`, those
-    /// `keep` lets through, until `events` is closed: first the node's acceptance
+    /// Stream a group's changes (the events a local `watch` gives) into `events` until
+    /// `events` is closed: first the node's acceptance
     /// (`{"ok": true, ...}`), then with `snapshot` every register written so far, then the
     /// changes. Meanwhile it asks the node for its id every [`WATCH_KEEPALIVE`], so the
     /// node keeps the watch.
@@ -244,7 +244,7 @@ impl Remote {
     /// # Errors
     /// The node refuses the watch (no such group), ends it (it stopped, or lost this client's
     /// channel), or stops answering.
-    pub async fn watch(&self, watch: &Request, events: &tokio::sync::mpsc::Sender<Json>, mut keep: impl FnMut(&Json) -> bool) -> Result<(), RemoteError> {
+    pub async fn watch(&self, watch: &Request, events: &tokio::sync::mpsc::Sender<Json>) -> Result<(), RemoteError> {
         let sealed = self.seal(watch)?;
         // The watch lasts as long as the keep-alives: the node ends it.
         let replies = self.probe().get(sealed, Duration::from_secs(365 * 24 * 3600)).await?;
@@ -263,7 +263,7 @@ impl Remote {
                             return Err(RemoteError::Watch(j));
                         }
                     }
-                    if keep(&j) && events.send(j).await.is_err() {
+                    if events.send(j).await.is_err() {
                         return Ok(());
                     }
                 }

@@ -5,7 +5,7 @@ use serde_json::Value as Json;
 use spook_core::Value;
 
 use crate::error::Error;
-use crate::group::Group;
+use crate::group::{typed, Group};
 use crate::proto::{Reg, Request, TxCondition, TxSet};
 
 /// How a transaction ended, as far as this node knows.
@@ -51,10 +51,6 @@ impl Outcome {
             _ => return Err(Error::Protocol(format!("a transaction outcome without a state: {j}"))),
         })
     }
-}
-
-fn typed(v: &Value) -> Result<Json, Error> {
-    serde_json::to_value(v).map_err(|e| Error::BadValue(e.to_string()))
 }
 
 /// A condition of a transaction on the committed serial state of one cell.

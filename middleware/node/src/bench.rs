@@ -276,6 +276,34 @@ async fn latency(dir: &std::path::Path, raw: &mut RawZenoh, samples: usize, trus
 /// Concurrent writers in the throughput runs.
 const CLIENTS: usize = 16;
 
+/// [`CLIENTS`] concurrent writers, each making `per` writes of 100 updates to node `a`: as
+/// JSON requests, or through `client`.
+async fn concurrent_writes(a: &NodeHandle, client: Option<&spook_client::Client>, per: usize) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (a, cl) = (a.clone(), client.cloned());
+        tasks.push(tokio::spawn(async move {
+            for k in 0..per {
+                let x = (k * CLIENTS + c) as f64;
+                let value = |r: u32| x + f64::from(r) / 1000.0;
+                match &cl {
+                    Some(cl) => drop(cl.group("fleet").write_many((0..100u32).map(|r| (r, "pose.translation.x".to_string(), spook_client::Value::F64(value(r))))).await?),
+                    None => {
+                        let set: Vec<FieldWrite> = (0..100u32).map(|r| FieldWrite { register: r.into(), field: "pose.translation.x".into(), value: json!(value(r)) }).collect();
+                        let r = a.request(Request::Write { group: "fleet".into(), set, typed: false }).await;
+                        anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
 /// Updates/s from one writer to `watchers` nodes, in writes of 100 updates; and CPU cores
 /// used by the whole domain meanwhile.
 async fn throughput(dir: &std::path::Path, watchers: usize, batches: usize) -> anyhow::Result<(f64, f64)> {
@@ -286,22 +314,7 @@ async fn throughput(dir: &std::path::Path, watchers: usize, batches: usize) -> a
     // Each client is answered once its write is durable; with many writing at once, the node
     // commits all the writes queued meanwhile with one fsync (group commit).
     let per = batches / CLIENTS;
-    let mut clients = Vec::new();
-    for c in 0..CLIENTS {
-        let a = a.clone();
-        clients.push(tokio::spawn(async move {
-            for k in 0..per {
-                let v = (k * CLIENTS + c) as f64;
-                let set: Vec<FieldWrite> = (0..100u32).map(|r| FieldWrite { register: r.into(), field: "pose.translation.x".into(), value: json!(v + f64::from(r) / 1000.0) }).collect();
-                let r = a.request(Request::Write { group: "fleet".into(), set, typed: false }).await;
-                anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for c in clients {
-        c.await??;
-    }
+    concurrent_writes(a, None, per).await?;
     let batches = per * CLIENTS;
     let want = base + batches as u64;
     for (h, _) in &nodes[1..] {
@@ -435,7 +448,7 @@ const PATHS: [Path; 4] = [Path::Json, Path::Embedded, Path::Local, Path::Remote]
 /// # Errors
 /// A node cannot start, or a write or the watch fails.
 pub async fn client_modes(samples: usize, batches: usize) -> anyhow::Result<()> {
-    use spook_client::{Client, RemoteOptions, Value};
+    use spook_client::{Client, RemoteOptions};
     let dir = std::env::temp_dir().join(format!("spook-bench-client-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -497,27 +510,7 @@ pub async fn client_modes(samples: usize, batches: usize) -> anyhow::Result<()> 
         let base = seq_of(&a, &ids[0].to_string()).await;
         let t0 = Instant::now();
         let per = (batches / CLIENTS).max(1);
-        let mut tasks = Vec::new();
-        for c in 0..CLIENTS {
-            let (a, cl) = (a.clone(), client(p).cloned());
-            tasks.push(tokio::spawn(async move {
-                for k in 0..per {
-                    let x = (k * CLIENTS + c) as f64;
-                    match &cl {
-                        Some(cl) => drop(cl.group("fleet").write_many((0..100u32).map(|r| (r, "pose.translation.x".to_string(), Value::F64(x + f64::from(r) / 1000.0)))).await?),
-                        None => {
-                            let set: Vec<FieldWrite> = (0..100u32).map(|r| FieldWrite { register: r.into(), field: "pose.translation.x".into(), value: json!(x + f64::from(r) / 1000.0) }).collect();
-                            let r = a.request(Request::Write { group: "fleet".into(), set, typed: false }).await;
-                            anyhow::ensure!(r["ok"] == json!(true), "write: {r}");
-                        }
-                    }
-                }
-                Ok::<_, anyhow::Error>(())
-            }));
-        }
-        for t in tasks {
-            t.await??;
-        }
+        concurrent_writes(&a, client(p), per).await?;
         let want = base + (per * CLIENTS) as u64;
         while seq_of(&b, &ids[0].to_string()).await < want {
             anyhow::ensure!(t0.elapsed() < Duration::from_secs(120), "node B did not receive every write within 120 s");

@@ -111,12 +111,8 @@ pub fn serve(socket: &ControlSocket, node: crate::NodeHandle) -> std::io::Result
                     }
                     let resp = match serde_json::from_str::<Request>(&line) {
                         Err(e) => error(crate::refusal::Refusal::new(ErrorCode::BadRequest, format!("bad request: {e}"))),
-                        Ok(Request::Watch { group, view, snapshot, typed }) => {
-                            let view = match view.as_deref().unwrap_or("pending") {
-                                "committed" => spook_core::View::Committed,
-                                _ => spook_core::View::Pending,
-                            };
-                            let (first, mut rx) = node.watch(group, view, snapshot, typed).await;
+                        Ok(r @ Request::Watch { .. }) => {
+                            let (first, mut rx) = node.watch_request(r).await;
                             let failed = first.get("ok") != Some(&Json::Bool(true));
                             if w.write_all(format!("{first}\n").as_bytes()).await.is_err() || failed {
                                 continue;

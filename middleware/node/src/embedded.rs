@@ -15,17 +15,7 @@ impl spook_client::Embedded for NodeHandle {
     }
 
     fn watch(&self, r: Request) -> BoxFuture<'_, (Json, mpsc::Receiver<Json>)> {
-        Box::pin(async move {
-            let Request::Watch { group, view, snapshot, typed } = r else {
-                let (_, rx) = mpsc::channel(1);
-                return (crate::control::error("not a watch request"), rx);
-            };
-            let view = match view.as_deref() {
-                Some("committed") => spook_core::View::Committed,
-                _ => spook_core::View::Pending,
-            };
-            NodeHandle::watch(self, group, view, snapshot, typed).await
-        })
+        Box::pin(NodeHandle::watch_request(self, r))
     }
 }
 

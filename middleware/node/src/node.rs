@@ -126,6 +126,20 @@ impl NodeHandle {
         rx.await.unwrap_or_else(|_| control::error("the node has stopped"))
     }
 
+    /// A [`Request::Watch`] as the control socket and an embedded client send it: its view
+    /// read as a remote client's is ([`NodeHandle::watch`] then).
+    pub async fn watch_request(&self, r: Request) -> (Json, mpsc::Receiver<Json>) {
+        // A refusal, and no events (the sender is gone at once).
+        let refused = |e: Refusal| (control::error(e), mpsc::channel(1).1);
+        let Request::Watch { group, view, snapshot, typed } = r else {
+            return refused(Refusal::new(spook_client::proto::ErrorCode::BadRequest, "not a watch request"));
+        };
+        match parse_view(view.as_deref()) {
+            Ok(view) => self.watch(group, view, snapshot, typed).await,
+            Err(e) => refused(e),
+        }
+    }
+
     /// Subscribe to a group's changes; the first value is the response. With `snapshot`,
     /// every register written so far comes first ([`Request::Watch`]).
     /// With `typed`, values are serde `Value`s rather than schema-typed JSON. The queue is
@@ -1375,9 +1389,11 @@ impl Node {
             let GroupRt { watchers, replica, info, .. } = &mut *g;
             for (view, regs) in changed {
                 for reg in regs {
+                    // Each line is made once for all the watchers of its form (typed or not).
+                    let mut lines: [Option<Json>; 2] = [None, None];
                     for w in watchers.iter_mut().filter(|w| w.view == view) {
                         let typed = w.typed;
-                        w.change(reg, || change_json(&info.name, replica, view, reg, typed));
+                        w.change(reg, || lines[usize::from(typed)].get_or_insert_with(|| change_json(&info.name, replica, view, reg, typed)).clone());
                     }
                 }
             }

@@ -61,19 +61,8 @@ pub fn from_json(field: &str, kind: ValueKind, j: &Json) -> Result<Value, ValueE
             Value::Pose(t, q)
         }
         ValueKind::Bytes => Value::Bytes(j.as_str().ok_or_else(|| err("a string of bytes"))?.as_bytes().to_vec()),
-        _ => any(j),
+        _ => spook_client::proto::untyped_value(j),
     })
-}
-
-fn any(j: &Json) -> Value {
-    match j {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => n.as_i64().map_or_else(|| Value::F64(n.as_f64().unwrap_or(f64::NAN)), Value::I64),
-        Json::String(s) => Value::Str(s.clone()),
-        Json::Array(a) => Value::List(a.iter().map(any).collect()),
-        Json::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), any(v))).collect()),
-    }
 }
 
 fn short(j: &Json) -> String {
