@@ -19,10 +19,24 @@ use crate::proto::Request;
 use crate::watch::{AbortOnDrop, Watch};
 
 /// A boxed future, for [`Embedded`].
+///
+/// ```
+/// let answer: spook_client::BoxFuture<'_, u32> = Box::pin(async { 42 });
+/// # drop(answer);
+/// ```
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A node running in this process, as `spook-node` provides it (`spook_node::embedded`):
 /// the client hands it requests as they are, with no socket and no serialisation.
+///
+/// ```no_run
+/// // spook_node::embedded::start(config) returns a client of a node it starts in this process;
+/// // any other implementation plugs in the same way:
+/// # fn f(node: std::sync::Arc<dyn spook_client::Embedded>) {
+/// let client = spook_client::Client::embedded(node);
+/// assert_eq!(client.mode(), spook_client::Mode::Embedded);
+/// # }
+/// ```
 pub trait Embedded: Send + Sync + 'static {
     /// Answer a request (`{"ok": ...}`).
     fn request(&self, r: Request) -> BoxFuture<'_, Json>;
@@ -31,6 +45,14 @@ pub trait Embedded: Send + Sync + 'static {
 }
 
 /// Which way in a client took.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), spook_client::Error> {
+/// use spook_client::Mode;
+/// let client = spook_client::Client::local("/run/spook/control.sock").await?;
+/// assert_eq!(client.mode(), Mode::Local);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// A node in this process.
@@ -41,6 +63,8 @@ pub enum Mode {
     Remote,
 }
 
+// One per client, shared by its clones: the remote variant's size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Conn {
     Embedded(Arc<dyn Embedded>),
     Local(Local),
@@ -93,6 +117,12 @@ impl Client {
 
     /// A client of the node running in this process. Its transactions' session is a fresh
     /// random id unless [`Client::with_session`] names one.
+    ///
+    /// ```no_run
+    /// # fn f(node: std::sync::Arc<dyn spook_client::Embedded>) {
+    /// let client = spook_client::Client::embedded(node);
+    /// # }
+    /// ```
     #[must_use]
     pub fn embedded(node: Arc<dyn Embedded>) -> Client {
         Client::new(Conn::Embedded(node), spook_secure::Identity::generate().id())
@@ -102,6 +132,16 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Unreachable`] when no node answers there.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), spook_client::Error> {
+    /// match spook_client::Client::local("/run/spook/control.sock").await {
+    ///     Ok(client) => println!("attached to node {}", client.node_id().await?),
+    ///     Err(spook_client::Error::Unreachable { path, .. }) => eprintln!("no spookd at {}", path.display()),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn local(path: impl AsRef<Path>) -> Result<Client, Error> {
         let c = Client::new(Conn::Local(Local::new(path.as_ref())), spook_secure::Identity::generate().id());
         c.node_id().await?;
@@ -114,6 +154,16 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::Remote`] when no node answers (each one's reason inside).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), spook_client::Error> {
+    /// use spook_client::{identity, Client, RemoteOptions};
+    /// let me = identity::load_or_create("agent.key".as_ref()).expect("a key file");
+    /// let node = "0f3c…".parse().unwrap_or(me.id()); // a node's id, from `spook id` on it
+    /// let client = Client::remote(RemoteOptions::new(me, "lab").node(node).connect("tcp/127.0.0.1:7447")).await?;
+    /// assert_eq!(client.mode(), spook_client::Mode::Remote);
+    /// # Ok(()) }
+    /// ```
     pub async fn remote(opts: RemoteOptions) -> Result<Client, Error> {
         if opts.nodes.is_empty() {
             return Err(Error::BadValue("a remote client needs at least one node to attach to (RemoteOptions::node)".into()));
@@ -130,6 +180,14 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::NotAllowed`] for a remote client: its session is the key it proved.
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+    /// let saved = client.session_id();          // kept from an earlier run
+    /// let resumed = client.with_session(saved)?;  // its transactions are (saved, seq)
+    /// assert_eq!(resumed.session_id(), saved);
+    /// # Ok(()) }
+    /// ```
     pub fn with_session(&self, id: EndpointId) -> Result<Client, Error> {
         if matches!(*self.inner.conn, Conn::Remote(_)) {
             return Err(Error::NotAllowed("a remote client's session is the key it proved in its handshake: attach with that key instead".into()));
@@ -138,6 +196,12 @@ impl Client {
     }
 
     /// Which way in this client took.
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+    /// println!("reached the domain {:?}", client.mode());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn mode(&self) -> Mode {
         match *self.inner.conn {
@@ -148,6 +212,12 @@ impl Client {
     }
 
     /// The client's session id (the `client` of its transactions).
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+    /// println!("my transactions are ({}, seq)", client.session_id());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn session_id(&self) -> EndpointId {
         self.inner.session
@@ -158,6 +228,13 @@ impl Client {
     }
 
     /// A handle on the group named `name` on the node (or its hex id). Nothing is asked yet.
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+    /// let fleet = client.group("fleet");
+    /// assert_eq!(fleet.name(), "fleet");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn group(&self, name: &str) -> Group {
         Group::new(self.clone(), name)
@@ -167,6 +244,12 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::NodeLost`] or [`Error::Unreachable`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+    /// println!("served by {}", client.node_id().await?);
+    /// # Ok(()) }
+    /// ```
     pub async fn node_id(&self) -> Result<EndpointId, Error> {
         let j = self.call(&Request::Id).await?;
         j.get("id").and_then(Json::as_str).and_then(|s| s.parse().ok()).ok_or_else(|| Error::Protocol(format!("an id answer without an id: {j}")))
@@ -176,6 +259,14 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::NodeLost`] or [`Error::Unreachable`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+    /// for name in client.groups().await? {
+    ///     println!("{name}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn groups(&self) -> Result<Vec<String>, Error> {
         let j = self.call(&Request::GroupList).await?;
         Ok(j.get("groups").and_then(Json::as_array).map(|g| g.iter().filter_map(|g| g.get("name").and_then(Json::as_str).map(str::to_string)).collect()).unwrap_or_default())
@@ -188,6 +279,14 @@ impl Client {
     /// # Errors
     /// The node's refusal as an [`Error`]; [`Error::NotAllowed`] for administration over
     /// zenoh.
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+    /// use spook_client::proto::Request;
+    /// let answer = client.call(&Request::GroupList).await?;
+    /// println!("{}", answer["groups"]);
+    /// # Ok(()) }
+    /// ```
     pub async fn call(&self, r: &Request) -> Result<Json, Error> {
         let j = match &*self.inner.conn {
             Conn::Embedded(n) => n.request(r.clone()).await,
@@ -247,9 +346,8 @@ impl Client {
                 let remote = f.lock().await.attached().await?;
                 let (first_tx, first_rx) = tokio::sync::oneshot::channel();
                 let task = tokio::spawn(async move { remote_watch(client, remote, r, snapshot, tx, first_tx).await });
-                match first_rx.await {
-                    Ok(Err(e)) => return Err(e),
-                    Ok(Ok(())) | Err(_) => {}
+                if let Ok(Err(e)) = first_rx.await {
+                    return Err(e);
                 }
                 task
             }

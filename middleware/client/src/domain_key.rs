@@ -14,6 +14,13 @@
 const TOKEN_PREFIX: &str = "spookdk1";
 
 /// A domain key of one generation (one more at each rotation).
+///
+/// ```
+/// use spook_client::domain_key::DomainKey;
+/// let k = DomainKey::generate(1);
+/// assert_eq!(DomainKey::from_token(&k.token()).unwrap(), k);
+/// assert!(!format!("{k:?}").contains(&k.password()), "Debug hides the secret");
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct DomainKey {
     /// The generation: zenoh's user name is `spook-g<generation>`.
@@ -28,6 +35,12 @@ impl std::fmt::Debug for DomainKey {
 }
 
 /// A token or stored key that cannot be read.
+///
+/// ```
+/// use spook_client::domain_key::{DomainKey, DomainKeyError};
+/// assert_eq!(DomainKey::from_token("hello"), Err(DomainKeyError::NotAToken));
+/// assert_eq!(DomainKey::from_token("spookdk1abc"), Err(DomainKeyError::Damaged));
+/// ```
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DomainKeyError {
     /// It does not start with `spookdk1`.
@@ -40,6 +53,11 @@ pub enum DomainKeyError {
 
 impl DomainKey {
     /// A fresh random key of `generation`.
+    ///
+    /// ```
+    /// let k = spook_client::domain_key::DomainKey::generate(3);
+    /// assert_eq!((k.generation, k.user()), (3, "spook-g3".to_string()));
+    /// ```
     #[must_use]
     pub fn generate(generation: u32) -> DomainKey {
         let mut secret = [0u8; 32];
@@ -48,6 +66,12 @@ impl DomainKey {
     }
 
     /// The bytes kept in the ledger and in the token: generation (LE) then secret.
+    ///
+    /// ```
+    /// use spook_client::domain_key::DomainKey;
+    /// let k = DomainKey::generate(2);
+    /// assert_eq!(DomainKey::from_bytes(&k.to_bytes()).unwrap(), k);
+    /// ```
     #[must_use]
     pub fn to_bytes(&self) -> [u8; 36] {
         let mut b = [0u8; 36];
@@ -60,6 +84,10 @@ impl DomainKey {
     ///
     /// # Errors
     /// [`DomainKeyError::Damaged`] unless there are exactly 36 bytes.
+    ///
+    /// ```
+    /// assert!(spook_client::domain_key::DomainKey::from_bytes(&[0; 5]).is_err());
+    /// ```
     pub fn from_bytes(b: &[u8]) -> Result<DomainKey, DomainKeyError> {
         let b: [u8; 36] = b.try_into().map_err(|_| DomainKeyError::Damaged)?;
         let mut secret = [0u8; 32];
@@ -84,6 +112,13 @@ impl DomainKey {
     ///
     /// # Errors
     /// [`DomainKeyError`] when it is not a domain key token.
+    ///
+    /// ```
+    /// use spook_client::domain_key::DomainKey;
+    /// let token = DomainKey::generate(1).token();
+    /// assert!(token.starts_with("spookdk1"));
+    /// assert_eq!(DomainKey::from_token(&format!("  {token}\n")).unwrap().token(), token);
+    /// ```
     pub fn from_token(s: &str) -> Result<DomainKey, DomainKeyError> {
         let h = s.trim().strip_prefix(TOKEN_PREFIX).ok_or(DomainKeyError::NotAToken)?;
         if h.len() != 72 || !h.is_ascii() {
@@ -96,12 +131,21 @@ impl DomainKey {
     /// The zenoh user name this key presents (`spook-g<generation>`): with [`Self::password`],
     /// what a `zenohd` router of the domain needs in its dictionary file and its
     /// `transport/auth/usrpwd` settings (`spook domain-key --zenoh` prints them).
+    ///
+    /// ```
+    /// assert_eq!(spook_client::domain_key::DomainKey::generate(7).user(), "spook-g7");
+    /// ```
     #[must_use]
     pub fn user(&self) -> String {
         format!("spook-g{}", self.generation)
     }
 
     /// The zenoh password: the secret, as hex. Handle it as the key itself.
+    ///
+    /// ```
+    /// let k = spook_client::domain_key::DomainKey::generate(1);
+    /// assert_eq!(k.password().len(), 64);
+    /// ```
     #[must_use]
     pub fn password(&self) -> String {
         crate::keys::hex(&self.secret)
@@ -111,6 +155,11 @@ impl DomainKey {
     ///
     /// # Errors
     /// zenoh refuses the settings.
+    ///
+    /// ```
+    /// let mut z = zenoh::Config::default();
+    /// spook_client::domain_key::DomainKey::generate(1).configure_client(&mut z).unwrap();
+    /// ```
     pub fn configure_client(&self, z: &mut zenoh::Config) -> Result<(), String> {
         let set = |z: &mut zenoh::Config, k: &str, v: String| z.insert_json5(k, &v).map_err(|e| format!("zenoh config {k}: {e}"));
         set(z, "transport/auth/usrpwd/user", format!("{:?}", self.user()))?;

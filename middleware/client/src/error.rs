@@ -76,6 +76,12 @@ impl Error {
 
     /// Whether the node is gone (rather than refusing): another node of the domain may serve
     /// the request.
+    ///
+    /// ```
+    /// use spook_client::Error;
+    /// assert!(Error::NodeLost { message: "gone".into(), may_have_applied: false }.node_lost());
+    /// assert!(!Error::NotFound("no group".into()).node_lost());
+    /// ```
     #[must_use]
     pub fn node_lost(&self) -> bool {
         match self {

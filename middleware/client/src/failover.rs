@@ -42,12 +42,23 @@ pub struct RemoteOptions {
 
 impl RemoteOptions {
     /// Options for `identity` in `domain`; name nodes and endpoints with the builders.
+    ///
+    /// ```
+    /// let o = spook_client::RemoteOptions::new(spook_secure::Identity::generate(), "lab");
+    /// assert_eq!((o.domain.as_str(), o.nodes.len()), ("lab", 0));
+    /// ```
     #[must_use]
     pub fn new(identity: Identity, domain: &str) -> RemoteOptions {
         RemoteOptions { identity, domain: domain.to_string(), nodes: Vec::new(), connect: Vec::new(), domain_key: None, timeout: Duration::from_secs(10) }
     }
 
     /// Add a node to attach to.
+    ///
+    /// ```
+    /// let (a, b) = (spook_core::EndpointId([1; 32]), spook_core::EndpointId([2; 32]));
+    /// let o = spook_client::RemoteOptions::new(spook_secure::Identity::generate(), "lab").node(a).node(b);
+    /// assert_eq!(o.nodes, vec![a, b], "tried in this order");
+    /// ```
     #[must_use]
     pub fn node(mut self, id: EndpointId) -> RemoteOptions {
         self.nodes.push(id);
@@ -55,6 +66,11 @@ impl RemoteOptions {
     }
 
     /// Add a zenoh endpoint.
+    ///
+    /// ```
+    /// let o = spook_client::RemoteOptions::new(spook_secure::Identity::generate(), "lab").connect("tcp/10.0.0.5:7447");
+    /// assert_eq!(o.connect, vec!["tcp/10.0.0.5:7447".to_string()]);
+    /// ```
     #[must_use]
     pub fn connect(mut self, locator: &str) -> RemoteOptions {
         self.connect.push(locator.to_string());
@@ -62,6 +78,13 @@ impl RemoteOptions {
     }
 
     /// Present the domain key.
+    ///
+    /// ```
+    /// use spook_client::domain_key::DomainKey;
+    /// let key = DomainKey::generate(1);
+    /// let o = spook_client::RemoteOptions::new(spook_secure::Identity::generate(), "lab").domain_key(key.clone());
+    /// assert_eq!(o.domain_key, Some(key));
+    /// ```
     #[must_use]
     pub fn domain_key(mut self, key: DomainKey) -> RemoteOptions {
         self.domain_key = Some(key);

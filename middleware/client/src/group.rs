@@ -1,7 +1,5 @@
 //! A group handle: reads, writes, transactions and watches of one entanglement group, typed.
 
-use std::collections::BTreeMap;
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -9,15 +7,20 @@ use spook_core::{EndpointId, Value, View};
 
 use crate::error::Error;
 use crate::proto::{FieldWrite, Reg, Request};
-use crate::tx::{Outcome, Tx};
+use crate::tx::Tx;
+use spook_core::api::{Fields, Outcome};
 use crate::watch::Watch;
 use crate::Client;
 
-/// A register's fields: name to value.
-pub type Fields = BTreeMap<String, Value>;
-
 /// One group of the client's domain, by the name its node knows it by (or its hex id).
 /// Cheap to clone; every call goes to the client's node.
+///
+/// ```no_run
+/// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+/// let fleet = client.group("fleet");
+/// fleet.set("drone-7", "battery", 0.8).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Group {
     client: Client,
@@ -25,6 +28,13 @@ pub struct Group {
 }
 
 /// What a watch asks for.
+///
+/// ```no_run
+/// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+/// use spook_client::{View, WatchOptions};
+/// let mut w = fleet.watch_with(WatchOptions { view: View::Committed, snapshot: true }).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WatchOptions {
     /// The view: pending (every change as it is applied) or committed.
@@ -40,6 +50,13 @@ impl Default for WatchOptions {
 }
 
 /// A group's state on the client's node.
+///
+/// ```no_run
+/// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+/// let s = fleet.status().await?;
+/// println!("{}: {} members, {} pending, hash {}", s.name, s.members.len(), s.pending, s.state_hash);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupStatus {
     /// The group's name on that node.
@@ -93,6 +110,12 @@ impl Group {
     }
 
     /// The group's name (as given to [`Client::group`]).
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+    /// assert_eq!(client.group("fleet").name(), "fleet");
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
@@ -106,6 +129,14 @@ impl Group {
     ///
     /// # Errors
     /// [`Error::NotFound`] for a group the node does not hold; [`Error::NodeLost`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// use spook_client::View;
+    /// let fields = fleet.get(7, View::Committed).await?;
+    /// println!("battery {:?}", fields.get("battery"));
+    /// # Ok(()) }
+    /// ```
     pub async fn get(&self, register: impl Into<Reg>, view: View) -> Result<Fields, Error> {
         let r = Request::Get { group: self.name.clone(), register: register.into(), field: None, view: Some(view_name(view).into()), typed: true };
         let j = self.client.call(&r).await?;
@@ -116,6 +147,15 @@ impl Group {
     ///
     /// # Errors
     /// [`Error::NotFound`] for a group or field the node does not know; [`Error::NodeLost`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// use spook_client::{Value, View};
+    /// if let Some(Value::F64(b)) = fleet.get_field("drone-7", "battery", View::Pending).await? {
+    ///     println!("{b}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn get_field(&self, register: impl Into<Reg>, field: &str, view: View) -> Result<Option<Value>, Error> {
         let r = Request::Get { group: self.name.clone(), register: register.into(), field: Some(field.to_string()), view: Some(view_name(view).into()), typed: true };
         let j = self.client.call(&r).await?;
@@ -131,6 +171,12 @@ impl Group {
     /// # Errors
     /// [`Error::BadValue`] for a value or field that does not fit the schema;
     /// [`Error::StorageUnavailable`] when the node cannot store it; [`Error::NodeLost`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// let seq = fleet.set(7, "battery", 0.82).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn set(&self, register: impl Into<Reg>, field: &str, value: impl Into<Value>) -> Result<u64, Error> {
         let r = Request::Set { group: self.name.clone(), register: register.into(), field: field.to_string(), value: typed(&value.into())?, typed: true };
         seq(&self.client.call(&r).await?)
@@ -141,6 +187,13 @@ impl Group {
     ///
     /// # Errors
     /// As [`Group::set`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// use spook_client::Value;
+    /// fleet.write(7, [("pose.translation.x", Value::F64(1.0)), ("pose.translation.y", Value::F64(2.0))]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn write<K: Into<String>, V: Into<Value>>(&self, register: impl Into<Reg>, fields: impl IntoIterator<Item = (K, V)>) -> Result<u64, Error> {
         let register = register.into();
         let set = fields.into_iter().map(|(k, v)| Ok(FieldWrite { register: register.clone(), field: k.into(), value: typed(&v.into())? })).collect::<Result<Vec<_>, Error>>()?;
@@ -151,6 +204,13 @@ impl Group {
     ///
     /// # Errors
     /// As [`Group::set`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// use spook_client::Value;
+    /// fleet.write_many((0..3u32).map(|d| (d, "battery".to_string(), Value::F64(0.9)))).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn write_many<R: Into<Reg>>(&self, writes: impl IntoIterator<Item = (R, String, Value)>) -> Result<u64, Error> {
         let set = writes.into_iter().map(|(register, field, v)| Ok(FieldWrite { register: register.into(), field, value: typed(&v)? })).collect::<Result<Vec<_>, Error>>()?;
         self.write_fields(set, true).await
@@ -170,6 +230,19 @@ impl Group {
     /// # Errors
     /// [`Error::BadValue`] if `value` is not a struct or map, or a field does not fit;
     /// otherwise as [`Group::set`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// #[derive(serde::Serialize)]
+    /// struct Position {
+    ///     #[serde(rename = "pose.translation.x")]
+    ///     x: f64,
+    ///     #[serde(rename = "pose.translation.y")]
+    ///     y: f64,
+    /// }
+    /// fleet.write_as(7, &Position { x: 1.0, y: 2.0 }).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn write_as<T: Serialize>(&self, register: impl Into<Reg>, value: &T) -> Result<u64, Error> {
         let register = register.into();
         let Json::Object(o) = serde_json::to_value(value).map_err(|e| Error::BadValue(e.to_string()))? else {
@@ -185,6 +258,16 @@ impl Group {
     /// # Errors
     /// [`Error::BadValue`] when the fields do not make a `T` (a missing field that is not an
     /// `Option`, say); otherwise as [`Group::get`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Battery {
+    ///     battery: Option<f64>,
+    /// }
+    /// let b: Battery = fleet.get_as(7, spook_client::View::Committed).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_as<T: DeserializeOwned>(&self, register: impl Into<Reg>, view: View) -> Result<T, Error> {
         let register = register.into();
         let r = Request::Get { group: self.name.clone(), register: register.clone(), field: None, view: Some(view_name(view).into()), typed: false };
@@ -197,12 +280,27 @@ impl Group {
     ///
     /// # Errors
     /// As [`Group::get`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// let schema = fleet.schema().await?;
+    /// let id = schema.resolve_register("drone-7");
+    /// println!("drone-7 is register {id}; fields: {:?}", schema.fields.iter().map(|f| &f.name).collect::<Vec<_>>());
+    /// # Ok(()) }
+    /// ```
     pub async fn schema(&self) -> Result<spook_core::Schema, Error> {
         let j = self.client.call(&Request::Schema { group: self.name.clone() }).await?;
         serde_json::from_value(j.get("schema").cloned().unwrap_or(Json::Null)).map_err(|e| Error::Protocol(format!("a schema this client cannot read: {e}")))
     }
 
     /// A serial transaction (serial groups only).
+    ///
+    /// ```no_run
+    /// # async fn f(tasks: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// use spook_client::Cond;
+    /// let o = tasks.tx().when(Cond::absent(3, "owner")).set(3, "owner", "drone-7").submit().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn tx(&self) -> Tx<'_> {
         Tx::new(self)
     }
@@ -211,17 +309,36 @@ impl Group {
     ///
     /// # Errors
     /// As [`Group::get`].
+    ///
+    /// ```no_run
+    /// # async fn f(tasks: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// use spook_client::Outcome;
+    /// let seq = tasks.tx().set(3, "owner", "drone-7").no_wait().submit().await?.seq();
+    /// tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    /// if let Some(Outcome::Committed { fence, .. }) = tasks.outcome(seq).await? {
+    ///     println!("fencing token {fence}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn outcome(&self, seq: u64) -> Result<Option<Outcome>, Error> {
         let r = Request::Session { group: self.name.clone(), client: self.client.session_id().to_string() };
         let j = self.client.call(&r).await?;
         let ops = j.get("ops").and_then(Json::as_array).cloned().unwrap_or_default();
-        ops.iter().find(|o| o.get("seq").and_then(Json::as_u64) == Some(seq)).map(Outcome::from_json).transpose()
+        ops.iter().find(|o| o.get("seq").and_then(Json::as_u64) == Some(seq)).map(crate::tx::outcome_from_json).transpose()
     }
 
     /// The group's members now.
     ///
     /// # Errors
     /// As [`Group::status`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// for m in fleet.members().await? {
+    ///     println!("{m}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn members(&self) -> Result<Vec<EndpointId>, Error> {
         Ok(self.status().await?.members)
     }
@@ -230,6 +347,13 @@ impl Group {
     ///
     /// # Errors
     /// [`Error::NotFound`] for a group the node does not hold; [`Error::NodeLost`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// let s = fleet.status().await?;
+    /// assert_eq!(s.name, "fleet");
+    /// # Ok(()) }
+    /// ```
     pub async fn status(&self) -> Result<GroupStatus, Error> {
         let j = self.client.call(&Request::Status).await?;
         let groups = j.get("groups").and_then(Json::as_array).cloned().unwrap_or_default();
@@ -247,6 +371,16 @@ impl Group {
     ///
     /// # Errors
     /// [`Error::NotFound`] for a group the node does not hold; [`Error::NodeLost`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// use spook_client::{Event, View};
+    /// let mut w = fleet.watch(View::Pending).await?;
+    /// if let Some(Ok(Event::Change(c))) = w.next().await {
+    ///     println!("register {} now {:?}", c.register, c.fields);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn watch(&self, view: View) -> Result<Watch, Error> {
         self.watch_with(WatchOptions { view, snapshot: false }).await
     }
@@ -255,6 +389,14 @@ impl Group {
     ///
     /// # Errors
     /// As [`Group::watch`].
+    ///
+    /// ```no_run
+    /// # async fn f(fleet: spook_client::Group) -> Result<(), spook_client::Error> {
+    /// use spook_client::{View, WatchOptions};
+    /// // Every register written so far first (marked snapshot), then the changes.
+    /// let w = fleet.watch_with(WatchOptions { view: View::Committed, snapshot: true }).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn watch_with(&self, o: WatchOptions) -> Result<Watch, Error> {
         let r = Request::Watch { group: self.name.clone(), view: Some(view_name(o.view).into()), snapshot: o.snapshot, typed: true };
         self.client.watch(r, o.snapshot).await

@@ -6,6 +6,15 @@ use std::path::{Path, PathBuf};
 use spook_secure::Identity;
 
 /// Why a client key file cannot be used.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("spook-bad-id-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// std::fs::write(dir.join("client.key"), b"not a key").unwrap();
+/// let e = spook_client::identity::load_or_create(&dir.join("client.key")).unwrap_err();
+/// assert!(matches!(e, spook_client::identity::IdentityError::NotAnIdentity(..)), "{e}");
+/// # std::fs::remove_dir_all(dir).unwrap();
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// The file holds something else.

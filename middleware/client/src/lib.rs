@@ -3,7 +3,8 @@
 //! domain one of three ways (a node embedded in this process, a local `spookd` over its
 //! control socket, or nodes over zenoh with a Noise-proven client key and failover) and offers
 //! the same calls, types and errors whichever it took: [`Group`] reads, writes, transactions
-//! and [`Watch`] streams.
+//! and [`Watch`] streams. [`Group`] implements [`GroupApi`], the trait a simulated replica
+//! implements too, so code written over it runs against real nodes and in simulation.
 //!
 //! It owns the protocol's requests ([`proto`]), the key names ([`keys`]), the domain key
 //! token ([`domain_key`]) and the remote attach ([`remote`]); `spook-node` serves them. It
@@ -28,6 +29,7 @@ pub mod domain_key;
 mod error;
 mod failover;
 mod group;
+mod group_api;
 pub mod identity;
 pub mod keys;
 mod local;
@@ -40,8 +42,14 @@ mod watch;
 pub use client::{BoxFuture, Client, Embedded, Mode};
 pub use error::Error;
 pub use failover::RemoteOptions;
-pub use group::{Fields, Group, GroupStatus, WatchOptions};
+pub use group::{Group, GroupStatus, WatchOptions};
 pub use proto::Reg;
 pub use spook_core::{EndpointId, Schema, Value, View};
-pub use tx::{Cond, Outcome, Tx};
-pub use watch::{Change, Event, Watch, WATCH_QUEUE};
+pub use spook_core::api::{Change, Event, Fields, GroupApi, Outcome, Test, TxSpec, WatchStream};
+pub use tx::{Cond, Tx};
+pub use watch::{Watch, WATCH_QUEUE};
+
+/// `docs/client.md`, whose examples run as doctests so that the guide stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/client.md")]
+pub struct ClientGuide;

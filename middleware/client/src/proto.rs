@@ -64,6 +64,12 @@ impl From<u32> for Reg {
     }
 }
 
+impl From<spook_core::RegisterId> for Reg {
+    fn from(id: spook_core::RegisterId) -> Reg {
+        Reg::Id(id.0)
+    }
+}
+
 impl From<&str> for Reg {
     fn from(name: &str) -> Reg {
         Reg::Name(name.to_string())
@@ -96,6 +102,14 @@ impl std::fmt::Display for Reg {
 
 impl Reg {
     /// The register id, by `schema` for a name.
+    ///
+    /// ```
+    /// use spook_client::proto::Reg;
+    /// use spook_core::{RegisterId, Schema};
+    /// let s = Schema::fleet().register(RegisterId(7), "drone-7");
+    /// assert_eq!(Reg::from("drone-7").resolve(&s), RegisterId(7));
+    /// assert_eq!(Reg::from(9).resolve(&s), RegisterId(9));
+    /// ```
     #[must_use]
     pub fn resolve(&self, schema: &spook_core::Schema) -> spook_core::RegisterId {
         match self {
@@ -106,6 +120,13 @@ impl Reg {
 }
 
 /// A request. Groups are named by the name given at create/join time or by their hex id.
+///
+/// ```
+/// use spook_client::proto::Request;
+/// let r: Request = serde_json::from_str(r#"{"op": "get", "group": "fleet", "register": 7}"#).unwrap();
+/// assert!(matches!(r, Request::Get { .. }));
+/// assert_eq!(serde_json::to_value(&Request::Status).unwrap(), serde_json::json!({"op": "status"}));
+/// ```
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
@@ -305,6 +326,12 @@ pub enum Request {
 }
 
 /// One field write of [`Request::Write`].
+///
+/// ```
+/// use spook_client::proto::FieldWrite;
+/// let w: FieldWrite = serde_json::from_str(r#"{"register": "drone-7", "field": "battery", "value": 0.5}"#).unwrap();
+/// assert_eq!(w.field, "battery");
+/// ```
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FieldWrite {
@@ -317,6 +344,12 @@ pub struct FieldWrite {
 }
 
 /// A precondition as JSON: a register, a field and exactly one test.
+///
+/// ```
+/// use spook_client::proto::TxCondition;
+/// let c = TxCondition { register: 3.into(), field: "owner".into(), absent: true, ..Default::default() };
+/// assert_eq!(serde_json::to_value(&c).unwrap(), serde_json::json!({"register": 3, "field": "owner", "absent": true}));
+/// ```
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TxCondition {
@@ -345,6 +378,11 @@ pub struct TxCondition {
 }
 
 /// A write of a transaction as JSON.
+///
+/// ```
+/// let s = spook_client::proto::parse_set("3.owner \"drone-7\"", Some(5_000)).unwrap();
+/// assert_eq!((s.field.as_str(), s.lease_ms), ("owner", Some(5_000)));
+/// ```
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TxSet {
@@ -361,6 +399,11 @@ pub struct TxSet {
 
 /// What kind of failure an error response reports (`"code"`), so that a client can act on it
 /// without reading the message.
+///
+/// ```
+/// use spook_client::proto::ErrorCode;
+/// assert_eq!(serde_json::to_value(ErrorCode::NotFound).unwrap(), serde_json::json!("not_found"));
+/// ```
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -435,6 +478,13 @@ pub fn parse_condition(s: &str) -> Result<TxCondition, String> {
 ///
 /// # Errors
 /// A message showing the expected form.
+///
+/// ```
+/// use spook_client::proto::{parse_set, Reg};
+/// let s = parse_set("drone-7.battery 0.5", None).unwrap();
+/// assert_eq!((s.register, s.value), (Reg::from("drone-7"), serde_json::json!(0.5)));
+/// assert!(parse_set("drone-7.owner drone-8", None).unwrap_err().contains("strings need quotes"));
+/// ```
 pub fn parse_set(s: &str, lease_ms: Option<u64>) -> Result<TxSet, String> {
     let usage = || format!("write {s:?}: expected REG.FIELD JSON, e.g. '3.owner \"drone-7\"'");
     let (target, value) = s.trim().split_once(char::is_whitespace).ok_or_else(usage)?;

@@ -36,12 +36,27 @@ const HELLO_SPACING_MAX: Duration = Duration::from_secs(1);
 /// A node ends a remote watch once the client has sent nothing for this long (ms): it cannot
 /// see a querier that went away. [`Remote::watch`] asks something every
 /// [`WATCH_KEEPALIVE`] meanwhile.
+///
+/// ```
+/// use spook_client::remote::{WATCH_IDLE_MS, WATCH_KEEPALIVE};
+/// assert!(WATCH_KEEPALIVE.as_millis() * 2 < u128::from(WATCH_IDLE_MS), "a keepalive or two fit in the idle time");
+/// ```
 pub const WATCH_IDLE_MS: u64 = 30_000;
 
 /// How often a watching client shows the node it is still there.
+///
+/// ```
+/// assert!(spook_client::remote::WATCH_KEEPALIVE.as_secs() >= 1);
+/// ```
 pub const WATCH_KEEPALIVE: Duration = Duration::from_secs(10);
 
 /// Why a remote request failed.
+///
+/// ```
+/// use spook_client::remote::RemoteError;
+/// let e = RemoteError::WatchEnded { node: spook_core::EndpointId([1; 32]) };
+/// assert!(e.node_lost(), "{e}");
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
     /// The zenoh session could not be opened or the query not sent.
@@ -130,6 +145,14 @@ impl Remote {
     /// # Errors
     /// zenoh cannot start, the node does not answer (unreachable, or this client is not on its
     /// allow-list), or its reply does not verify.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), spook_client::remote::RemoteError> {
+    /// use spook_client::remote::Remote;
+    /// let node = "…node id from `spook id`…".parse().unwrap();
+    /// let r = Remote::attach(spook_secure::Identity::generate(), node, "lab", &["tcp/127.0.0.1:7447".into()]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn attach(me: Identity, node: EndpointId, domain: &str, connect: &[String]) -> Result<Remote, RemoteError> {
         Remote::attach_keyed(me, node, domain, connect, None).await
     }
@@ -139,6 +162,15 @@ impl Remote {
     ///
     /// # Errors
     /// As [`Remote::attach`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), spook_client::remote::RemoteError> {
+    /// use spook_client::{domain_key::DomainKey, remote::Remote};
+    /// let key = DomainKey::from_token("spookdk1…from `spook domain-key`…").unwrap();
+    /// let node = "…node id…".parse().unwrap();
+    /// let r = Remote::attach_keyed(spook_secure::Identity::generate(), node, "lab", &["tcp/127.0.0.1:7447".into()], Some(&key)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn attach_keyed(me: Identity, node: EndpointId, domain: &str, connect: &[String], key: Option<&DomainKey>) -> Result<Remote, RemoteError> {
         let mut z = zenoh::Config::default();
         if let Some(k) = key {
@@ -181,6 +213,15 @@ impl Remote {
     ///
     /// # Errors
     /// [`RemoteError::NoNode`] with each node's failure when none answered.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), spook_client::remote::RemoteError> {
+    /// use spook_client::remote::Remote;
+    /// let nodes = ["…first node…".parse().unwrap(), "…second…".parse().unwrap()];
+    /// let r = Remote::attach_any(&spook_secure::Identity::generate(), &nodes, "lab", &["tcp/127.0.0.1:7447".into()], None).await?;
+    /// println!("attached to {}", r.node());
+    /// # Ok(()) }
+    /// ```
     pub async fn attach_any(me: &Identity, nodes: &[EndpointId], domain: &str, connect: &[String], key: Option<&DomainKey>) -> Result<Remote, RemoteError> {
         let mut tried = Vec::new();
         for &node in nodes {
@@ -196,12 +237,24 @@ impl Remote {
     }
 
     /// The node this client is attached to.
+    ///
+    /// ```no_run
+    /// # async fn f(r: spook_client::remote::Remote) -> Result<(), spook_client::remote::RemoteError> {
+    /// println!("attached to {}", r.node());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn node(&self) -> EndpointId {
         self.node
     }
 
     /// This client's id (its session).
+    ///
+    /// ```no_run
+    /// # async fn f(r: spook_client::remote::Remote) -> Result<(), spook_client::remote::RemoteError> {
+    /// println!("this client is {}", r.id());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn id(&self) -> EndpointId {
         self.me.id()
@@ -213,6 +266,14 @@ impl Remote {
     ///
     /// # Errors
     /// No answer in time, or a response that does not open or parse.
+    ///
+    /// ```no_run
+    /// # async fn f(r: spook_client::remote::Remote) -> Result<(), spook_client::remote::RemoteError> {
+    /// use spook_client::proto::Request;
+    /// let answer = r.request(&Request::Id, std::time::Duration::from_secs(5)).await?;
+    /// println!("{answer}");
+    /// # Ok(()) }
+    /// ```
     pub async fn request(&self, r: &Request, timeout: Duration) -> Result<Json, RemoteError> {
         let sealed = self.seal(r)?;
         let resp = self.probe().ask(sealed, timeout).await?;
@@ -244,6 +305,18 @@ impl Remote {
     /// # Errors
     /// The node refuses the watch (no such group), ends it (it stopped, or lost this client's
     /// channel), or stops answering.
+    ///
+    /// ```no_run
+    /// # async fn f(r: spook_client::remote::Remote) -> Result<(), spook_client::remote::RemoteError> {
+    /// use spook_client::proto::Request;
+    /// let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    /// let w = Request::Watch { group: "fleet".into(), view: None, snapshot: false, typed: true };
+    /// tokio::select! {
+    ///     end = r.watch(&w, &tx) => end?,
+    ///     Some(line) = rx.recv() => println!("{line}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn watch(&self, watch: &Request, events: &tokio::sync::mpsc::Sender<Json>) -> Result<(), RemoteError> {
         let sealed = self.seal(watch)?;
         // The watch lasts as long as the keep-alives: the node ends it.
@@ -276,6 +349,12 @@ impl Remote {
     }
 
     /// Close the zenoh session.
+    ///
+    /// ```no_run
+    /// # async fn f(r: spook_client::remote::Remote) -> Result<(), spook_client::remote::RemoteError> {
+    /// r.close();
+    /// # Ok(()) }
+    /// ```
     pub fn close(self) {
         let _ = self.session.close().wait();
     }

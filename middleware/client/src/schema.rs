@@ -28,6 +28,11 @@ use serde::Deserialize;
 use spook_core::{MergePolicy, RegisterId, Schema, SchemaError, ValueKind};
 
 /// Why a schema file cannot be used.
+///
+/// ```
+/// let e = spook_client::schema::from_toml("[[field]]\nname = \"x\"\nkind = \"complex\"").unwrap_err();
+/// assert!(e.to_string().contains("complex"), "{e}");
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaFileError {
     /// Not TOML, or not of the form above.

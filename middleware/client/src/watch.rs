@@ -12,82 +12,45 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use serde_json::Value as Json;
-use spook_core::{EndpointId, Value, View};
+use spook_core::api::{Change, Event};
+use spook_core::{RegisterId, View};
 use tokio::sync::mpsc;
 
 use crate::error::Error;
 
 /// How many events wait for a consumer before the watch counts it as lagging.
+///
+/// ```
+/// assert!(spook_client::WATCH_QUEUE >= 64);
+/// ```
 pub const WATCH_QUEUE: usize = 256;
 
-/// One change of a register: its fields now, in the watched view.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Change {
-    /// The register.
-    pub register: u32,
-    /// The view it changed in.
-    pub view: View,
-    /// Every field of the register that holds a value.
-    pub fields: BTreeMap<String, Value>,
-    /// Part of a snapshot (the register's current value at the watch's start, after a lag,
-    /// or after a move to another node) rather than a change as it happened.
-    pub snapshot: bool,
-}
-
-/// What a watch yields.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// A register changed.
-    Change(Change),
-    /// The consumer fell behind and missed this many events; the registers that changed
-    /// meanwhile follow as snapshot changes.
-    Lagged(u64),
-    /// The committed frontier moved (ms of the group's clock).
-    Committed {
-        /// The new frontier.
-        frontier_ms: u64,
-    },
-    /// A member went silent past the decoherence timeout.
-    Decohered(EndpointId),
-    /// This replica took a member's state wholesale; these registers changed.
-    ReEntangled {
-        /// The registers.
-        registers: Vec<u32>,
-    },
-    /// A member joined the group's membership.
-    MemberJoined(EndpointId),
-    /// A member left it (pruned or removed).
-    MemberLeft(EndpointId),
-}
-
-impl Event {
-    /// Read an event line a node sends; `None` for a line of a kind this client does not know
-    /// (a newer node's).
-    pub(crate) fn parse(j: &Json, typed: bool) -> Result<Option<Event>, Error> {
-        let bad = |what: &str| Error::Protocol(format!("watch event {what}: {j}"));
-        let member = || j.get("member").and_then(Json::as_str).and_then(|m| m.parse().ok()).ok_or_else(|| bad("without a member"));
-        match j.get("event").and_then(Json::as_str) {
-            None => {
-                let register = j.get("register").and_then(Json::as_u64).and_then(|r| u32::try_from(r).ok()).ok_or_else(|| bad("without a register"))?;
-                let view = match j.get("view").and_then(Json::as_str) {
-                    Some("committed") => View::Committed,
-                    _ => View::Pending,
-                };
-                let fields = crate::group::fields_from(j.get("fields").unwrap_or(&Json::Null), typed)?;
-                let snapshot = j.get("snapshot") == Some(&Json::Bool(true));
-                Ok(Some(Event::Change(Change { register, view, fields, snapshot })))
-            }
-            Some("lagged") => Ok(Some(Event::Lagged(j.get("missed").and_then(Json::as_u64).unwrap_or(0)))),
-            Some("committed") => Ok(Some(Event::Committed { frontier_ms: j.get("frontier_ms").and_then(Json::as_u64).unwrap_or(0) })),
-            Some("decohered") => Ok(Some(Event::Decohered(member()?))),
-            Some("member_joined") => Ok(Some(Event::MemberJoined(member()?))),
-            Some("member_left") => Ok(Some(Event::MemberLeft(member()?))),
-            Some("re_entangled") => {
-                let registers = j.get("registers").and_then(Json::as_array).map(|a| a.iter().filter_map(|r| r.as_u64().and_then(|r| u32::try_from(r).ok())).collect()).unwrap_or_default();
-                Ok(Some(Event::ReEntangled { registers }))
-            }
-            Some(_) => Ok(None),
+/// Read an event line a node sends; `None` for a line of a kind this client does not know
+/// (a newer node's).
+pub(crate) fn parse_event(j: &Json, typed: bool) -> Result<Option<Event>, Error> {
+    let bad = |what: &str| Error::Protocol(format!("watch event {what}: {j}"));
+    let member = || j.get("member").and_then(Json::as_str).and_then(|m| m.parse().ok()).ok_or_else(|| bad("without a member"));
+    match j.get("event").and_then(Json::as_str) {
+        None => {
+            let register = j.get("register").and_then(Json::as_u64).and_then(|r| u32::try_from(r).ok()).map(RegisterId).ok_or_else(|| bad("without a register"))?;
+            let view = match j.get("view").and_then(Json::as_str) {
+                Some("committed") => View::Committed,
+                _ => View::Pending,
+            };
+            let fields = crate::group::fields_from(j.get("fields").unwrap_or(&Json::Null), typed)?;
+            let snapshot = j.get("snapshot") == Some(&Json::Bool(true));
+            Ok(Some(Event::Change(Change { register, view, fields, snapshot })))
         }
+        Some("lagged") => Ok(Some(Event::Lagged(j.get("missed").and_then(Json::as_u64).unwrap_or(0)))),
+        Some("committed") => Ok(Some(Event::Committed { frontier_ms: j.get("frontier_ms").and_then(Json::as_u64).unwrap_or(0) })),
+        Some("decohered") => Ok(Some(Event::Decohered(member()?))),
+        Some("member_joined") => Ok(Some(Event::MemberJoined(member()?))),
+        Some("member_left") => Ok(Some(Event::MemberLeft(member()?))),
+        Some("re_entangled") => {
+            let registers = j.get("registers").and_then(Json::as_array).map(|a| a.iter().filter_map(|r| r.as_u64().and_then(|r| u32::try_from(r).ok()).map(RegisterId)).collect()).unwrap_or_default();
+            Ok(Some(Event::ReEntangled { registers }))
+        }
+        Some(_) => Ok(None),
     }
 }
 
@@ -103,6 +66,18 @@ impl Drop for AbortOnDrop {
 /// A watch: a `Stream` of events; dropping it ends the watch on the node.
 ///
 /// Cancel-safe: an event is either yielded or still queued.
+///
+/// ```no_run
+/// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+/// use spook_client::{Event, View};
+/// let mut w = client.group("fleet").watch(View::Committed).await?;
+/// while let Some(ev) = w.next().await {
+///     if let Event::Lagged(n) = ev? {
+///         println!("missed {n}; the registers that changed follow as snapshots");
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 pub struct Watch {
     rx: mpsc::Receiver<Result<Event, Error>>,
     _tasks: Vec<AbortOnDrop>,
@@ -110,6 +85,13 @@ pub struct Watch {
 
 impl Watch {
     /// The next event; `None` once the watch has ended (after an error saying why).
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+    /// let mut w = client.group("fleet").watch(spook_client::View::Pending).await?;
+    /// let first = tokio::time::timeout(std::time::Duration::from_secs(1), w.next()).await;
+    /// # Ok(()) }
+    /// ```
     pub async fn next(&mut self) -> Option<Result<Event, Error>> {
         self.rx.recv().await
     }
@@ -133,7 +115,7 @@ impl Watch {
                                 continue;
                             }
                             Some(Err(e)) => Err(e),
-                            Some(Ok(j)) => match Event::parse(&j, typed) {
+                            Some(Ok(j)) => match parse_event(&j, typed) {
                                 Ok(None) => continue,
                                 Ok(Some(ev)) => Ok(ev),
                                 Err(e) => Err(e),
@@ -170,7 +152,7 @@ impl Watch {
 struct Lag {
     missed: u64,
     announced: bool,
-    latest: BTreeMap<u32, Change>,
+    latest: BTreeMap<RegisterId, Change>,
     end: Option<Error>,
 }
 

@@ -6,7 +6,11 @@
 //! It must not depend on tokio, zenoh, sockets, the system clock or a random source: time
 //! comes in as an argument (milliseconds), frames come in as bytes, and it returns frames to
 //! send, records to persist and the next wake-up. Start reading at [`Replica`].
+//!
+//! [`api::GroupApi`] is the group operations as one trait, which a client's group and a
+//! simulated replica both implement, so that code over it runs against either.
 
+pub mod api;
 mod causal;
 mod clock;
 pub mod codec;
@@ -28,4 +32,4 @@ pub use replica::{Dest, Event, GroupConfig, GroupKind, PersistRequest, Record, R
 pub use schema::{FieldDef, MergePolicy, Schema, SchemaError};
 pub use serial::{AbortReason, SerialCell, SerialState, TxnOutcome};
 pub use state::{SetHash, StateBlock};
-pub use value::{canonical_f64, Value, ValueKind};
+pub use value::{canonical_f64, Value, ValueError, ValueKind};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FieldId, RegisterId, ValueKind};
+use crate::{Action, FieldId, RegisterId, Value, ValueError, ValueKind};
 
 /// How concurrent writes to one field merge. Every policy is a join: the result does not
 /// depend on the order, duplication or grouping of the writes.
@@ -33,6 +33,33 @@ pub struct FieldDef {
     pub kind: ValueKind,
     /// How concurrent writes merge.
     pub policy: MergePolicy,
+}
+
+impl FieldDef {
+    /// The action a write of `v` to this field means: add for a counter (an integer), insert
+    /// for a set, append for a log, assign for the rest (last-writer-wins, max, min), with the
+    /// value admitted by the field's kind ([`ValueKind::admit`]).
+    ///
+    /// ```
+    /// # use spook_core::{Action, FieldDef, MergePolicy, Value, ValueKind};
+    /// let odometer = FieldDef { name: "odometer".into(), kind: ValueKind::I64, policy: MergePolicy::Counter };
+    /// assert_eq!(odometer.action(Value::I64(3)), Ok(Action::Add(3)));
+    /// assert!(odometer.action(Value::Str("3".into())).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// A value that does not fit the field.
+    pub fn action(&self, v: Value) -> Result<Action, ValueError> {
+        Ok(match self.policy {
+            MergePolicy::Counter => match v {
+                Value::I64(n) => Action::Add(n),
+                v => return Err(ValueError::new(&self.name, "an integer to add", &format!("{v:?}"))),
+            },
+            MergePolicy::AddWinsSet => Action::Insert(self.kind.admit(&self.name, v)?),
+            MergePolicy::AppendLog => Action::Append(self.kind.admit(&self.name, v)?),
+            MergePolicy::LastWriterWins | MergePolicy::Max | MergePolicy::Min => Action::Set(self.kind.admit(&self.name, v)?),
+        })
+    }
 }
 
 /// The schema of a group: the list of fields (index = [`FieldId`]) and optional register names.

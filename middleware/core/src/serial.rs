@@ -32,6 +32,17 @@ pub enum AbortReason {
     DeadlinePassed,
 }
 
+impl std::fmt::Display for AbortReason {
+    /// The reason as people read it (and clients receive it).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AbortReason::Precondition(i) => write!(f, "condition {} did not hold", i + 1),
+            AbortReason::DependencyAborted(id) => write!(f, "operation {} it comes after did not commit before it", id.seq),
+            AbortReason::DeadlinePassed => f.write_str("its deadline passed before its turn"),
+        }
+    }
+}
+
 /// The outcome of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxnOutcome {

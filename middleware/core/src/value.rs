@@ -67,7 +67,61 @@ pub enum ValueKind {
     Pose = 8,
 }
 
+/// A value that does not fit a field of the schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field {field}: expected {expected}, got {got}")]
+pub struct ValueError {
+    /// The field.
+    pub field: String,
+    /// What fits.
+    pub expected: String,
+    /// What came (shortened).
+    pub got: String,
+}
+
+impl ValueError {
+    /// The error for `got`, said briefly (at most 60 characters of it).
+    #[must_use]
+    pub fn new(field: &str, expected: impl Into<String>, got: &str) -> ValueError {
+        let got = match got.char_indices().nth(60) {
+            Some((cut, _)) => format!("{}…", &got[..cut]),
+            None => got.to_string(),
+        };
+        ValueError { field: field.to_string(), expected: expected.into(), got }
+    }
+}
+
 impl ValueKind {
+    /// `v` as a field of this kind stores it, or why it does not fit: an integer where a
+    /// float is expected is that float, and a rotation must be a unit quaternion (norm 1
+    /// within 10⁻³), so that no member stores what another would refuse.
+    ///
+    /// ```
+    /// # use spook_core::{Value, ValueKind};
+    /// assert_eq!(ValueKind::F64.admit("battery", Value::I64(1)), Ok(Value::F64(1.0)));
+    /// let e = ValueKind::Quat.admit("rot", Value::Quat([2.0, 0.0, 0.0, 0.0])).unwrap_err();
+    /// assert!(e.to_string().starts_with("field rot: expected a unit quaternion"));
+    /// assert!(ValueKind::Str.admit("owner", Value::I64(7)).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// A value of another kind, or a rotation that is not a unit quaternion.
+    pub fn admit(self, field: &str, v: Value) -> Result<Value, ValueError> {
+        let v = match v {
+            Value::I64(n) if self == ValueKind::F64 => Value::F64(n as f64),
+            v => v,
+        };
+        if let (ValueKind::Quat | ValueKind::Pose, Value::Quat(q) | Value::Pose(_, q)) = (self, &v) {
+            if (q.iter().map(|x| x * x).sum::<f64>().sqrt() - 1.0).abs() > 1e-3 {
+                return Err(ValueError::new(field, "a unit quaternion [w, x, y, z] (norm 1)", &format!("{v:?}")));
+            }
+        }
+        if !self.admits(&v) {
+            return Err(ValueError::new(field, format!("a value of kind {self:?}"), &format!("{v:?}")));
+        }
+        Ok(v)
+    }
+
     /// Whether `v` may be stored in a field of this kind (only `Any` fields hold `Null`).
     #[must_use]
     pub fn admits(self, v: &Value) -> bool {

@@ -10,7 +10,7 @@
 //! [`Request::Session`]: crate::control::Request::Session
 
 use serde_json::{json, Value as Json};
-use spook_core::{AbortReason, Cmp, EndpointId, OpId, Precondition, Schema, SerialCell, Txn, TxnOutcome, TxnWrite};
+use spook_core::{Cmp, EndpointId, OpId, Precondition, Schema, SerialCell, Txn, TxnOutcome, TxnWrite};
 
 use crate::values;
 pub use spook_client::proto::{TxCondition, TxSet};
@@ -90,11 +90,7 @@ pub fn build_txn(schema: &Schema, id: OpId, deadline_ms: u64, after: &[u64], con
 pub fn outcome_json(o: &TxnOutcome) -> Json {
     match o {
         TxnOutcome::Committed { fence } => json!({"state": "committed", "fence_ms": fence.ms(), "fence": fence.0}),
-        TxnOutcome::Aborted(r) => json!({"state": "aborted", "reason": match r {
-            AbortReason::Precondition(i) => format!("condition {} did not hold", i + 1),
-            AbortReason::DependencyAborted(id) => format!("operation {} it comes after did not commit before it", id.seq),
-            AbortReason::DeadlinePassed => "its deadline passed before its turn".to_string(),
-        }}),
+        TxnOutcome::Aborted(r) => json!({"state": "aborted", "reason": r.to_string()}),
     }
 }
 

@@ -2,19 +2,9 @@
 //! that say what was expected.
 
 use serde_json::Value as Json;
-use spook_core::{Action, MergePolicy, Value, ValueKind};
+use spook_core::{Action, FieldDef, MergePolicy, Value, ValueKind};
 
-/// A JSON value that does not fit a field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field {field}: expected {expected}, got {got}")]
-pub struct ValueError {
-    /// The field.
-    pub field: String,
-    /// What fits.
-    pub expected: String,
-    /// What came.
-    pub got: String,
-}
+pub use spook_core::ValueError;
 
 fn floats<const N: usize>(j: &Json) -> Option<[f64; N]> {
     let a = j.as_array()?;
@@ -39,7 +29,7 @@ fn floats<const N: usize>(j: &Json) -> Option<[f64; N]> {
 /// assert_eq!(e.to_string(), "field battery: expected a number, got \"full\"");
 /// ```
 pub fn from_json(field: &str, kind: ValueKind, j: &Json) -> Result<Value, ValueError> {
-    let err = |expected: &str| ValueError { field: field.to_string(), expected: expected.to_string(), got: short(j) };
+    let err = |expected: &str| ValueError::new(field, expected, &j.to_string());
     Ok(match kind {
         ValueKind::Bool => Value::Bool(j.as_bool().ok_or_else(|| err("true or false"))?),
         ValueKind::I64 => Value::I64(j.as_i64().ok_or_else(|| err("an integer"))?),
@@ -63,15 +53,6 @@ pub fn from_json(field: &str, kind: ValueKind, j: &Json) -> Result<Value, ValueE
         ValueKind::Bytes => Value::Bytes(j.as_str().ok_or_else(|| err("a string of bytes"))?.as_bytes().to_vec()),
         _ => spook_client::proto::untyped_value(j),
     })
-}
-
-fn short(j: &Json) -> String {
-    let s = j.to_string();
-    if s.len() > 60 {
-        format!("{}…", &s[..60])
-    } else {
-        s
-    }
 }
 
 /// Convert a value to JSON.
@@ -109,21 +90,12 @@ pub fn value_in(field: &str, kind: ValueKind, j: &Json, typed: bool) -> Result<V
     if !typed {
         return from_json(field, kind, j);
     }
-    let err = |expected: String| ValueError { field: field.into(), expected, got: short(j) };
-    let v: Value = match serde_json::from_value(j.clone()).map_err(|e| err(format!("a typed value ({e})")))? {
-        // An integer where a float is expected is that float.
-        Value::I64(n) if kind == ValueKind::F64 => Value::F64(n as f64),
-        v => v,
-    };
-    if let (ValueKind::Quat | ValueKind::Pose, Value::Quat(q) | Value::Pose(_, q)) = (kind, &v) {
-        if (q.iter().map(|x| x * x).sum::<f64>().sqrt() - 1.0).abs() > 1e-3 {
-            return Err(err("a unit quaternion [w, x, y, z] (norm 1)".into()));
-        }
-    }
-    if !kind.admits(&v) {
-        return Err(err(format!("a value of kind {kind:?}")));
-    }
-    Ok(v)
+    kind.admit(field, typed_value(field, j)?)
+}
+
+/// A [`Value`] in its serde form.
+fn typed_value(field: &str, j: &Json) -> Result<Value, ValueError> {
+    serde_json::from_value(j.clone()).map_err(|e| ValueError::new(field, format!("a typed value ({e})"), &j.to_string()))
 }
 
 /// A value as a response carries it: a serde [`Value`] with `typed`, else plain JSON.
@@ -142,15 +114,14 @@ pub fn out(v: &Value, typed: bool) -> Json {
 /// # Errors
 /// A value that does not fit the field.
 pub fn action(field: &str, policy: MergePolicy, kind: ValueKind, j: &Json, typed: bool) -> Result<Action, ValueError> {
-    Ok(match policy {
-        MergePolicy::Counter => {
-            let n = if typed { value_in(field, ValueKind::I64, j, true)?.as_i64() } else { j.as_i64() };
-            Action::Add(n.ok_or_else(|| ValueError { field: field.into(), expected: "an integer to add".into(), got: short(j) })?)
-        }
-        MergePolicy::AddWinsSet => Action::Insert(value_in(field, kind, j, typed)?),
-        MergePolicy::AppendLog => Action::Append(value_in(field, kind, j, typed)?),
-        _ => Action::Set(value_in(field, kind, j, typed)?),
-    })
+    let def = FieldDef { name: field.to_string(), kind, policy };
+    if typed {
+        return def.action(typed_value(field, j)?);
+    }
+    match policy {
+        MergePolicy::Counter => Ok(Action::Add(j.as_i64().ok_or_else(|| ValueError::new(field, "an integer to add", &j.to_string()))?)),
+        _ => def.action(from_json(field, kind, j)?),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! `spook-client`'s one behaviour suite, run against each way in: a node embedded in this
 //! process, a local `spookd` over its control socket, and remote nodes over zenoh (with a
 //! watch that survives `kill -9` of its node). Real nodes, real zenoh on loopback.
+//!
+//! The scenario over [`GroupApi`] runs unchanged against those clients and against
+//! simulated replicas (`spook_sim::net`): the trait is what the agent patterns build on.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -9,7 +12,8 @@ use std::time::Duration;
 
 use common::Node;
 use serde::{Deserialize, Serialize};
-use spook_client::{Client, Cond, Error, Event, Outcome, RemoteOptions, Value, View, WatchOptions};
+use spook_client::{Client, Cond, Error, Event, Fields, GroupApi, Outcome, RemoteOptions, Test, TxSpec, Value, View, WatchOptions, WatchStream};
+use spook_core::RegisterId;
 
 /// A struct whose serde fields are schema fields.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -25,7 +29,7 @@ async fn next_change(w: &mut spook_client::Watch, register: u32, within: Duratio
     tokio::time::timeout(within, async {
         loop {
             match w.next().await {
-                Some(Ok(Event::Change(c))) if c.register == register => return c,
+                Some(Ok(Event::Change(c))) if c.register.0 == register => return c,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => panic!("watch failed: {e}"),
                 None => panic!("watch ended"),
@@ -34,6 +38,59 @@ async fn next_change(w: &mut spook_client::Watch, register: u32, within: Duratio
     })
     .await
     .unwrap_or_else(|_| panic!("no change of register {register} within {within:?}"))
+}
+
+/// Written once over [`GroupApi`]: claim `task` (free or its lease over) for this session.
+async fn claim<G: GroupApi>(g: &G, task: RegisterId) -> Result<Outcome, G::Error> {
+    let me = g.id().to_string();
+    let tx = TxSpec::new().when(task, "owner", Test::LeaseExpired).set(task, "owner", me).lease_ms(600_000).deadline_ms(10_000);
+    g.transact(tx).await
+}
+
+/// Written once over [`GroupApi`]: `from` writes fields of `reg`; `to` sees them on a watch
+/// of its pending view and then in its committed view. Returns the ms (of `to`'s clock)
+/// from the write to the committed read.
+async fn relay<G: GroupApi>(from: &G, to: &G, reg: RegisterId, x: f64) -> Result<u64, String> {
+    let e = |e: G::Error| e.to_string();
+    let mut w = to.watch(View::Pending).await.map_err(e)?;
+    let fields = Fields::from([("pose.translation.x".to_string(), Value::F64(x)), ("owner".to_string(), Value::Str(from.id().to_string()))]);
+    let started = to.now_ms();
+    from.write(reg, fields.clone()).await.map_err(e)?;
+    let bad = from.write(reg, Fields::from([("no.such.field".to_string(), Value::F64(x))])).await;
+    if bad.is_ok() {
+        return Err("a write of a field the schema lacks was taken".into());
+    }
+    loop {
+        match w.next().await {
+            Some(Ok(Event::Change(c))) if c.register == reg && fields.iter().all(|(k, v)| c.fields.get(k) == Some(v)) => break,
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Err(format!("watch failed: {err}")),
+            None => return Err("watch ended".into()),
+        }
+        if to.now_ms() > started + 30_000 {
+            return Err("no change within 30 s".into());
+        }
+    }
+    while to.read(reg, View::Committed).await.map_err(e)?.get("pose.translation.x") != Some(&Value::F64(x)) {
+        if to.now_ms() > started + 30_000 {
+            return Err("not committed within 30 s".into());
+        }
+        to.sleep_ms(10).await;
+    }
+    if to.members().await.map_err(e)?.len() != 3 {
+        return Err("members are not the three".into());
+    }
+    Ok(to.now_ms() - started)
+}
+
+/// Exactly one of `outcomes` committed, the rest aborted on a condition.
+fn one_winner(outcomes: &[Outcome]) -> Result<usize, String> {
+    let won: Vec<usize> = outcomes.iter().enumerate().filter(|(_, o)| matches!(o, Outcome::Committed { resent: false, .. })).map(|(i, _)| i).collect();
+    let lost = outcomes.iter().filter(|o| matches!(o, Outcome::Aborted { reason, .. } if reason.contains("condition 1"))).count();
+    match (won.as_slice(), lost + 1 == outcomes.len()) {
+        ([w], true) => Ok(*w),
+        _ => Err(format!("not one winner and the rest refused: {outcomes:?}")),
+    }
 }
 
 /// The behaviour every client must show, whichever way in it took. `base` keeps each mode's
@@ -129,9 +186,9 @@ async fn slow_consumer(c: &Client, base: u32) {
         let ev = tokio::time::timeout_at(deadline, w.next()).await.unwrap_or_else(|_| panic!("{mode}: saw {} of {n} registers, lagged {lagged:?}, and {other:?}", seen.len()));
         match ev.unwrap().unwrap() {
             Event::Lagged(m) => lagged = Some(m),
-            Event::Change(ch) if ch.register >= base && ch.register < base + n => {
+            Event::Change(ch) if ch.register.0 >= base && ch.register.0 < base + n => {
                 assert_eq!(ch.snapshot, lagged.is_some(), "{mode}: changes after the lag notice are snapshots");
-                seen.insert(ch.register, ch.fields["peak_speed"].clone());
+                seen.insert(ch.register.0, ch.fields["peak_speed"].clone());
             }
             e => other.push(format!("{e:?}").chars().take(80).collect::<String>()),
         }
@@ -194,6 +251,15 @@ fn one_suite_passes_for_embedded_local_and_remote_clients_and_a_remote_watch_sur
             suite(c, base).await;
             slow_consumer(c, 10_000 * (i as u32 + 1)).await;
             println!("{:?}: suite passed", c.mode());
+        }
+
+        // The scenario over GroupApi, through the three ways in at once: one claim wins.
+        let tasks = [embedded.group("tasks"), local.group("tasks"), remote.group("tasks")];
+        let (a, b, c) = tokio::join!(claim(&tasks[0], RegisterId(77)), claim(&tasks[1], RegisterId(77)), claim(&tasks[2], RegisterId(77)));
+        let w = one_winner(&[a.unwrap(), b.unwrap(), c.unwrap()]).unwrap();
+        for (i, (g, c)) in tasks.iter().zip([&embedded, &local, &remote]).enumerate() {
+            let ms = relay(&tasks[w], g, RegisterId(78), 4.5 + i as f64).await.unwrap();
+            println!("GroupApi relay to the {:?} client: committed after {ms} ms", c.mode());
         }
 
         // A remote watch survives kill -9 of its node: it goes on through n1, and shows what
@@ -311,4 +377,47 @@ fn a_group_with_a_schema_of_its_own_from_a_file_or_from_code_is_joined_and_used_
     std::thread::sleep(Duration::from_secs(2));
     let j = n1.spook(&["get", "mixed", "3"]).unwrap();
     assert_eq!(j["fields"], serde_json::json!({}), "nothing crosses between different schemas");
+}
+
+/// The same scenario on simulated replicas under loss, duplication, reordering and clock
+/// skew: one claim of three wins, everywhere the same, and the relay goes through. Seeds:
+/// `SPOOK_SEEDS` (default 1..=20), each printed.
+#[test]
+fn the_group_api_scenario_runs_unchanged_on_simulated_replicas() {
+    use spook_sim::net::{NetConfig, SimNet};
+    use std::sync::{Arc, Mutex};
+    let seeds: Vec<u64> = std::env::var("SPOOK_SEEDS").ok().map_or_else(|| (1..=20).collect(), |s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    for seed in seeds {
+        println!("seed {seed}");
+        let cfg = NetConfig { seed, loss: 0.15, dup: 0.05, reorder: 0.1, delay_ms: (1, 40), skew_ms: 100, step_ms: 2 };
+        let mut net = SimNet::new(cfg, spook_core::Schema::fleet(), spook_core::GroupKind::Serial, 3);
+        let outcomes: Arc<Mutex<Vec<Option<Outcome>>>> = Arc::new(Mutex::new(vec![None; 3]));
+        for i in 0..3 {
+            let (g, out) = (net.group(i), outcomes.clone());
+            net.spawn(i, async move {
+                let o = claim(&g, RegisterId(77)).await.unwrap();
+                out.lock().unwrap()[i] = Some(o);
+            });
+        }
+        assert!(net.run_until(60_000, |n| n.agents() == 0), "seed {seed}: claims did not finish");
+        let outcomes: Vec<Outcome> = outcomes.lock().unwrap().iter().map(|o| o.clone().unwrap()).collect();
+        let w = one_winner(&outcomes).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let relayed = Arc::new(Mutex::new(Vec::new()));
+        for to in 0..3 {
+            let (from, dest, out) = (net.group(w), net.group(to), relayed.clone());
+            net.spawn(to, async move {
+                let r = relay(&from, &dest, RegisterId(78), 4.5 + to as f64).await;
+                out.lock().unwrap().push(r);
+            });
+            assert!(net.run_until(60_000, |n| n.agents() == 0), "seed {seed}: relay to {to} did not finish");
+        }
+        for r in relayed.lock().unwrap().iter() {
+            assert!(r.is_ok(), "seed {seed}: {r:?}");
+        }
+        assert!(net.run_until(60_000, SimNet::converged), "seed {seed}: replicas did not converge");
+        let winner = net.with_replica(w, |r| r.me()).unwrap().to_string();
+        let owners: Vec<_> = (0..3).map(|i| net.with_replica(i, |r| r.serial().cell(RegisterId(77), r.schema().field_id("owner").unwrap()).map(|c| c.value.clone())).unwrap()).collect();
+        assert!(owners.iter().all(|o| o == &Some(Value::Str(winner.clone()))), "seed {seed}: every replica holds the winner: {owners:?}");
+        println!("seed {seed}: member {w} won at {} ms; {:?}", net.now_ms(), net.stats());
+    }
 }

@@ -8,9 +8,14 @@
 //! every replica must converge to the oracle's state, the merge of every durable delta, within
 //! a bound). Convergence comes from the protocol only: nothing copies state at the end.
 //!
+//! [`net`] hosts application code instead of a built-in workload: each member of a group is a
+//! [`net::SimGroup`], the same `GroupApi` a client's group offers, so code written over that
+//! trait runs here on the virtual clock and the link model.
+//!
 //! Depends on `spook-core` only: no tokio, no real clock, no OS randomness.
 
 pub mod mc;
+pub mod net;
 pub mod rng;
 mod run;
 
