@@ -30,6 +30,9 @@ pub type Fields = BTreeMap<String, Value>;
 /// ```
 pub const DEFAULT_DEADLINE_MS: u64 = 10_000;
 
+/// The longest a transaction may wait for its turn (ms): a day, as the node allows.
+pub const MAX_DEADLINE_MS: u64 = 86_400_000;
+
 /// How a transaction ended, as far as this member knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -227,7 +230,9 @@ impl TxSpec {
         self
     }
 
-    /// The transaction typed by `schema`, submitted at `now_ms` as operation `id`.
+    /// The transaction typed by `schema`, submitted as operation `id` when the group clock
+    /// reads `now_ms` ([`crate::Replica::clock_now`]: deadlines are judged against stamps,
+    /// which may run ahead of a slow local clock).
     ///
     /// # Errors
     /// A field the schema lacks, a value that does not fit it, or no write at all.
@@ -271,7 +276,11 @@ impl TxSpec {
                 Ok(TxnWrite { reg: *reg, field: f, value: kind.admit(name, v.clone())?, lease_ms: self.lease_ms })
             })
             .collect::<Result<Vec<_>, ValueError>>()?;
-        let deadline_ms = now_ms.saturating_add(self.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS));
+        let budget = self.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS);
+        if !(1..=MAX_DEADLINE_MS).contains(&budget) {
+            return Err(ValueError::new("deadline_ms", format!("1..={MAX_DEADLINE_MS}"), &budget.to_string()));
+        }
+        let deadline_ms = now_ms.saturating_add(budget);
         let after = self.after.iter().map(|&seq| OpId { client: id.client, seq }).collect();
         Ok(Txn { id, deadline_ms, after, preconditions, writes })
     }

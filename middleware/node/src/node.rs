@@ -1605,8 +1605,8 @@ impl Node {
         }
         let client: EndpointId = client.parse().map_err(|e| Refusal::bad_value(format!("client: {e}")))?;
         let timeout = timeout_ms.unwrap_or(10_000);
-        if !(1..=86_400_000).contains(&timeout) {
-            return Err(Refusal::bad_value(format!("timeout_ms {timeout} is outside 1..=86400000")));
+        if !(1..=spook_core::api::MAX_DEADLINE_MS).contains(&timeout) {
+            return Err(Refusal::bad_value(format!("timeout_ms {timeout} is outside 1..={}", spook_core::api::MAX_DEADLINE_MS)));
         }
         let id = OpId { client, seq };
         if let Some(o) = g.replica.serial().outcome(&id) {
@@ -1616,7 +1616,10 @@ impl Node {
             j["resent"] = json!(true);
             return Ok((j, None));
         }
-        let txn = session::build_txn(&g.cfg.schema, id, now + timeout, &after, &conditions, &set, typed).map_err(Refusal::bad_value)?;
+        // Deadlines are judged against stamps, which may run ahead of this node's clock: the budget
+        // starts from the group clock's reading (`Replica::clock_now`).
+        let deadline = g.replica.clock_now(now).ms() + timeout;
+        let txn = session::build_txn(&g.cfg.schema, id, deadline, &after, &conditions, &set, typed).map_err(Refusal::bad_value)?;
         match g.store.submit(&mut g.replica, now, txn) {
             Ok(_) => Ok((json!({"seq": seq, "client": client.to_string(), "state": "pending"}), wait.then_some((gid, id)))),
             Err(e) => Err(refused(&self.metrics, e)),

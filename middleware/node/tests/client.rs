@@ -389,7 +389,7 @@ fn the_group_api_scenario_runs_unchanged_on_simulated_replicas() {
     let seeds: Vec<u64> = std::env::var("SPOOK_SEEDS").ok().map_or_else(|| (1..=20).collect(), |s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
     for seed in seeds {
         println!("seed {seed}");
-        let cfg = NetConfig { seed, loss: 0.15, dup: 0.05, reorder: 0.1, delay_ms: (1, 40), skew_ms: 100, step_ms: 2 };
+        let cfg = NetConfig { seed, loss: 0.15, dup: 0.05, reorder: 0.1, delay_ms: (1, 40), skew_ms: 100, step_ms: 2, persist_ms: (1, 5) };
         let mut net = SimNet::new(cfg, spook_core::Schema::fleet(), spook_core::GroupKind::Serial, 3);
         let outcomes: Arc<Mutex<Vec<Option<Outcome>>>> = Arc::new(Mutex::new(vec![None; 3]));
         for i in 0..3 {

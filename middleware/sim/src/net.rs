@@ -43,7 +43,7 @@ use spook_core::{Dest, EndpointId, GroupConfig, GroupId, GroupKind, Op, OpId, Re
 use crate::rng::Rng;
 
 /// The link model and clocks of a [`SimNet`]. Defaults: no faults, 1–10 ms of delay, 1 ms
-/// ticks.
+/// ticks, 1–3 ms to make a batch durable.
 ///
 /// ```
 /// let lossy = spook_sim::net::NetConfig { seed: 42, loss: 0.3, delay_ms: (5, 80), ..Default::default() };
@@ -65,11 +65,14 @@ pub struct NetConfig {
     pub skew_ms: u64,
     /// One tick of the virtual clock (ms).
     pub step_ms: u64,
+    /// Time to make a batch durable (ms range): a crash meanwhile loses the batch, as the
+    /// durability contract allows.
+    pub persist_ms: (u64, u64),
 }
 
 impl Default for NetConfig {
     fn default() -> NetConfig {
-        NetConfig { seed: 1, loss: 0.0, dup: 0.0, reorder: 0.0, delay_ms: (1, 10), skew_ms: 0, step_ms: 1 }
+        NetConfig { seed: 1, loss: 0.0, dup: 0.0, reorder: 0.0, delay_ms: (1, 10), skew_ms: 0, step_ms: 1, persist_ms: (1, 3) }
     }
 }
 
@@ -127,12 +130,13 @@ pub struct NetStats {
     pub duplicated: u64,
 }
 
-/// Most events a watch holds for its consumer before it counts a lag.
+/// Most events a watch holds for its consumer before it counts a lag (as many as a
+/// client's watch).
 ///
 /// ```
 /// assert!(spook_sim::net::WATCH_QUEUE >= 256);
 /// ```
-pub const WATCH_QUEUE: usize = 1024;
+pub const WATCH_QUEUE: usize = 256;
 
 struct WatchQueue {
     node: usize,
@@ -141,16 +145,28 @@ struct WatchQueue {
     missed: u64,
     lagged: BTreeSet<RegisterId>,
     ended: bool,
+    /// The end was reported to the consumer (an error, then `None`).
+    reported: bool,
 }
 
 struct Node {
     id: EndpointId,
     replica: Option<Replica>,
     disk: Vec<Record>,
+    /// Batches being made durable: (due, batch id, records), in id order.
+    persisting: VecDeque<(u64, u64, Vec<Record>)>,
     skew: i64,
     wake_at: u64,
+}
+
+/// A session: the `client` of its transactions, and its next seq.
+struct Session {
+    id: EndpointId,
     next_seq: u64,
 }
+
+/// Calls one tick may take before the simulator calls it a busy loop.
+const CALLS_PER_TICK: u64 = 1_000_000;
 
 struct Net {
     cfg: NetConfig,
@@ -163,6 +179,9 @@ struct Net {
     sent: u64,
     stats: NetStats,
     watches: Vec<Weak<Mutex<WatchQueue>>>,
+    /// Index = member for the members' own sessions; more from [`SimNet::session`].
+    sessions: Vec<Session>,
+    calls: u64,
 }
 
 /// The virtual time a net starts at (ms), so skewed clocks stay positive.
@@ -182,34 +201,39 @@ impl Net {
         self.nodes.get_mut(i).and_then(|n| n.replica.as_mut()).ok_or(SimError::Down(i))
     }
 
+    /// Count a call of an agent: one that never sleeps would stop virtual time.
+    fn call(&mut self) {
+        self.calls += 1;
+        assert!(
+            self.calls <= CALLS_PER_TICK,
+            "an agent made {CALLS_PER_TICK} calls in one tick without waiting: a loop over a simulated group must sleep_ms (virtual time only moves between polls)"
+        );
+    }
+
     /// Everything member `i` asks for after an input: durable records (written at once),
     /// frames, events, the next wake-up.
     fn drain(&mut self, i: usize) {
-        let local = self.local(i);
+        let (lo, hi) = self.cfg.persist_ms;
+        let mut persists = Vec::new();
         let mut sends = Vec::new();
         let mut events = Vec::new();
         let node = &mut self.nodes[i];
         let Some(r) = node.replica.as_mut() else { return };
-        loop {
-            let mut more = false;
-            while let Some(p) = r.poll_persist() {
-                node.disk.extend(p.records);
-                r.handle_persisted(p.id, local);
-                more = true;
-            }
-            while let Some(t) = r.poll_transmit() {
-                sends.push(t);
-                more = true;
-            }
-            while let Some(e) = r.poll_event() {
-                events.push(e);
-                more = true;
-            }
-            if !more {
-                break;
-            }
+        while let Some(p) = r.poll_persist() {
+            persists.push(p);
+        }
+        while let Some(t) = r.poll_transmit() {
+            sends.push(t);
+        }
+        while let Some(e) = r.poll_event() {
+            events.push(e);
         }
         node.wake_at = r.poll_timeout();
+        for p in persists {
+            // Batches complete in id order, never before an earlier one.
+            let due = (self.now + self.rng.range(lo, hi.max(lo))).max(self.nodes[i].persisting.back().map_or(0, |b| b.0));
+            self.nodes[i].persisting.push_back((due, p.id, p.records));
+        }
         for t in sends {
             let to: Vec<usize> = match t.dest {
                 Dest::Members => (0..self.nodes.len()).filter(|&j| j != i).collect(),
@@ -269,7 +293,7 @@ impl Net {
         let watches: Vec<Arc<Mutex<WatchQueue>>> = self.watches.iter().filter_map(Weak::upgrade).collect();
         for w in watches {
             let mut q = lock(&w);
-            if q.node != i {
+            if q.node != i || q.ended {
                 continue;
             }
             let out: Vec<Event> = match &e {
@@ -357,11 +381,12 @@ impl SimNet {
             .iter()
             .map(|&id| {
                 let skew = if cfg.skew_ms == 0 { 0 } else { rng.range(0, 2 * cfg.skew_ms) as i64 - cfg.skew_ms as i64 };
-                Node { id, replica: None, disk: Vec::new(), skew, wake_at: 0, next_seq: 1 }
+                Node { id, replica: None, disk: Vec::new(), persisting: VecDeque::new(), skew, wake_at: 0 }
             })
             .collect::<Vec<_>>();
         let side = vec![0; nodes.len()];
-        let mut net = Net { cfg, rng, now: START, group, nodes, side, in_flight: BTreeMap::new(), sent: 0, stats: NetStats::default(), watches: Vec::new() };
+        let sessions = nodes.iter().map(|n| Session { id: n.id, next_seq: 1 }).collect();
+        let mut net = Net { cfg, rng, now: START, group, nodes, side, in_flight: BTreeMap::new(), sent: 0, stats: NetStats::default(), watches: Vec::new(), sessions, calls: 0 };
         for i in 0..net.nodes.len() {
             let local = net.local(i);
             net.nodes[i].replica = Some(Replica::new(net.nodes[i].id, net.group.clone(), local));
@@ -370,7 +395,8 @@ impl SimNet {
         SimNet { net: Arc::new(Mutex::new(net)), agents: Vec::new() }
     }
 
-    /// Member `i`'s group, as code sees it.
+    /// Member `i`'s group, as code sees it, in the member's own session (its transactions'
+    /// client is the member).
     ///
     /// ```
     /// use spook_core::api::GroupApi;
@@ -380,7 +406,27 @@ impl SimNet {
     /// ```
     #[must_use]
     pub fn group(&self, i: usize) -> SimGroup {
-        SimGroup { net: self.net.clone(), node: i }
+        SimGroup { net: self.net.clone(), node: i, session: i }
+    }
+
+    /// Member `i`'s group in a session of its own, as a client of a node has: its own id
+    /// (drawn from the seed) and seqs, so that agents sharing a member do not share claims.
+    ///
+    /// ```
+    /// use spook_core::api::GroupApi;
+    /// use spook_sim::net::{NetConfig, SimNet};
+    /// let net = SimNet::new(NetConfig::default(), spook_core::Schema::fleet(), spook_core::GroupKind::Serial, 2);
+    /// let (a, b) = (net.session(0), net.session(0));
+    /// assert_ne!(a.id(), b.id());
+    /// assert_ne!(a.id(), net.group(0).id());
+    /// ```
+    #[must_use]
+    pub fn session(&self, i: usize) -> SimGroup {
+        let mut net = lock(&self.net);
+        let n = net.sessions.len() as u64;
+        let h = blake3::Hasher::new_derive_key("spook sim session v1").update(&net.cfg.seed.to_le_bytes()).update(&n.to_le_bytes()).finalize();
+        net.sessions.push(Session { id: EndpointId(*h.as_bytes()), next_seq: 1 });
+        SimGroup { net: self.net.clone(), node: i, session: net.sessions.len() - 1 }
     }
 
     /// Run `agent` on member `i` until it ends or the member crashes.
@@ -444,6 +490,18 @@ impl SimNet {
                 net.drain(to);
             }
             for i in 0..net.nodes.len() {
+                while net.nodes[i].persisting.front().is_some_and(|b| b.0 <= now) {
+                    let Some((_, id, records)) = net.nodes[i].persisting.pop_front() else { break };
+                    let local = net.local(i);
+                    let node = &mut net.nodes[i];
+                    node.disk.extend(records);
+                    if let Some(r) = node.replica.as_mut() {
+                        r.handle_persisted(id, local);
+                    }
+                    net.drain(i);
+                }
+            }
+            for i in 0..net.nodes.len() {
                 let local = net.local(i);
                 if net.nodes[i].wake_at <= local {
                     if let Some(r) = net.nodes[i].replica.as_mut() {
@@ -453,6 +511,7 @@ impl SimNet {
                 }
             }
         }
+        lock(&self.net).calls = 0;
         let mut cx = Context::from_waker(Waker::noop());
         for slot in &mut self.agents {
             if let Some((_, fut)) = slot {
@@ -557,8 +616,8 @@ impl SimNet {
         lock(&self.net).side.iter_mut().for_each(|s| *s = 0);
     }
 
-    /// Crash member `i`: its replica and agents stop, its watches end; its disk (every
-    /// record it persisted) stays.
+    /// Crash member `i`: its replica and agents stop, its watches end, batches not yet durable
+    /// are lost; its disk (every record it persisted) stays.
     ///
     /// ```
     /// use spook_sim::net::{NetConfig, SimNet};
@@ -575,6 +634,8 @@ impl SimNet {
             let mut net = lock(&self.net);
             if let Some(n) = net.nodes.get_mut(i) {
                 n.replica = None;
+                // What was not yet durable is lost.
+                n.persisting.clear();
             }
             net.end_watches(i);
         }
@@ -601,9 +662,8 @@ impl SimNet {
         let n = &net.nodes[i];
         let r = Replica::restore(n.id, net.group.clone(), &n.disk, local);
         let next = r.serial().outcomes_of(n.id).map(|(s, _)| s + 1).max().unwrap_or(1);
-        let n = &mut net.nodes[i];
-        n.next_seq = n.next_seq.max(next);
-        n.replica = Some(r);
+        net.sessions[i].next_seq = net.sessions[i].next_seq.max(next);
+        net.nodes[i].replica = Some(r);
         net.drain(i);
     }
 
@@ -666,16 +726,20 @@ impl SimNet {
 pub struct SimGroup {
     net: Arc<Mutex<Net>>,
     node: usize,
+    session: usize,
 }
 
 impl SimGroup {
-    /// Run `f` on the net and the member's replica, then send what it produced.
-    fn with<T>(&self, f: impl FnOnce(&mut Replica, u64, &mut u64) -> Result<T, SimError>) -> Result<T, SimError> {
-        let mut net = lock(&self.net);
+    /// Run `f` on the member's replica with its local time and this session (id, next seq),
+    /// then send what it produced.
+    fn with<T>(&self, f: impl FnOnce(&mut Replica, u64, &mut Session) -> Result<T, SimError>) -> Result<T, SimError> {
+        let mut guard = lock(&self.net);
+        let net = &mut *guard;
+        net.call();
         let local = net.local(self.node);
-        let mut next_seq = net.nodes.get(self.node).map_or(1, |n| n.next_seq);
-        let out = f(net.replica(self.node)?, local, &mut next_seq);
-        net.nodes[self.node].next_seq = next_seq;
+        let session = &mut net.sessions[self.session];
+        let r = net.nodes.get_mut(self.node).and_then(|n| n.replica.as_mut()).ok_or(SimError::Down(self.node))?;
+        let out = f(r, local, session);
         net.drain(self.node);
         out
     }
@@ -718,7 +782,7 @@ impl WatchStream for SimWatch {
             if let Some(e) = q.events.pop_front() {
                 return Poll::Ready(Some(Ok(e)));
             }
-            if q.missed > 0 {
+            if q.missed > 0 && !q.ended {
                 // Caught up with what was queued: say how much was missed, then the registers
                 // that changed meanwhile as they are now.
                 let missed = std::mem::take(&mut q.missed);
@@ -728,6 +792,10 @@ impl WatchStream for SimWatch {
                 return Poll::Ready(Some(Ok(Event::Lagged(missed))));
             }
             if q.ended {
+                if !q.reported {
+                    q.reported = true;
+                    return Poll::Ready(Some(Err(SimError::Down(q.node))));
+                }
                 return Poll::Ready(None);
             }
             Poll::Pending
@@ -739,8 +807,10 @@ impl GroupApi for SimGroup {
     type Error = SimError;
     type Watch = SimWatch;
 
+    /// The session's id: the member's own for [`SimNet::group`], a fresh one for
+    /// [`SimNet::session`].
     fn id(&self) -> EndpointId {
-        lock(&self.net).nodes.get(self.node).map_or(EndpointId([0; 32]), |n| n.id)
+        lock(&self.net).sessions[self.session].id
     }
 
     /// The member's own (possibly skewed) clock.
@@ -755,21 +825,21 @@ impl GroupApi for SimGroup {
         std::future::poll_fn(move |_| if lock(&net).local(node) >= until { Poll::Ready(()) } else { Poll::Pending })
     }
 
-    fn schema(&self) -> impl Future<Output = Result<Schema, SimError>> + Send {
-        std::future::ready(self.with(|r, _, _| Ok(r.schema().clone())))
+    // Each call acts when it is awaited, not when it is made, as a node's would: a future
+    // dropped unpolled does nothing.
+    async fn schema(&self) -> Result<Schema, SimError> {
+        self.with(|r, _, _| Ok(r.schema().clone()))
     }
 
-    fn read(&self, register: RegisterId, view: View) -> impl Future<Output = Result<Fields, SimError>> + Send {
-        let net = lock(&self.net);
-        let out = match net.nodes.get(self.node).and_then(|n| n.replica.as_ref()) {
-            Some(_) => Ok(net.fields(self.node, register, view)),
-            None => Err(SimError::Down(self.node)),
-        };
-        std::future::ready(out)
+    async fn read(&self, register: RegisterId, view: View) -> Result<Fields, SimError> {
+        let mut net = lock(&self.net);
+        net.call();
+        net.replica(self.node)?;
+        Ok(net.fields(self.node, register, view))
     }
 
-    fn write(&self, register: RegisterId, fields: Fields) -> impl Future<Output = Result<u64, SimError>> + Send {
-        std::future::ready(self.with(|r, now, _| {
+    async fn write(&self, register: RegisterId, fields: Fields) -> Result<u64, SimError> {
+        self.with(|r, now, _| {
             let schema = r.schema();
             let ops = fields
                 .into_iter()
@@ -780,36 +850,34 @@ impl GroupApi for SimGroup {
                 })
                 .collect::<Result<Vec<_>, ValueError>>()?;
             Ok(r.write(now, ops)?.seq)
-        }))
+        })
     }
 
-    fn submit(&self, tx: TxSpec) -> impl Future<Output = Result<u64, SimError>> + Send {
-        std::future::ready(self.with(|r, now, next_seq| {
-            let seq = tx.seq.unwrap_or(*next_seq);
-            let txn = tx.to_txn(r.schema(), OpId { client: r.me(), seq }, now)?;
+    async fn submit(&self, tx: TxSpec) -> Result<u64, SimError> {
+        self.with(|r, now, session| {
+            let seq = tx.seq.unwrap_or(session.next_seq);
+            let at = r.clock_now(now).ms();
+            let txn = tx.to_txn(r.schema(), OpId { client: session.id, seq }, at)?;
             r.submit(now, txn)?;
-            *next_seq = (*next_seq).max(seq + 1);
+            session.next_seq = session.next_seq.max(seq + 1);
             Ok(seq)
-        }))
+        })
     }
 
-    fn outcome(&self, seq: u64) -> impl Future<Output = Result<Option<Outcome>, SimError>> + Send {
-        std::future::ready(self.with(|r, _, _| Ok(r.serial().outcome(&OpId { client: r.me(), seq }).map(|o| Outcome::of(seq, o)))))
+    async fn outcome(&self, seq: u64) -> Result<Option<Outcome>, SimError> {
+        self.with(|r, _, session| Ok(r.serial().outcome(&OpId { client: session.id, seq }).map(|o| Outcome::of(seq, o))))
     }
 
-    fn members(&self) -> impl Future<Output = Result<Vec<EndpointId>, SimError>> + Send {
-        std::future::ready(self.with(|r, _, _| Ok(r.members().iter().copied().collect())))
+    async fn members(&self) -> Result<Vec<EndpointId>, SimError> {
+        self.with(|r, _, _| Ok(r.members().iter().copied().collect()))
     }
 
-    fn watch(&self, view: View) -> impl Future<Output = Result<SimWatch, SimError>> + Send {
+    async fn watch(&self, view: View) -> Result<SimWatch, SimError> {
         let mut net = lock(&self.net);
-        let out = if net.nodes.get(self.node).is_some_and(|n| n.replica.is_some()) {
-            let queue = Arc::new(Mutex::new(WatchQueue { node: self.node, view, events: VecDeque::new(), missed: 0, lagged: BTreeSet::new(), ended: false }));
-            net.watches.push(Arc::downgrade(&queue));
-            Ok(SimWatch { net: self.net.clone(), queue })
-        } else {
-            Err(SimError::Down(self.node))
-        };
-        std::future::ready(out)
+        net.call();
+        net.replica(self.node)?;
+        let queue = Arc::new(Mutex::new(WatchQueue { node: self.node, view, events: VecDeque::new(), missed: 0, lagged: BTreeSet::new(), ended: false, reported: false }));
+        net.watches.push(Arc::downgrade(&queue));
+        Ok(SimWatch { net: self.net.clone(), queue })
     }
 }

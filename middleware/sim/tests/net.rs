@@ -17,7 +17,7 @@ fn fields(x: f64) -> Fields {
 
 /// Each member writes its position every 50 ms for 2 s, under faults.
 fn writers(seed: u64) -> SimNet {
-    let cfg = NetConfig { seed, loss: 0.2, dup: 0.1, reorder: 0.2, delay_ms: (1, 60), skew_ms: 150, step_ms: 1 };
+    let cfg = NetConfig { seed, loss: 0.2, dup: 0.1, reorder: 0.2, delay_ms: (1, 60), skew_ms: 150, step_ms: 1, persist_ms: (1, 5) };
     let mut net = SimNet::new(cfg, Schema::fleet(), GroupKind::Convergent, 4);
     for i in 0..4 {
         let g = net.group(i);
@@ -104,16 +104,20 @@ fn a_crash_stops_the_members_agents_and_watches_and_a_restart_recovers_from_its_
     // A watch held outside the member's agents (as a test holds it) ends when it crashes.
     net.spawn(0, async move {
         let mut w = w_group.watch(View::Pending).await.unwrap();
-        while let Some(e) = w.next().await {
-            e.unwrap();
-        }
-        *out.lock().unwrap() = Some(true);
+        let end = loop {
+            match w.next().await {
+                Some(Ok(_)) => {}
+                end => break end,
+            }
+        };
+        // The end says why, once, and then the watch is over.
+        *out.lock().unwrap() = Some(matches!(end, Some(Err(SimError::Down(2)))) && w.next().await.is_none());
     });
     net.run_for(2_000);
     net.crash(2);
     assert_eq!(net.agents(), 1, "the writer on member 2 is gone, the watcher on member 0 is not");
     net.run_for(10);
-    assert_eq!(*ended.lock().unwrap(), Some(true), "the watch on the crashed member ended");
+    assert_eq!(*ended.lock().unwrap(), Some(true), "the watch on the crashed member ended with Down(2), then None");
     let down = net.group(2);
     let probe = Arc::new(Mutex::new(None));
     let p = probe.clone();
@@ -165,4 +169,41 @@ fn each_member_reads_its_own_skewed_clock() {
     let now = net.now_ms();
     assert!(clocks.iter().all(|&c| c.abs_diff(now) <= 500), "{clocks:?} vs {now}");
     assert!(clocks.iter().any(|&c| c != now), "some member is skewed: {clocks:?}");
+}
+
+#[test]
+fn sessions_on_one_member_are_apart_and_a_call_acts_only_when_awaited() {
+    use spook_core::api::{Outcome, Test, TxSpec};
+    let mut net = SimNet::new(NetConfig { seed: 11, ..NetConfig::default() }, Schema::fleet(), GroupKind::Serial, 3);
+    let won = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..3 {
+        // Three agents on member 0, each in its own session, race for one task.
+        let (g, out) = (net.session(0), won.clone());
+        net.spawn(0, async move {
+            let me = g.id().to_string();
+            let tx = TxSpec::new().when(RegisterId(5), "owner", Test::Absent).set(RegisterId(5), "owner", me.clone()).seq(1);
+            let o = g.transact(tx).await.unwrap();
+            out.lock().unwrap().push((me, matches!(o, Outcome::Committed { resent: false, .. })));
+        });
+    }
+    // A write made but dropped before it is awaited does nothing.
+    let g = net.group(1);
+    drop(g.write(RegisterId(6), fields(1.0)));
+    assert!(net.run_until(30_000, |n| n.agents() == 0 && n.converged()));
+    let won = won.lock().unwrap();
+    assert_eq!(won.iter().filter(|(_, w)| *w).count(), 1, "one session of three wins, though all used seq 1: {won:?}");
+    let x = net.with_replica(1, |r| r.get(View::Pending, RegisterId(6), r.schema().field_id(X).unwrap())).unwrap();
+    assert_eq!(x, None, "the dropped write was never made");
+}
+
+#[test]
+#[should_panic(expected = "without waiting")]
+fn an_agent_that_never_sleeps_is_stopped_with_a_clear_message() {
+    let mut net = SimNet::new(NetConfig::default(), Schema::fleet(), GroupKind::Convergent, 2);
+    let g = net.group(0);
+    net.spawn(0, async move {
+        // Waits for a value nobody writes, without sleeping: virtual time would stand still.
+        while g.read(RegisterId(1), View::Committed).await.unwrap().is_empty() {}
+    });
+    net.run_for(10);
 }
