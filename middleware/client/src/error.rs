@@ -60,6 +60,14 @@ pub enum Error {
 
 impl Error {
     /// The error an `{"ok": false, ...}` response reports.
+    ///
+    /// ```
+    /// use spook_client::Error;
+    /// let e = Error::from_response(&serde_json::json!({"ok": false, "code": "storage_unavailable", "error": "disk full"}));
+    /// assert!(matches!(e, Error::StorageUnavailable(_)));
+    /// // A refusal without a code (an older node) is still an error, with its message.
+    /// assert_eq!(Error::from_response(&serde_json::json!({"ok": false, "error": "no"})).to_string(), "no");
+    /// ```
     #[must_use]
     pub fn from_response(j: &Json) -> Error {
         let msg = j.get("error").and_then(Json::as_str).unwrap_or("the node refused the request").to_string();
