@@ -1,6 +1,12 @@
-//! The bridge's decisions, without ROS and without a node: a ROS message becomes the fields
-//! to write (only those that changed: a pose update is one field's delta), a change in Spook
-//! becomes the messages to publish, and [`drive`] runs both against any [`GroupApi`].
+//! The bridge's decisions, without ROS and without a node: a ROS message becomes the typed
+//! fields to write (a pose is one `pose` field beside its stamp and frame, not a blob), a
+//! change in Spook becomes the messages to publish, and [`drive`] runs both against any
+//! [`GroupApi`].
+//!
+//! A message's fields are written together, all of them, in one delta: fields merge one by
+//! one (last writer wins), so a delta that left out a field it thought unchanged could leave
+//! a register holding one bridge's pose with another's frame and origin when two bridges
+//! write at once.
 //!
 //! Echo prevention is by origin, never by payload. Every message the bridge writes carries
 //! its origin (the bridge's name) and the origin's number for it (`msg_seq`); a change whose
@@ -45,8 +51,6 @@ pub enum BridgeError {
 struct Route {
     topic: Topic,
     register: RegisterId,
-    /// The register's fields as this bridge last knew them (for minimal deltas).
-    known: Fields,
     /// When it last wrote (ms), for the rate limit; and the newest message held back.
     last_write_ms: Option<u64>,
     held: Option<Fields>,
@@ -61,7 +65,7 @@ struct Route {
 pub struct Write {
     /// The register.
     pub register: RegisterId,
-    /// The fields (a delta: only those that changed).
+    /// The fields: the message's, its origin and its number.
     pub fields: Fields,
 }
 
@@ -94,7 +98,7 @@ impl Bridge {
                 return Err(BridgeError::SharedRegister(other.topic.name.clone(), t.name.clone()));
             }
             by_register.insert(register, routes.len());
-            routes.push(Route { topic: t.clone(), register, known: Fields::new(), last_write_ms: None, held: None, published: None, logged: BTreeSet::new() });
+            routes.push(Route { topic: t.clone(), register, last_write_ms: None, held: None, published: None, logged: BTreeSet::new() });
         }
         Ok(Bridge { me: mapping.bridge.clone(), routes, by_register, next_seq: first_seq })
     }
@@ -132,13 +136,10 @@ impl Bridge {
         Ok(Some(Self::delta(r, fields, now_ms)))
     }
 
-    /// The fields of `fields` that differ from what the register holds, and the origin's
-    /// pair always (it names the message).
+    /// The message's write, noted for the rate limit.
     fn delta(r: &mut Route, fields: Fields, now_ms: u64) -> Write {
         r.last_write_ms = Some(now_ms);
-        let delta: Fields = fields.into_iter().filter(|(k, v)| k == field::MSG_SEQ || k == field::ORIGIN || r.known.get(k) != Some(v)).collect();
-        r.known.extend(delta.clone());
-        Write { register: r.register, fields: delta }
+        Write { register: r.register, fields }
     }
 
     /// When a held-back message is due (ms), if one is.
@@ -190,7 +191,6 @@ impl Bridge {
             }
             return out;
         }
-        r.known.clone_from(&c.fields);
         let id = origin_of(&c.fields);
         if id.as_ref().is_some_and(|(o, _)| *o == me) || (id.is_some() && id == r.published) || !r.topic.direction.to_ros() {
             return Vec::new();
@@ -240,6 +240,7 @@ pub async fn drive<G: GroupApi>(mut bridge: Bridge, group: &G, mut from_ros: tok
                 let Some((topic, cdr)) = m else { return Ok(counts) };
                 match bridge.from_ros(&topic, &cdr, group.now_ms(), now_ns()) {
                     Ok(Some(w)) => {
+                        tracing::debug!(%topic, register = %w.register, "to Spook");
                         group.write(w.register, w.fields).await?;
                         counts.to_spook += 1;
                     }
@@ -273,7 +274,9 @@ pub async fn drive<G: GroupApi>(mut bridge: Bridge, group: &G, mut from_ros: tok
 }
 
 fn publish(bridge: &mut Bridge, c: &Change, to_ros: &(dyn Fn(String, Vec<u8>) + Sync), counts: &mut Counts) {
+    tracing::trace!(register = %c.register, view = ?c.view, origin = ?c.fields.get(field::ORIGIN), "change");
     for (topic, cdr) in bridge.from_spook(c) {
+        tracing::debug!(%topic, bytes = cdr.len(), "to ROS");
         to_ros(topic, cdr);
         counts.to_ros += 1;
     }
@@ -297,12 +300,13 @@ mod tests {
     }
 
     #[test]
-    fn a_pose_update_writes_only_what_changed_and_its_origin() {
+    fn a_pose_is_written_as_typed_fields_with_its_origin() {
         let mut b = Bridge::new(&mapping(""), &crate::msgs::schema(), 100).unwrap();
         let w = b.from_ros("/pose", &pose(1.0, 5), 0, 0).unwrap().unwrap();
         assert_eq!(w.fields.keys().map(String::as_str).collect::<Vec<_>>(), ["frame_id", "msg_seq", "origin", "pose", "stamp_ns"]);
+        assert_eq!(w.fields[field::POSE], Value::Pose([1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]));
         let w = b.from_ros("/pose", &pose(2.0, 5), 1, 0).unwrap().unwrap();
-        assert_eq!(w.fields.keys().map(String::as_str).collect::<Vec<_>>(), ["msg_seq", "origin", "pose"], "frame and stamp did not change");
+        assert_eq!(w.fields.len(), 5, "every field of the message, so that two writers never mix");
         // An identical message is still a message: it travels (with its own number).
         let w2 = b.from_ros("/pose", &pose(2.0, 5), 2, 0).unwrap().unwrap();
         assert_eq!(w2.fields[field::MSG_SEQ], Value::I64(102));

@@ -22,12 +22,14 @@ use crate::mapping::{Durability, Mapping, Qos, Reliability};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RosError {
     /// An rcl call failed.
-    #[error("rcl: {what} failed (code {code})")]
+    #[error("rcl: {what} failed (code {code}): {message}")]
     Rcl {
         /// The call.
         what: &'static str,
         /// rcl's return code.
         code: i32,
+        /// rcl's error string.
+        message: String,
     },
     /// A type the installed message packages do not have.
     #[error("message type {0:?} is not installed (add its package to ros-bridge/ros2/setup.sh and IDL_PACKAGE_FILTER)")]
@@ -41,9 +43,16 @@ fn check(what: &'static str, code: i32) -> Result<(), RosError> {
     if code == rcl::RCL_RET_OK as i32 {
         Ok(())
     } else {
-        // rcl keeps an error string per thread; reset it so the next call starts clean.
-        unsafe { rcl::rcutils_reset_error() };
-        Err(RosError::Rcl { what, code })
+        // rcl keeps an error string per thread: take it, and reset it so the next call
+        // starts clean.
+        // SAFETY: rcutils returns a struct holding a NUL-terminated string.
+        let message = unsafe {
+            let e = rcl::rcutils_get_error_string();
+            let m = std::ffi::CStr::from_ptr(e.str_.as_ptr()).to_string_lossy().into_owned();
+            rcl::rcutils_reset_error();
+            m
+        };
+        Err(RosError::Rcl { what, code, message })
     }
 }
 
@@ -101,11 +110,11 @@ impl RosSide {
                     let _ = ready_tx.send(Err(e));
                 }
             })
-            .map_err(|_| RosError::Rcl { what: "spawning the ROS thread", code: -1 })?;
+            .map_err(|_| RosError::Rcl { what: "spawning the ROS thread", code: -1, message: String::new() })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(RosSide { out, stop, thread: Some(thread) }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(RosError::Rcl { what: "starting the ROS thread", code: -1 }),
+            Err(_) => Err(RosError::Rcl { what: "starting the ROS thread", code: -1, message: String::new() }),
         }
     }
 
@@ -141,7 +150,7 @@ struct RclNode {
     node: Box<rcl::rcl_node_t>,
     subs: Vec<Sub>,
     pubs: Vec<Pub>,
-    own_gids: Vec<[u8; 24]>,
+    own_gids: Vec<Vec<u8>>,
 }
 
 fn type_support(ros_type: &str) -> Result<*const rcl::rosidl_message_type_support_t, RosError> {
@@ -160,8 +169,8 @@ impl RclNode {
             let mut init = rcl::rcl_get_zero_initialized_init_options();
             check("rcl_init_options_init", rcl::rcl_init_options_init(&mut init, allocator))?;
             let mut context = Box::new(rcl::rcl_get_zero_initialized_context());
-            let argv: [*const std::os::raw::c_char; 1] = [std::ptr::null()];
-            let r = rcl::rcl_init(0, argv.as_ptr(), &init, context.as_mut());
+            // No arguments: rcl wants a null argv with argc 0.
+            let r = rcl::rcl_init(0, std::ptr::null(), &init, context.as_mut());
             rcl::rcl_init_options_fini(&mut init);
             check("rcl_init", r)?;
             let mut node = Box::new(rcl::rcl_get_zero_initialized_node());
@@ -177,7 +186,7 @@ impl RclNode {
                 check("rcl_publisher_init", rcl::rcl_publisher_init(&mut handle, me.node.as_mut(), ts, ctopic.as_ptr(), &po))?;
                 let mut gid: rcl::rmw_gid_t = std::mem::zeroed();
                 check("rmw_get_gid_for_publisher", rcl::rmw_get_gid_for_publisher(rcl::rcl_publisher_get_rmw_handle(&handle), &mut gid))?;
-                me.own_gids.push(gid.data);
+                me.own_gids.push(gid.data.to_vec());
                 me.pubs.push(Pub { topic: topic.clone(), handle });
             }
             for (topic, ros_type, q) in &topics.subscribe {
@@ -211,7 +220,7 @@ impl RclNode {
                         break;
                     }
                     busy = true;
-                    if self.own_gids.contains(&info.publisher_gid.data) {
+                    if self.own_gids.iter().any(|g| g[..] == info.publisher_gid.data[..]) {
                         // Ours: it came from Spook, it does not go back.
                         continue;
                     }
