@@ -223,3 +223,56 @@ fn the_bridge_refuses_bad_arguments_and_an_unknown_group_clearly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("starts with /"), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn start_sh_starts_spookd_and_then_the_bridge_and_stops_both() {
+    let d = dir("start");
+    let mut r = Robot::new(&d, "robot-s", "ros-start", free_port(), None, 0.0, domain_ids() + 40);
+    r.spook(&["init"]);
+    r.start_node();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.toml");
+    r.spook(&["group", "create", "robots", "--schema", schema.to_str().unwrap()]);
+    // The node the test started stops; start.sh starts its own from the same config.
+    r.procs.clear();
+    let socket = d.join("robot-s.sock");
+    let _ = std::fs::remove_file(&socket);
+    r.start_bridge();
+    r.procs.clear(); // only the mapping file was wanted
+    let mapping = d.join("robot-s-mapping.toml");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch/ros2/start.sh");
+    let bin_dir = bin("spookd").parent().unwrap().to_path_buf();
+    let mut child = Command::new("bash")
+        .arg(script)
+        .arg(format!("config:={}", r.config.display()))
+        .arg(format!("mapping:={}", mapping.display()))
+        .arg(format!("socket:={}", socket.display()))
+        .env("SPOOK_BIN", &bin_dir)
+        .env("SPOOK_BRIDGE_BIN", BRIDGE)
+        .env("ROS_DOMAIN_ID", r.domain_id.to_string())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("bridging") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("started") && seen.contains("bridging"), "start.sh said: {seen}");
+    assert!(socket.exists(), "spookd is up on its socket");
+    // SIGTERM to start.sh stops both.
+    Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!socket.exists(), "spookd stopped and released its socket");
+    let _ = std::fs::remove_dir_all(&d);
+}
