@@ -38,16 +38,32 @@ fn three_nodes_dropping_a_fifth_of_their_messages_converge() {
         let w = format!("{}.owner \"n{i}\"", 10 + i);
         n.spook(&["tx", "tasks", "--client", &ids[i], "--seq", "1", "--timeout-ms", "120000", "--if", &c, "--set", &w, "--no-wait"]).unwrap();
     }
+    let started = std::time::Instant::now();
+    let mut said = 0;
     eventually("all three converge with full membership and every claim decided", Duration::from_secs(90), || {
         let decided = nodes.iter().all(|n| ids.iter().all(|c| n.spook(&["session", "tasks", "--client", c]).unwrap()["ops"].as_array().is_some_and(|o| o.len() == 1)));
         let st: Vec<Json> = nodes.iter().map(|n| n.spook(&["status"]).unwrap()).collect();
-        decided &&
-        ["fleet", "tasks"].iter().all(|g| {
-            st.iter().all(|s| {
-                let me = group(s, g);
-                me["state_hash"] == group(&st[0], g)["state_hash"] && me["members"].as_array().is_some_and(|m| m.len() == 3 && m.iter().all(|x| x["paired"] == true))
-            })
-        })
+        let done = decided
+            && ["fleet", "tasks"].iter().all(|g| {
+                st.iter().all(|s| {
+                    let me = group(s, g);
+                    me["state_hash"] == group(&st[0], g)["state_hash"] && me["members"].as_array().is_some_and(|m| m.len() == 3 && m.iter().all(|x| x["paired"] == true))
+                })
+            });
+        // A run that takes long says why, every 20 s, so that a rare stall leaves evidence.
+        let secs = started.elapsed().as_secs();
+        if !done && secs >= 20 * (said + 1) {
+            said += 1;
+            eprintln!("after {secs} s: claims decided everywhere: {decided}");
+            for (n, s) in nodes.iter().zip(&st) {
+                for g in ["fleet", "tasks"] {
+                    let me = group(s, g);
+                    let members: Vec<String> = me["members"].as_array().map(|m| m.iter().map(|x| format!("{}:{}", &x["id"].as_str().unwrap_or("?")[..6.min(x["id"].as_str().unwrap_or("?").len())], x["paired"])).collect()).unwrap_or_default();
+                    eprintln!("  {} {g}: hash {} members {members:?} pending {}", n.name, me["state_hash"], me["pending_candidates"]);
+                }
+            }
+        }
+        done
     });
     for n in &nodes {
         for i in 0..3 {
