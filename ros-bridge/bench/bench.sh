@@ -27,7 +27,7 @@ B=$("$bin/spook" -c "$d/b.toml" init --domain-key "$key")
 "$bin/spookd" --config "$d/a.toml" > "$d/a.out" & pida=$!
 "$bin/spookd" --config "$d/b.toml" > "$d/b.out" & pidb=$!
 sleep 2
-inv=$("$bin/spook" -c "$d/a.toml" group create robots --member "$B" --schema "$root/ros-bridge/schema.toml")
+inv=$("$bin/spook" -c "$d/a.toml" group create robots --member "$B" --schema "$root/ros-bridge/schema.toml" 2>/dev/null)
 "$bin/spook" -c "$d/b.toml" group join "$inv" >/dev/null
 for r in a b; do
   printf 'group = "robots"\nbridge = "robot-%s"\n[[topic]]\nname = "/bench_pose"\ntype = "geometry_msgs/msg/PoseStamped"\nregister = "bench.pose"\ndirection = "%s"\nqos = { depth = 100 }\n' \
