@@ -77,7 +77,7 @@ phase_done "setup of ROS 2 (wheels, libclang)"
 export SPOOK_SKIP_LOG="$PWD/target/spook-skips.log"
 rm -f "$SPOOK_SKIP_LOG"
 echo "== doc examples"
-cargo test --doc -p spook-core -p spook-sim -p spook-secure -p spook-ledger -p spook-client -p spook-node -p spook-relay -p spook-ros ${ros_features[@]+"${ros_features[@]}"} 2>&1 | tee target/doctest.log
+cargo test --doc -p spook-core -p spook-sim -p spook-secure -p spook-ledger -p spook-client -p spook-node -p spook-relay -p spook-ros -p spook-agents ${ros_features[@]+"${ros_features[@]}"} 2>&1 | tee target/doctest.log
 phase_done "doc examples (with the build)"
 echo "== unit, property, simulation, codec, ledger and two-process tests (cargo nextest)"
 nextest_features=()
