@@ -129,8 +129,7 @@ fn no_overlap(history: &[(u32, String, Op, u64)]) -> Result<(), String> {
 
 #[test]
 fn every_task_is_done_once_and_no_two_agents_hold_a_task_at_once() {
-    let seeds: Vec<u64> = std::env::var("SPOOK_SEEDS").ok().map_or_else(|| (1..=30).collect(), |s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
-    for seed in seeds {
+    for seed in spook_sim::seeds(1..=30) {
         println!("seed {seed}");
         let cfg = NetConfig { seed, loss: 0.1, dup: 0.05, reorder: 0.1, delay_ms: (1, 30), skew_ms: 50, step_ms: 2, persist_ms: (1, 5) };
         let mut net = SimNet::new(cfg, Schema::fleet(), GroupKind::Serial, 5);

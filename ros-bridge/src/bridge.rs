@@ -60,6 +60,23 @@ struct Route {
     logged: BTreeSet<(String, i64)>,
 }
 
+impl Route {
+    /// The least time between two writes (ms) under the rate limit.
+    fn gap_ms(&self) -> u64 {
+        if self.topic.rate_hz > 0.0 {
+            (1000.0 / self.topic.rate_hz) as u64
+        } else {
+            0
+        }
+    }
+
+    /// The message's write, noted for the rate limit.
+    fn write(&mut self, fields: Fields, now_ms: u64) -> Write {
+        self.last_write_ms = Some(now_ms);
+        Write { register: self.register, fields }
+    }
+}
+
 /// A write the bridge wants made.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Write {
@@ -128,34 +145,26 @@ impl Bridge {
             r.logged.insert((self.me.clone(), seq));
             return Ok(Some(Write { register: r.register, fields: Fields::from([(field::LOG.to_string(), Value::Map(fields))]) }));
         }
-        let gap_ms = if r.topic.rate_hz > 0.0 { (1000.0 / r.topic.rate_hz) as u64 } else { 0 };
-        if r.last_write_ms.is_some_and(|t| now_ms < t + gap_ms) {
+        if r.last_write_ms.is_some_and(|t| now_ms < t + r.gap_ms()) {
             r.held = Some(fields);
             return Ok(None);
         }
-        Ok(Some(Self::delta(r, fields, now_ms)))
-    }
-
-    /// The message's write, noted for the rate limit.
-    fn delta(r: &mut Route, fields: Fields, now_ms: u64) -> Write {
-        r.last_write_ms = Some(now_ms);
-        Write { register: r.register, fields }
+        Ok(Some(r.write(fields, now_ms)))
     }
 
     /// When a held-back message is due (ms), if one is.
     #[must_use]
     pub fn next_due(&self) -> Option<u64> {
-        self.routes.iter().filter(|r| r.held.is_some()).filter_map(|r| Some(r.last_write_ms? + (1000.0 / r.topic.rate_hz) as u64)).min()
+        self.routes.iter().filter(|r| r.held.is_some()).filter_map(|r| Some(r.last_write_ms? + r.gap_ms())).min()
     }
 
     /// The held-back messages due at `now_ms`.
     pub fn due(&mut self, now_ms: u64) -> Vec<Write> {
         let mut out = Vec::new();
         for r in &mut self.routes {
-            let gap = if r.topic.rate_hz > 0.0 { (1000.0 / r.topic.rate_hz) as u64 } else { 0 };
-            if r.held.is_some() && r.last_write_ms.is_none_or(|t| now_ms >= t + gap) {
+            if r.held.is_some() && r.last_write_ms.is_none_or(|t| now_ms >= t + r.gap_ms()) {
                 if let Some(f) = r.held.take() {
-                    out.push(Self::delta(r, f, now_ms));
+                    out.push(r.write(f, now_ms));
                 }
             }
         }

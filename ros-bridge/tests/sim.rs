@@ -61,8 +61,7 @@ fn strings(p: &Published, topic: &str) -> Vec<String> {
 
 #[test]
 fn two_graphs_joined_through_spook_get_each_others_messages_and_never_their_own() {
-    let seeds: Vec<u64> = std::env::var("SPOOK_SEEDS").ok().map_or_else(|| (1..=10).collect(), |s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
-    for seed in seeds {
+    for seed in spook_sim::seeds(1..=10) {
         println!("seed {seed}");
         let cfg = NetConfig { seed, loss: 0.2, dup: 0.05, reorder: 0.1, delay_ms: (5, 60), ..NetConfig::default() };
         let mut net = SimNet::new(cfg, spook_ros::msgs::schema(), GroupKind::Convergent, 2);

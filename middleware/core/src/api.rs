@@ -248,11 +248,7 @@ impl TxSpec {
         if self.sets.is_empty() {
             return Err(ValueError::new("(none)", "at least one write", "a transaction that writes nothing"));
         }
-        let field = |name: &str| {
-            let f = schema.field_id(name).ok_or_else(|| ValueError::new(name, "a field of the schema", "no such field"))?;
-            let def = schema.def(f).ok_or_else(|| ValueError::new(name, "a field of the schema", "no such field"))?;
-            Ok::<_, ValueError>((f, def.kind))
-        };
+        let field = |name: &str| schema.field_named(name).map(|(f, def)| (f, def.kind));
         let preconditions = self
             .conditions
             .iter()

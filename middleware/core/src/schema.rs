@@ -164,6 +164,23 @@ impl Schema {
             .map(FieldId)
     }
 
+    /// The field with this name and its definition, or why there is none.
+    ///
+    /// ```
+    /// # use spook_core::{Schema, MergePolicy};
+    /// let (id, def) = Schema::fleet().field_named("battery").unwrap();
+    /// assert_eq!((Some(id), def.policy), (Schema::fleet().field_id("battery"), MergePolicy::Min));
+    /// assert_eq!(Schema::fleet().field_named("colour").unwrap_err().field, "colour");
+    /// ```
+    ///
+    /// # Errors
+    /// A name the schema lacks.
+    pub fn field_named(&self, name: &str) -> Result<(FieldId, &FieldDef), ValueError> {
+        let no = || ValueError::new(name, "a field of the schema", "no such field");
+        let f = self.field_id(name).ok_or_else(no)?;
+        Ok((f, self.def(f).ok_or_else(no)?))
+    }
+
     /// The definition of a field.
     #[must_use]
     pub fn def(&self, f: FieldId) -> Option<&FieldDef> {

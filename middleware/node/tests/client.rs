@@ -386,8 +386,7 @@ fn a_group_with_a_schema_of_its_own_from_a_file_or_from_code_is_joined_and_used_
 fn the_group_api_scenario_runs_unchanged_on_simulated_replicas() {
     use spook_sim::net::{NetConfig, SimNet};
     use std::sync::{Arc, Mutex};
-    let seeds: Vec<u64> = std::env::var("SPOOK_SEEDS").ok().map_or_else(|| (1..=20).collect(), |s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
-    for seed in seeds {
+    for seed in spook_sim::seeds(1..=20) {
         println!("seed {seed}");
         let cfg = NetConfig { seed, loss: 0.15, dup: 0.05, reorder: 0.1, delay_ms: (1, 40), skew_ms: 100, step_ms: 2, persist_ms: (1, 5) };
         let mut net = SimNet::new(cfg, spook_core::Schema::fleet(), spook_core::GroupKind::Serial, 3);

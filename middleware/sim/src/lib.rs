@@ -20,3 +20,15 @@ pub mod rng;
 mod run;
 
 pub use run::{run, FaultCounts, Outcome, SimConfig};
+
+/// The seeds a randomized test runs: `SPOOK_SEEDS` (comma-separated) if set, else `default`.
+/// Tests print each seed, so a failure is re-run with `SPOOK_SEEDS=<seed>`.
+///
+/// ```
+/// let seeds = spook_sim::seeds(1..=3);
+/// assert!(std::env::var("SPOOK_SEEDS").is_ok() || seeds == vec![1, 2, 3]);
+/// ```
+#[must_use]
+pub fn seeds(default: std::ops::RangeInclusive<u64>) -> Vec<u64> {
+    std::env::var("SPOOK_SEEDS").ok().map_or_else(|| default.collect(), |s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+}

@@ -844,8 +844,7 @@ impl GroupApi for SimGroup {
             let ops = fields
                 .into_iter()
                 .map(|(name, v)| {
-                    let field = schema.field_id(&name).ok_or_else(|| ValueError::new(&name, "a field of the schema", "no such field"))?;
-                    let def = schema.def(field).ok_or_else(|| ValueError::new(&name, "a field of the schema", "no such field"))?;
+                    let (field, def) = schema.field_named(&name)?;
                     Ok(Op::Field { reg: register, field, action: def.action(v)? })
                 })
                 .collect::<Result<Vec<_>, ValueError>>()?;
