@@ -168,8 +168,9 @@ impl Schema {
     ///
     /// ```
     /// # use spook_core::{Schema, MergePolicy};
-    /// let (id, def) = Schema::fleet().field_named("battery").unwrap();
-    /// assert_eq!((Some(id), def.policy), (Schema::fleet().field_id("battery"), MergePolicy::Min));
+    /// let fleet = Schema::fleet();
+    /// let (id, def) = fleet.field_named("battery").unwrap();
+    /// assert_eq!((Some(id), def.policy), (fleet.field_id("battery"), MergePolicy::Min));
     /// assert_eq!(Schema::fleet().field_named("colour").unwrap_err().field, "colour");
     /// ```
     ///
