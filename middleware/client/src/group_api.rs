@@ -18,6 +18,7 @@ fn cond(c: spook_core::api::Condition) -> Cond {
         Test::Absent => Cond::absent(r, f),
         Test::Version(n) => Cond::version(r, f, n),
         Test::LeaseExpired => Cond::lease_expired(r, f),
+        Test::LeaseHeld => Cond::lease_held(r, f),
         Test::Compare(cmp, v) => {
             let op = match cmp {
                 Cmp::Lt => "<",

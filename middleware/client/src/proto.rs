@@ -369,6 +369,9 @@ pub struct TxCondition {
     /// The cell holds no lease, or its lease ended before the transaction's position.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lease_expired: bool,
+    /// The cell holds a lease that has not ended at the transaction's position.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lease_held: bool,
     /// A comparison with `value`: one of `<`, `<=`, `>`, `>=`, `!=`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmp: Option<String>,
@@ -453,7 +456,7 @@ impl Request {
 /// # Errors
 /// A message showing the expected forms.
 pub fn parse_condition(s: &str) -> Result<TxCondition, String> {
-    let usage = || format!("condition {s:?}: expected REG.FIELD == JSON (or != < <= > >=), REG.FIELD absent, REG.FIELD version N or REG.FIELD lease-expired");
+    let usage = || format!("condition {s:?}: expected REG.FIELD == JSON (or != < <= > >=), REG.FIELD absent, REG.FIELD version N, REG.FIELD lease-expired or REG.FIELD lease-held");
     let (target, rest) = s.trim().split_once(char::is_whitespace).ok_or_else(usage)?;
     let (register, field) = parse_target(target).ok_or_else(usage)?;
     let mut c = TxCondition { register, field, ..Default::default() };
@@ -463,6 +466,7 @@ pub fn parse_condition(s: &str) -> Result<TxCondition, String> {
     match op {
         "absent" if arg.is_empty() => c.absent = true,
         "lease-expired" if arg.is_empty() => c.lease_expired = true,
+        "lease-held" if arg.is_empty() => c.lease_held = true,
         "version" => c.version = Some(arg.parse().map_err(|_| usage())?),
         "==" => c.equals = Some(json(arg)?),
         "!=" | "<" | "<=" | ">" | ">=" => {

@@ -76,6 +76,17 @@ impl Cond {
         Cond(TxCondition { lease_expired: true, ..Cond::cell(register, field) }, None)
     }
 
+    /// The cell holds a lease that has not ended at the transaction's position: a window
+    /// still open in the group's total order.
+    ///
+    /// ```
+    /// let bidding = spook_client::Cond::lease_held("auction-1", "state");
+    /// ```
+    #[must_use]
+    pub fn lease_held(register: impl Into<Reg>, field: &str) -> Cond {
+        Cond(TxCondition { lease_held: true, ..Cond::cell(register, field) }, None)
+    }
+
     /// A comparison (`<`, `<=`, `>`, `>=`, `!=`) of the cell with `value`.
     ///
     /// ```

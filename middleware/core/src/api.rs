@@ -81,6 +81,22 @@ impl Outcome {
         }
     }
 
+    /// For an abort because a condition did not hold: which one (from 0, in the order the
+    /// transaction lists them). The reason travels as text (what a node sends its clients),
+    /// written by [`AbortReason`](crate::AbortReason)'s `Display`, which this reads back.
+    ///
+    /// ```
+    /// # use spook_core::{api::Outcome, AbortReason, TxnOutcome};
+    /// assert_eq!(Outcome::of(4, &TxnOutcome::Aborted(AbortReason::Precondition(2))).failed_condition(), Some(2));
+    /// assert_eq!(Outcome::of(4, &TxnOutcome::Aborted(AbortReason::DeadlinePassed)).failed_condition(), None);
+    /// ```
+    #[must_use]
+    pub fn failed_condition(&self) -> Option<usize> {
+        let Outcome::Aborted { reason, .. } = self else { return None };
+        let n: usize = reason.strip_prefix("condition ")?.strip_suffix(" did not hold")?.parse().ok()?;
+        n.checked_sub(1)
+    }
+
     /// The operation's seq.
     ///
     /// ```
@@ -110,6 +126,8 @@ pub enum Test {
     Version(u64),
     /// The cell holds no lease, or its lease ended before the transaction's turn.
     LeaseExpired,
+    /// The cell holds a lease that has not ended at the transaction's turn.
+    LeaseHeld,
     /// The cell compares so with the value.
     Compare(Cmp, Value),
 }
@@ -260,6 +278,7 @@ impl TxSpec {
                     Test::Absent => Precondition::Absent { reg, field: f },
                     Test::Version(version) => Precondition::VersionEquals { reg, field: f, version: *version },
                     Test::LeaseExpired => Precondition::LeaseExpired { reg, field: f },
+                    Test::LeaseHeld => Precondition::LeaseHeld { reg, field: f },
                     Test::Compare(cmp, v) => Precondition::Compare { reg, field: f, cmp: *cmp, value: kind.admit(&c.field, v.clone())? },
                 })
             })

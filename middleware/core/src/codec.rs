@@ -707,6 +707,7 @@ fn put_txn(out: &mut Vec<u8>, t: &Txn) {
             Precondition::Absent { reg, field } => (2, reg, field),
             Precondition::Compare { reg, field, .. } => (3, reg, field),
             Precondition::LeaseExpired { reg, field } => (4, reg, field),
+            Precondition::LeaseHeld { reg, field } => (5, reg, field),
         };
         out.push(tag);
         put_uvarint(out, u64::from(reg.0));
@@ -718,7 +719,7 @@ fn put_txn(out: &mut Vec<u8>, t: &Txn) {
                 out.push(*cmp as u8);
                 put_value_tagged(out, value);
             }
-            Precondition::Absent { .. } | Precondition::LeaseExpired { .. } => {}
+            Precondition::Absent { .. } | Precondition::LeaseExpired { .. } | Precondition::LeaseHeld { .. } => {}
         }
     }
     put_uvarint(out, t.writes.len() as u64);
@@ -769,6 +770,7 @@ impl Reader<'_> {
                     Precondition::Compare { reg, field, cmp, value: self.value_tagged(0)? }
                 }
                 4 => Precondition::LeaseExpired { reg, field },
+                5 => Precondition::LeaseHeld { reg, field },
                 t => return Err(DecodeError::UnknownOp(t)),
             });
         }

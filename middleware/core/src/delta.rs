@@ -97,6 +97,14 @@ pub enum Precondition {
         /// Field.
         field: FieldId,
     },
+    /// The cell holds a lease that ends after the transaction's stamp: a window that is still
+    /// open in the total order (an auction's bidding, a barrier's wait).
+    LeaseHeld {
+        /// Register.
+        reg: RegisterId,
+        /// Field.
+        field: FieldId,
+    },
 }
 
 /// One write of a transaction; with `lease_ms` the cell is leased until the commit stamp's

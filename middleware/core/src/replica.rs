@@ -522,6 +522,12 @@ impl Replica {
         }
     }
 
+    /// When `m` was last heard in this group (ms), if ever since this replica started.
+    #[must_use]
+    pub fn last_heard(&self, m: &EndpointId) -> Option<u64> {
+        self.last_heard.get(m).copied()
+    }
+
     fn note_heard(&mut self, m: EndpointId, now: u64) {
         let gap = self.last_heard.get(&m).map_or(u64::MAX, |t| now.saturating_sub(*t));
         if gap > self.cfg.decohere_after_ms {
@@ -674,9 +680,16 @@ impl Replica {
         }
     }
     /// One field's value in a view.
+    ///
+    /// In a serial group a cell that transactions wrote reads as their last committed write,
+    /// in either view (a transaction's outcome is decided, never pending): that is where a
+    /// claim's owner or an auction's bid is read.
     #[must_use]
     pub fn get(&self, view: View, reg: RegisterId, field: FieldId) -> Option<Value> {
-        self.view(view).get(reg, field)
+        match self.serial.cell(reg, field) {
+            Some(c) => Some(c.value.clone()),
+            None => self.view(view).get(reg, field),
+        }
     }
     /// The pending-view hash: fields plus causal context. Equal delta sets give equal hashes.
     #[must_use]
@@ -1730,9 +1743,14 @@ impl Replica {
             }
         }
         ready.sort_by_key(|a| a.0);
+        // Cells a transaction wrote read alike in both views (`get`), so both hear of them.
+        let mut written = BTreeSet::new();
         for ((position, _, _), t) in ready {
             if let Some(outcome) = self.serial.evaluate(&self.cfg.hash_key, position, &t) {
                 tracing::trace!(id = ?t.id, ?outcome, "transaction evaluated");
+                if matches!(outcome, TxnOutcome::Committed { .. }) {
+                    written.extend(t.writes.iter().map(|w| w.reg));
+                }
                 if self.tracked.remove(&t.id).is_some() {
                     self.events.push_back(Event::Txn { id: t.id, state: TxnState::Resolved(outcome) });
                 }
@@ -1750,6 +1768,10 @@ impl Replica {
         if !late.is_empty() {
             self.stats.reentangled += 1;
             self.events.push_back(Event::ReEntangled { registers: late.iter().copied().collect() });
+        }
+        if !written.is_empty() {
+            self.events.push_back(Event::RegistersChanged { view: View::Pending, registers: written.iter().copied().collect() });
+            changed.extend(written);
         }
         if !changed.is_empty() {
             self.events.push_back(Event::RegistersChanged { view: View::Committed, registers: changed.into_iter().collect() });

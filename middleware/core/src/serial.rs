@@ -123,6 +123,7 @@ impl SerialState {
             Precondition::LeaseExpired { reg, field } => {
                 get(reg, field).is_none_or(|c| c.lease_until_ms.is_none_or(|until| until <= position.ms()))
             }
+            Precondition::LeaseHeld { reg, field } => get(reg, field).is_some_and(|c| c.lease_until_ms.is_some_and(|until| until > position.ms())),
             Precondition::Compare { reg, field, cmp, value } => {
                 let cell = get(reg, field);
                 if *cmp == Cmp::Ne {

@@ -174,6 +174,7 @@ fn transactions_round_trip_and_reject_unknown_fields() {
             Precondition::Absent { reg: RegisterId(2), field: FieldId(9) },
             Precondition::Compare { reg: RegisterId(3), field: FieldId(9), cmp: Cmp::Ge, value: Value::I64(10) },
             Precondition::LeaseExpired { reg: RegisterId(4), field: FieldId(9) },
+            Precondition::LeaseHeld { reg: RegisterId(4), field: FieldId(9) },
         ],
         writes: vec![TxnWrite { reg: RegisterId(4), field: FieldId(9), value: Value::from("me"), lease_ms: Some(5_000) }],
     };

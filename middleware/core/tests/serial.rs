@@ -245,6 +245,43 @@ fn a_decohered_claimant_loses_its_lease_when_it_runs_out_and_fences_go_up() {
 }
 
 #[test]
+fn a_window_held_by_a_lease_admits_transactions_until_it_ends_in_the_total_order() {
+    let ids = origins(3);
+    let cfg = serial_config(&ids);
+    let mut now = GENESIS + 1_000;
+    let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
+    let mut events = Vec::new();
+    let txn = |seq: u64, pre: Precondition, reg: u32, lease_ms: Option<u64>, now: u64| Txn {
+        id: OpId { client: ids[1], seq },
+        deadline_ms: now + 60_000,
+        after: vec![],
+        preconditions: vec![pre],
+        writes: vec![TxnWrite { reg: RegisterId(reg), field: OWNER, value: Value::from("x"), lease_ms }],
+    };
+    let held = Precondition::LeaseHeld { reg: RegisterId(1), field: OWNER };
+    // Never leased: the window is not open.
+    let early = rs[1].submit(now, txn(1, held.clone(), 2, None, now)).unwrap();
+    run(&mut rs, &mut now, 100, 20, &mut events);
+    assert_eq!(rs[0].serial().outcome(&early), Some(&TxnOutcome::Aborted(AbortReason::Precondition(0))));
+    // Open a 3 s window; a transaction inside it commits on every replica.
+    let open = rs[0].submit(now, txn(2, Precondition::Absent { reg: RegisterId(1), field: OWNER }, 1, Some(3_000), now)).unwrap();
+    run(&mut rs, &mut now, 100, 5, &mut events);
+    let inside = rs[2].submit(now, txn(3, held.clone(), 2, None, now)).unwrap();
+    run(&mut rs, &mut now, 100, 20, &mut events);
+    for r in &rs {
+        assert!(matches!(r.serial().outcome(&open), Some(TxnOutcome::Committed { .. })));
+        assert!(matches!(r.serial().outcome(&inside), Some(TxnOutcome::Committed { .. })), "inside the window");
+    }
+    // After the window, the same test aborts everywhere, whatever the local clocks say.
+    run(&mut rs, &mut now, 100, 30, &mut events);
+    let late = rs[2].submit(now, txn(4, held, 2, None, now)).unwrap();
+    run(&mut rs, &mut now, 100, 20, &mut events);
+    for r in &rs {
+        assert_eq!(r.serial().outcome(&late), Some(&TxnOutcome::Aborted(AbortReason::Precondition(0))), "after the window");
+    }
+}
+
+#[test]
 fn a_ten_hour_two_three_split_with_writes_on_both_sides() {
     // Simulated time in 1 s steps (digests every second, decoherence after 3 s).
     let ids = origins(5);

@@ -25,9 +25,9 @@ fn precondition(schema: &Schema, c: &TxCondition, typed: bool) -> Result<Precond
     let (field, kind) = field_id(schema, &c.field)?;
     let reg = c.register.resolve(schema);
     let value = |j: &Json| values::value_in(&c.field, kind, j, typed).map_err(|e| e.to_string());
-    let tests = usize::from(c.equals.is_some()) + usize::from(c.version.is_some()) + usize::from(c.absent) + usize::from(c.lease_expired) + usize::from(c.cmp.is_some());
+    let tests = usize::from(c.equals.is_some()) + usize::from(c.version.is_some()) + usize::from(c.absent) + usize::from(c.lease_expired) + usize::from(c.lease_held) + usize::from(c.cmp.is_some());
     if tests != 1 {
-        return Err(format!("condition on {}.{}: give exactly one of equals, version, absent, lease_expired, cmp", c.register, c.field));
+        return Err(format!("condition on {}.{}: give exactly one of equals, version, absent, lease_expired, lease_held, cmp", c.register, c.field));
     }
     if c.value.is_some() != c.cmp.is_some() {
         return Err(format!("condition on {}.{}: cmp and value go together", c.register, c.field));
@@ -47,6 +47,7 @@ fn precondition(schema: &Schema, c: &TxCondition, typed: bool) -> Result<Precond
             Precondition::Compare { reg, field, cmp, value: value(v)? }
         }
         _ if c.absent => Precondition::Absent { reg, field },
+        _ if c.lease_held => Precondition::LeaseHeld { reg, field },
         _ => Precondition::LeaseExpired { reg, field },
     })
 }

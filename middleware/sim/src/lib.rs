@@ -21,14 +21,46 @@ mod run;
 
 pub use run::{run, FaultCounts, Outcome, SimConfig};
 
-/// The seeds a randomized test runs: `SPOOK_SEEDS` (comma-separated) if set, else `default`.
-/// Tests print each seed, so a failure is re-run with `SPOOK_SEEDS=<seed>`.
+/// The seeds a randomized test runs: `SPOOK_SEEDS` if set, else `default`. `SPOOK_SEEDS` is
+/// a comma-separated list of seeds and ranges (`7`, `1..=10000`, `5..9`). Tests print each
+/// seed, so a failure is re-run with `SPOOK_SEEDS=<seed>`.
 ///
 /// ```
 /// let seeds = spook_sim::seeds(1..=3);
 /// assert!(std::env::var("SPOOK_SEEDS").is_ok() || seeds == vec![1, 2, 3]);
+/// assert_eq!(spook_sim::parse_seeds("4, 10..=12,20..22"), Ok(vec![4, 10, 11, 12, 20, 21]));
+/// assert!(spook_sim::parse_seeds("1..=3x").is_err());
 /// ```
+///
+/// # Panics
+/// If `SPOOK_SEEDS` does not parse, or names no seed: a typo must not run no test at all.
 #[must_use]
 pub fn seeds(default: std::ops::RangeInclusive<u64>) -> Vec<u64> {
-    std::env::var("SPOOK_SEEDS").ok().map_or_else(|| default.collect(), |s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+    match std::env::var("SPOOK_SEEDS") {
+        Err(_) => default.collect(),
+        Ok(s) => match parse_seeds(&s) {
+            Ok(v) if !v.is_empty() => v,
+            Ok(_) => panic!("SPOOK_SEEDS={s:?} names no seed"),
+            Err(e) => panic!("SPOOK_SEEDS={s:?}: {e}"),
+        },
+    }
+}
+
+/// Parse a list of seeds and ranges, as [`seeds`] reads `SPOOK_SEEDS`.
+///
+/// # Errors
+/// The first item that is not a number or a range of numbers.
+pub fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
+    let num = |x: &str| x.trim().parse::<u64>().map_err(|_| format!("{x:?} is not a seed (a number, A..=B or A..B)"));
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        if let Some((a, b)) = item.split_once("..=") {
+            out.extend(num(a)?..=num(b)?);
+        } else if let Some((a, b)) = item.split_once("..") {
+            out.extend(num(a)?..num(b)?);
+        } else {
+            out.push(num(item)?);
+        }
+    }
+    Ok(out)
 }

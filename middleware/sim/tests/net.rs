@@ -207,3 +207,40 @@ fn an_agent_that_never_sleeps_is_stopped_with_a_clear_message() {
     });
     net.run_for(10);
 }
+
+#[test]
+fn what_a_transaction_wrote_is_read_and_watched_on_every_member() {
+    use spook_core::api::{Outcome, Test, TxSpec};
+    let mut net = SimNet::new(NetConfig::default(), Schema::fleet(), GroupKind::Serial, 3);
+    let (a, b) = (net.group(0), net.group(1));
+    let seen: Arc<Mutex<Vec<(View, RegisterId)>>> = Arc::new(Mutex::new(Vec::new()));
+    for view in [View::Pending, View::Committed] {
+        let (w, out) = (net.group(2), seen.clone());
+        net.spawn(2, async move {
+            let mut watch = w.watch(view).await.unwrap();
+            while let Some(Ok(e)) = watch.next().await {
+                if let Event::Change(c) = e {
+                    if c.fields.get("owner") == Some(&Value::Str("a".into())) {
+                        out.lock().unwrap().push((view, c.register));
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    net.spawn(0, async move {
+        let tx = TxSpec::new().when(RegisterId(9), "owner", Test::Absent).set(RegisterId(9), "owner", "a").lease_ms(60_000);
+        assert!(matches!(a.transact(tx).await.unwrap(), Outcome::Committed { .. }));
+    });
+    net.run_for(3_000);
+    net.spawn(1, async move {
+        for view in [View::Pending, View::Committed] {
+            assert_eq!(b.read(RegisterId(9), view).await.unwrap().get("owner"), Some(&Value::Str("a".into())), "{view:?}");
+        }
+    });
+    net.run_for(100);
+    assert_eq!(net.agents(), 0, "every agent finished: the reads held and both watches saw the owner");
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by_key(|(v, _)| *v == View::Committed);
+    assert_eq!(seen, vec![(View::Pending, RegisterId(9)), (View::Committed, RegisterId(9))]);
+}

@@ -76,7 +76,8 @@ TRANSACTIONS (serial groups; run in the total order, the first whose conditions 
     tx <group> --set 'REG.FIELD JSON'... [--if 'COND']... [--lease-ms N]
        [--after SEQ]... [--timeout-ms N] [--seq N] [--client ID] [--no-wait]
                                   COND: 'REG.FIELD == JSON' (or != < <= > >=),
-                                  'REG.FIELD absent', 'REG.FIELD version N', 'REG.FIELD lease-expired'
+                                  'REG.FIELD absent', 'REG.FIELD version N', 'REG.FIELD lease-expired',
+                                  'REG.FIELD lease-held' (a lease still runs at its turn)
                                   e.g. spook tx tasks --if '3.owner lease-expired' \
                                            --set '3.owner \"drone-7\"' --lease-ms 5000
                                   Exit status 3 when it aborted or its outcome is not known yet.
