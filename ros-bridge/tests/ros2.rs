@@ -61,9 +61,8 @@ impl Robot {
         std::fs::write(
             &config,
             format!(
-                "[node]\nledger = \"{d}/{name}.spookdb\"\ndomain = \"{domain}\"\ncontrol = \"{d}/{name}.sock\"\nlog = \"warn\"\n\n[zenoh]\nlisten = [\"tcp/127.0.0.1:{listen}\"]\nconnect = [{connect}]\n\n[metrics]\nlisten = \"127.0.0.1:{m}\"\n\n[timing]\ndigest_interval_ms = 100\ndecohere_after_ms = 60000\n\n[faults]\ndrop_pct = {drop_pct}\nseed = {domain_id}\n",
-                d = dir.display(),
-                m = free_port()
+                "[node]\nledger = \"{d}/{name}.spookdb\"\ndomain = \"{domain}\"\ncontrol = \"{d}/{name}.sock\"\nlog = \"warn\"\n\n[zenoh]\nlisten = [\"tcp/127.0.0.1:{listen}\"]\nconnect = [{connect}]\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[timing]\ndigest_interval_ms = 100\ndecohere_after_ms = 60000\n\n[faults]\ndrop_pct = {drop_pct}\nseed = {domain_id}\n",
+                d = dir.display()
             ),
         )
         .unwrap();

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod node;
 pub mod pairing;
 pub mod refusal;
+pub mod renewal_check;
 pub mod session;
 mod watchers;
 pub mod values;

@@ -2,7 +2,7 @@
 //! fed by zenoh samples, control requests and a timer (the shape of quinn's connection
 //! driver). Everything that touches protocol state happens on that task, in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::domain_key::{DomainKey, Rotation};
 use crate::control::{self, Request};
 use crate::refusal::Refusal;
+use crate::renewal_check::{RenewalCheck, Verdict};
 use crate::watchers::{Watcher, WATCHER_QUEUE};
 pub use spook_client::keys::hex;
 use spook_client::keys::{tag, tag_key};
@@ -59,6 +60,9 @@ const LEDGER_REOPEN_MS: u64 = 5_000;
 
 /// How often subscriptions are declared again while a member is unreachable (ms).
 const REDECLARE_MS: u64 = 5_000;
+
+/// Why a renewal is made when members went silent with the one before.
+const SILENT_AFTER_RENEWAL: &str = "members silent since the last renewal";
 
 /// Remote clients whose channels are kept. Past this, one is forgotten (the lowest id, not
 /// the oldest: a bound on memory, not a policy) and shakes hands again at its next attach.
@@ -304,6 +308,8 @@ struct Node {
     /// A fresh zenoh session is due (`spook reconnect`, or the last one failed to open);
     /// the run loop opens it.
     renew_now: Option<&'static str>,
+    /// Whether the last renewal left the members heard before it heard again.
+    renewal_check: Option<RenewalCheck>,
     /// When the session was last checked for being closed.
     last_health_check_ms: u64,
     /// When the ledger was last reopened after an I/O error.
@@ -446,6 +452,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         clients: BTreeMap::new(),
         last_redeclare_ms: 0,
         renew_now: None,
+        renewal_check: None,
         last_health_check_ms: 0,
         last_reopen_ms: 0,
         pairing: None,
@@ -596,8 +603,41 @@ impl Node {
             }
         }
         self.redeclare();
+        let heard = self.heard_since(now.saturating_sub(crate::renewal_check::CHECK_AFTER_MS));
+        // Up to 2.5 s apart, by the first byte of the node's id.
+        let stagger_ms = u64::from(self.me.id().0[0]) * 10;
+        self.renewal_check = Some(RenewalCheck::after_renewal(self.renewal_check.take(), why == SILENT_AFTER_RENEWAL, now, stagger_ms, heard));
         Metrics::add(&self.metrics.renewals, 1);
         tracing::warn!(why, old = %old, new = %self.session.zid(), took_ms = started.elapsed().as_millis() as u64, "zenoh session renewed");
+    }
+
+    /// The members of any group heard at `since` or later that are still allowed.
+    fn heard_since(&self, since: u64) -> BTreeSet<EndpointId> {
+        let me = self.me.id();
+        self.groups
+            .values()
+            .flat_map(|g| g.replica.roster().values().filter(|m| **m != me && g.replica.last_heard(m).is_some_and(|t| t >= since)).copied().collect::<Vec<_>>())
+            .filter(|m| self.allow.contains(m))
+            .collect()
+    }
+
+    /// After a renewal: renew again if members heard before it stay silent
+    /// ([`crate::renewal_check`]).
+    fn check_renewal(&mut self, now: u64) {
+        let Some(c) = &self.renewal_check else { return };
+        let heard = self.heard_since(c.renewed_at());
+        match c.verdict(now, |m| heard.contains(m) || !self.allow.contains(m)) {
+            Verdict::Wait => {}
+            Verdict::Done => self.renewal_check = None,
+            Verdict::Renew(silent) => {
+                tracing::warn!(silent = ?silent.iter().map(ToString::to_string).collect::<Vec<_>>(), "members heard before the last zenoh session renewal are silent since: renewing again");
+                self.renew_now = Some(SILENT_AFTER_RENEWAL);
+            }
+            Verdict::GiveUp(silent) => {
+                tracing::info!(silent = ?silent.iter().map(ToString::to_string).collect::<Vec<_>>(), "members still silent after {} renewals: counted as gone, not as a broken link", crate::renewal_check::MAX_REPAIRS);
+                self.renewal_check = None;
+            }
+        }
     }
 
     /// Some member of some group is counted as gone, or has no pair channel with us.
@@ -794,6 +834,7 @@ impl Node {
         if self.groups.values().any(|g| g.keys.signs()) {
             self.me.prepare_nonces(NONCES_PER_TICK);
         }
+        self.check_renewal(now);
         // A rotation of the domain key moves on by steps, each with a fresh zenoh session.
         if self.zenoh_auth.as_mut().is_some_and(|r| r.session_due(now)) {
             self.renew_now = Some("domain key rotation");

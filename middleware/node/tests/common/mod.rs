@@ -24,6 +24,8 @@ pub(crate) struct Node {
     pub(crate) config: PathBuf,
     /// Its zenoh listen locator (where a remote client connects).
     pub(crate) listen: String,
+    /// Its metrics port, as its last start said (the node picks a free one: a port chosen
+    /// here could be taken by another test before the node binds it).
     pub(crate) metrics: u16,
     /// Runs spookd inside this (e.g. `ip netns exec ns`).
     pub(crate) wrapper: Vec<String>,
@@ -40,19 +42,18 @@ impl Node {
     /// Any locators and `[timing]` section; `spookd` runs inside `wrapper` (e.g. `ip netns exec
     /// ns`).
     pub(crate) fn with(dir: &Path, name: &str, domain: &str, listen: &str, connect: &[String], timing: &str, wrapper: &[&str]) -> Node {
-        let metrics = free_port();
         let config = dir.join(format!("{name}.toml"));
         let connect: Vec<String> = connect.iter().map(|c| format!("\"{c}\"")).collect();
         std::fs::write(
             &config,
             format!(
-                "[node]\nledger = \"{d}/{name}.spookdb\"\ndomain = \"{domain}\"\ncontrol = \"{d}/{name}.sock\"\nlog = \"warn\"\n\n[zenoh]\nlisten = [\"{listen}\"]\nconnect = [{}]\n\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[timing]\n{timing}",
+                "[node]\nledger = \"{d}/{name}.spookdb\"\ndomain = \"{domain}\"\ncontrol = \"{d}/{name}.sock\"\nlog = \"warn\"\n\n[zenoh]\nlisten = [\"{listen}\"]\nconnect = [{}]\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[timing]\n{timing}",
                 connect.join(", "),
                 d = dir.display()
             ),
         )
         .unwrap();
-        Node { dir: dir.to_path_buf(), name: name.into(), config, listen: listen.to_string(), metrics, wrapper: wrapper.iter().map(ToString::to_string).collect(), child: None }
+        Node { dir: dir.to_path_buf(), name: name.into(), config, listen: listen.to_string(), metrics: 0, wrapper: wrapper.iter().map(ToString::to_string).collect(), child: None }
     }
 
     pub(crate) fn spook(&self, args: &[&str]) -> Result<Json, String> {
@@ -78,6 +79,9 @@ impl Node {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains(" up;"), "{}: {line}", self.name);
+        if let Some(port) = line.split("metrics http://127.0.0.1:").nth(1).and_then(|r| r.split('/').next()).and_then(|p| p.parse().ok()) {
+            self.metrics = port;
+        }
         self.child = Some(child);
     }
 
