@@ -34,8 +34,10 @@
 //! assert_eq!(net.agents(), 0);
 //! ```
 
-use spook_core::api::{GroupApi, Outcome, Test, TxSpec};
+use spook_core::api::{GroupApi, Test, TxSpec};
 use spook_core::{RegisterId, Value};
+
+use crate::txn::{self, Done};
 
 /// A task this agent holds: until its lease ends, unless renewed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,10 +102,10 @@ impl<'g, G: GroupApi> Claims<'g, G> {
     }
 
     async fn run(&self, task: RegisterId, tx: TxSpec, lost: ClaimError<G::Error>) -> Result<u64, ClaimError<G::Error>> {
-        match self.group.transact(tx.deadline_ms(self.deadline_ms)).await.map_err(ClaimError::Group)? {
-            Outcome::Committed { fence, .. } => Ok(fence),
-            Outcome::Aborted { .. } => Err(lost),
-            Outcome::Decohered { .. } | Outcome::Pending { .. } => Err(ClaimError::Unknown(task)),
+        match txn::run(self.group, tx, self.deadline_ms).await.map_err(ClaimError::Group)? {
+            Done::Committed(fence) => Ok(fence),
+            Done::Failed(_) => Err(lost),
+            Done::Unknown => Err(ClaimError::Unknown(task)),
         }
     }
 
@@ -164,6 +166,18 @@ pub struct StaleToken {
 }
 
 impl FenceGate {
+    /// The newest token admitted (0 before any): what a resource keeps between checks.
+    ///
+    /// ```
+    /// let mut gate = spook_agents::claims::FenceGate::default();
+    /// gate.admit(7).unwrap();
+    /// assert_eq!(gate.newest(), 7);
+    /// ```
+    #[must_use]
+    pub fn newest(&self) -> u64 {
+        self.newest
+    }
+
     /// Admit `token` if it is at least as new as every token admitted before.
     ///
     /// # Errors

@@ -1,6 +1,48 @@
 //! `spook-agents`: coordination patterns for robot fleets and AI agents, written once over
 //! [`spook_core::api::GroupApi`], so the same code runs against real nodes (`spook-client`)
-//! and on simulated replicas (`spook_sim::net`). Today: task [`claims`] with leases and
-//! fencing tokens. It depends on the core's types only: no client, no node, no runtime.
+//! and on simulated replicas (`spook_sim::net`): task [`claims`] with leases and fencing
+//! tokens, [`auctions`] with a winner every member computes, a [`blackboard`] of owned
+//! entries, [`barrier`]s with a deadline, and leaderless [`goals`] for a formation.
+//!
+//! Each pattern is a few serial transactions and reads; none has a leader, a lock server or
+//! a timer of its own that decides anything: windows (a bidding period, a barrier's wait) are
+//! leases, judged at each transaction's turn in the group's total order, so every member
+//! reaches the same outcome. The fields they use are in [`schema`].
+//!
+//! It depends on the core's types only: no client, no node, no runtime.
 
+pub mod auctions;
+pub mod barrier;
+pub mod blackboard;
 pub mod claims;
+pub mod goals;
+mod txn;
+mod window;
+
+use spook_core::{MergePolicy, Schema, ValueKind};
+
+/// The fields the patterns use, by default names: `owner` (claims, blackboard entries),
+/// `state` (a window: an auction's bidding, a barrier's wait), `best` and `leader` (an
+/// auction's best bid and its bidder), `arrived` (a barrier's arrivals) and `goal` (a
+/// formation member's proposal).
+pub const FIELDS: [(&str, ValueKind); 6] =
+    [("owner", ValueKind::Str), ("state", ValueKind::Str), ("best", ValueKind::F64), ("leader", ValueKind::Str), ("arrived", ValueKind::Str), ("goal", ValueKind::Str)];
+
+/// `schema` with the fields of [`FIELDS`] added (last-writer-wins), for a group whose own
+/// fields come first; a name it already has is left as it is.
+///
+/// ```
+/// use spook_core::{MergePolicy, Schema, ValueKind};
+/// let s = spook_agents::schema(Schema::new().field("note", ValueKind::Str, MergePolicy::LastWriterWins));
+/// assert!(s.validate().is_ok());
+/// assert!(s.field_id("note").is_some() && s.field_id("best").is_some());
+/// ```
+#[must_use]
+pub fn schema(mut s: Schema) -> Schema {
+    for (name, kind) in FIELDS {
+        if s.field_id(name).is_none() {
+            s = s.field(name, kind, MergePolicy::LastWriterWins);
+        }
+    }
+    s
+}
