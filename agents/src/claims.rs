@@ -63,6 +63,9 @@ pub enum ClaimError<E> {
     /// The deadline passed with the outcome unknown here: ask again later.
     #[error("the outcome on task {0} is not known yet")]
     Unknown(RegisterId),
+    /// No such task was posted ([`Claims::posted_in`]).
+    #[error("no task {0} was posted")]
+    Missing(RegisterId),
     /// The group failed (node lost, bad value for the schema, ...).
     #[error(transparent)]
     Group(E),
@@ -75,12 +78,23 @@ pub struct Claims<'g, G> {
     field: String,
     lease_ms: u64,
     deadline_ms: u64,
+    /// A field every task's register holds once the task is posted (`Claims::posted_in`).
+    posted: Option<String>,
 }
 
 impl<'g, G: GroupApi> Claims<'g, G> {
     /// Claims on `group`, owners in `field`; leases of 10 s, deadlines of 5 s.
     pub fn new(group: &'g G, field: &str) -> Claims<'g, G> {
-        Claims { group, field: field.to_string(), lease_ms: 10_000, deadline_ms: 5_000 }
+        Claims { group, field: field.to_string(), lease_ms: 10_000, deadline_ms: 5_000, posted: None }
+    }
+
+    /// Tasks are posted: a task exists once its register's `field` holds a value (its
+    /// description, say), and claiming one that does not is [`ClaimError::Missing`]. Tasks
+    /// are never unposted, so the check is made on the committed view before the claim.
+    #[must_use]
+    pub fn posted_in(mut self, field: &str) -> Claims<'g, G> {
+        self.posted = Some(field.to_string());
+        self
     }
 
     /// How long a claim or renewal holds the task.
@@ -113,8 +127,14 @@ impl<'g, G: GroupApi> Claims<'g, G> {
     ///
     /// # Errors
     /// [`ClaimError::Held`] if another agent's lease runs; [`ClaimError::Unknown`] if the
-    /// outcome is not known by the deadline.
+    /// outcome is not known by the deadline; [`ClaimError::Missing`] for a task not posted
+    /// (with [`Claims::posted_in`]).
     pub async fn claim(&self, task: RegisterId) -> Result<Claim, ClaimError<G::Error>> {
+        if let Some(f) = &self.posted {
+            if !self.group.read(task, spook_core::View::Committed).await.map_err(ClaimError::Group)?.contains_key(f) {
+                return Err(ClaimError::Missing(task));
+            }
+        }
         let tx = TxSpec::new().when(task, &self.field, Test::LeaseExpired).set(task, &self.field, self.me()).lease_ms(self.lease_ms);
         let fence = self.run(task, tx, ClaimError::Held(task)).await?;
         Ok(Claim { task, fence, lease_ms: self.lease_ms })

@@ -175,10 +175,16 @@ fn bad_use_gets_typed_errors_and_commits_nothing() {
         r.push(matches!(ca.release(c).await, Err(ClaimError::NotHolder(_))));
         // A field the schema lacks is the group's error.
         r.push(matches!(Claims::new(&a, "colour").claim(RegisterId(2)).await, Err(ClaimError::Group(_))));
+        // A task that was never posted (no `battery` here) is missing; once posted, claimable.
+        let posted = Claims::new(&a, "owner").posted_in("battery");
+        r.push(matches!(posted.claim(RegisterId(5)).await, Err(ClaimError::Missing(_))));
+        a.write(RegisterId(5), [("battery".to_string(), spook_core::Value::F64(0.9))].into()).await.unwrap();
+        a.sleep_ms(2_000).await;
+        r.push(posted.claim(RegisterId(5)).await.is_ok());
         *o.lock().unwrap() = r;
     });
     assert!(net.run_until(60_000, |n| n.agents() == 0));
-    assert_eq!(*out.lock().unwrap(), vec![true; 5]);
+    assert_eq!(*out.lock().unwrap(), vec![true; 7]);
     // Nothing of the refused operations committed: the cell is a's release (empty owner).
     let owner = net.with_replica(0, |r| r.serial().cell(RegisterId(1), r.schema().field_id("owner").unwrap()).map(|c| (c.value.clone(), c.version))).unwrap();
     assert_eq!(owner, Some((spook_core::Value::Str(String::new()), 2)), "claim and release only");
