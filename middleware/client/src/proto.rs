@@ -443,11 +443,12 @@ impl Request {
 }
 
 /// Parse the CLI's condition `REG.FIELD == JSON` (also `!= < <= > >=`), `REG.FIELD absent`,
-/// `REG.FIELD version N` or `REG.FIELD lease-expired`.
+/// `REG.FIELD version N`, `REG.FIELD lease-expired` or `REG.FIELD lease-held`.
 ///
 /// ```
 /// # use spook_client::proto::{parse_condition, Reg};
 /// let c = parse_condition("3.owner == \"drone-7\"").unwrap();
+/// assert!(parse_condition("5.state lease-held").unwrap().lease_held);
 /// assert_eq!((c.register, c.field.as_str(), c.equals), (Reg::Id(3), "owner", Some(serde_json::json!("drone-7"))));
 /// assert!(parse_condition("3.owner >= 5").unwrap().cmp.is_some());
 /// assert!(parse_condition("owner absent").is_err());

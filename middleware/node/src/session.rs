@@ -65,6 +65,14 @@ fn precondition(schema: &Schema, c: &TxCondition, typed: bool) -> Result<Precond
 /// assert_eq!((t.writes.len(), t.preconditions.len(), t.deadline_ms), (1, 1, 60_000));
 /// let e = build_txn(&Schema::fleet(), OpId { client, seq: 2 }, 60_000, &[], &[], &[], false).unwrap_err();
 /// assert!(e.contains("writes nothing"));
+/// // A window still open: the lease-held test.
+/// let open = TxCondition { register: 3.into(), field: "owner".into(), lease_held: true, ..Default::default() };
+/// let t = build_txn(&Schema::fleet(), OpId { client, seq: 3 }, 60_000, &[], &[open.clone()], &[TxSet { lease_ms: None, ..claim_set() }], false).unwrap();
+/// assert!(matches!(t.preconditions[0], spook_core::Precondition::LeaseHeld { .. }));
+/// // Two tests in one condition are refused.
+/// let both = TxCondition { lease_expired: true, ..open };
+/// assert!(build_txn(&Schema::fleet(), OpId { client, seq: 4 }, 60_000, &[], &[both], &[claim_set()], false).unwrap_err().contains("exactly one"));
+/// # fn claim_set() -> TxSet { TxSet { register: 3.into(), field: "owner".into(), value: serde_json::json!("drone-7"), lease_ms: Some(5_000) } }
 /// ```
 ///
 /// # Errors
