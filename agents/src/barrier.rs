@@ -136,17 +136,11 @@ impl<'g, G: GroupApi> Barrier<'g, G> {
 
     /// The cells once the barrier is open here: a party may come before the opening has
     /// reached its member, so it waits for it, up to the operations' deadline.
-    async fn seen_open(&self, since: u64) -> Result<Seen, BarrierError<G::Error>> {
-        loop {
-            let seen = self.seen().await?;
-            if seen.state.is_some() {
-                return Ok(seen);
-            }
-            if self.group.now_ms().saturating_sub(since) >= self.deadline_ms {
-                return Err(BarrierError::NotOpen(self.register));
-            }
-            self.group.sleep_ms(self.poll_ms).await;
+    async fn seen_open(&self) -> Result<Seen, BarrierError<G::Error>> {
+        if window::opened(self.group, self.register, "state", self.deadline_ms).await.map_err(BarrierError::Group)?.is_none() {
+            return Err(BarrierError::NotOpen(self.register));
         }
+        self.seen().await
     }
 
     /// Arrive: this session counts as arrived if its arrival's turn comes before the
@@ -156,10 +150,10 @@ impl<'g, G: GroupApi> Barrier<'g, G> {
     /// [`BarrierError::Closed`] after the deadline, [`BarrierError::NotOpen`] if nobody
     /// opened it (within the operations' deadline).
     pub async fn arrive(&self) -> Result<(), BarrierError<G::Error>> {
-        let (r, me, since) = (self.register, self.group.id().to_string(), self.group.now_ms());
+        let (r, me) = (self.register, self.group.id().to_string());
         // Arrivals that meet at one turn: one commits, the others read it and go again.
         loop {
-            let seen = self.seen_open(since).await?;
+            let seen = self.seen_open().await?;
             let state = match seen.state {
                 None => return Err(BarrierError::NotOpen(r)),
                 Some(s) if window::is_closed(&s) => return Err(BarrierError::Closed(r)),
@@ -191,9 +185,8 @@ impl<'g, G: GroupApi> Barrier<'g, G> {
     /// # Errors
     /// [`BarrierError::NotOpen`] if nobody opened it (within the operations' deadline).
     pub async fn wait(&self) -> Result<BarrierOutcome, BarrierError<G::Error>> {
-        let since = self.group.now_ms();
         loop {
-            let seen = self.seen_open(since).await?;
+            let seen = self.seen_open().await?;
             let parties = match seen.state.as_deref() {
                 None => return Err(BarrierError::NotOpen(self.register)),
                 Some(s) => window::opened_as(s).strip_prefix("waiting for ").and_then(|n| n.parse::<usize>().ok()).unwrap_or(usize::MAX),

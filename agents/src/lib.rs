@@ -1,8 +1,9 @@
 //! `spook-agents`: coordination patterns for robot fleets and AI agents, written once over
 //! [`spook_core::api::GroupApi`], so the same code runs against real nodes (`spook-client`)
 //! and on simulated replicas (`spook_sim::net`): task [`claims`] with leases and fencing
-//! tokens, [`auctions`] with a winner every member computes, a [`blackboard`] of owned
-//! entries, [`barrier`]s with a deadline, and leaderless [`goals`] for a formation.
+//! tokens, [`auctions`] with a winner every member computes (open bids) and [`sealed`] bids,
+//! a [`blackboard`] of owned entries, [`barrier`]s with a deadline, and leaderless [`goals`]
+//! for a formation.
 //!
 //! Each pattern is a few serial transactions and reads; none has a leader, a lock server or
 //! a timer of its own that decides anything: windows (a bidding period, a barrier's wait) are
@@ -16,17 +17,27 @@ pub mod barrier;
 pub mod blackboard;
 pub mod claims;
 pub mod goals;
+pub mod sealed;
 mod txn;
 mod window;
 
 use spook_core::{MergePolicy, Schema, ValueKind};
 
-/// The fields the patterns use, by default names: `owner` (claims, blackboard entries),
-/// `state` (a window: an auction's bidding, a barrier's wait), `best` and `leader` (an
-/// auction's best bid and its bidder), `arrived` (a barrier's arrivals) and `goal` (a
-/// formation member's proposal).
-pub const FIELDS: [(&str, ValueKind); 6] =
-    [("owner", ValueKind::Str), ("state", ValueKind::Str), ("best", ValueKind::F64), ("leader", ValueKind::Str), ("arrived", ValueKind::Str), ("goal", ValueKind::Str)];
+/// The fields the patterns use: `owner` (claims, blackboard entries), `state` (a window: an
+/// auction's bidding, a barrier's wait), `best` and `leader` (an auction's best bid and its
+/// bidder), `arrived` (a barrier's arrivals), `goal` (a formation member's proposal), and
+/// `bidders`, `seal` and `bid` (sealed bids).
+pub const FIELDS: [(&str, ValueKind); 9] = [
+    ("owner", ValueKind::Str),
+    ("state", ValueKind::Str),
+    ("best", ValueKind::F64),
+    ("leader", ValueKind::Str),
+    ("arrived", ValueKind::Str),
+    ("goal", ValueKind::Str),
+    ("bidders", ValueKind::Str),
+    ("seal", ValueKind::Str),
+    ("bid", ValueKind::Str),
+];
 
 /// `schema` with the fields of [`FIELDS`] added (last-writer-wins), for a group whose own
 /// fields come first; a name it already has is left as it is.

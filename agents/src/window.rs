@@ -44,6 +44,21 @@ pub(crate) async fn state<G: GroupApi>(g: &G, reg: RegisterId, field: &str) -> R
     })
 }
 
+/// The window cell's committed value, waiting up to `within_ms` for it to appear: a member
+/// may act before the opening has reached it. `None` if nobody opened it by then.
+pub(crate) async fn opened<G: GroupApi>(g: &G, reg: RegisterId, field: &str, within_ms: u64) -> Result<Option<String>, G::Error> {
+    let since = g.now_ms();
+    loop {
+        if let Some(s) = state(g, reg, field).await? {
+            return Ok(Some(s));
+        }
+        if g.now_ms().saturating_sub(since) >= within_ms {
+            return Ok(None);
+        }
+        g.sleep_ms(100).await;
+    }
+}
+
 /// Close the window on (`reg`, `field`) if its lease has ended.
 pub(crate) async fn close<G: GroupApi>(g: &G, reg: RegisterId, field: &str, deadline_ms: u64) -> Result<Closing, G::Error> {
     // Two rounds at most: a close that lost to another member's close reads "closed" next.

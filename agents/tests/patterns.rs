@@ -12,7 +12,8 @@ use spook_agents::auctions::{AuctionError, AuctionResult, Auctions, Rule};
 use spook_agents::barrier::{Barrier, BarrierError, BarrierOutcome};
 use spook_agents::blackboard::{Blackboard, BoardError, Selector};
 use spook_agents::goals::{Choice, Formation};
-use spook_core::api::{Fields, GroupApi};
+use spook_agents::sealed::{SealedAuctions, SealedError};
+use spook_core::api::{Fields, GroupApi, TxSpec};
 use spook_core::{GroupKind, Hlc, MergePolicy, RegisterId, Schema, Value, ValueKind};
 use spook_sim::net::{NetConfig, SimNet};
 
@@ -134,6 +135,93 @@ fn every_member_reads_one_winner_the_best_bid_that_committed_in_time_though_the_
             assert!(got == known || unknown_won, "seed {seed}: auction {a}: result {got:?}, best known committed bid {known:?}");
         }
         println!("seed {seed}: {} bids committed; {:?}", b.committed.len(), net.stats());
+    }
+}
+
+/// A bidder's reveal: (bidder, amount, whether it was revealed: `Some(true)` yes,
+/// `Some(false)` too late, `None` not known).
+type Reveal = (String, f64, Option<bool>);
+
+#[test]
+fn sealed_bids_count_only_when_revealed_as_sealed_and_every_member_reads_one_winner() {
+    const SEAL_MS: u64 = 10_000;
+    for seed in spook_sim::seeds(1..=20) {
+        println!("seed {seed}");
+        let mut net = SimNet::new(faults(seed), schema(), GroupKind::Serial, 5);
+        let auction = RegisterId(1);
+        let g = net.session(0);
+        let opened = Arc::new(Mutex::new(false));
+        let o = opened.clone();
+        net.spawn(0, async move {
+            loop {
+                match SealedAuctions::new(&g).open(auction, Rule::Highest, 1.0, SEAL_MS, SEAL_MS).await {
+                    Ok(_) | Err(SealedError::Exists(_)) => break,
+                    Err(SealedError::Unknown(_)) => {}
+                    Err(e) => panic!("seed {seed}: {e}"),
+                }
+            }
+            *o.lock().unwrap() = true;
+        });
+        assert!(net.run_until(30_000, |_| *opened.lock().unwrap()), "seed {seed}: not opened");
+        // The opener vanishes.
+        net.crash(0);
+        let reveals: Arc<Mutex<Vec<Reveal>>> = Arc::default();
+        let results: Arc<Mutex<Vec<AuctionResult>>> = Arc::default();
+        for k in 0..6u64 {
+            let member = 1 + (k % 4) as usize;
+            let (g, rv, rs) = (net.session(member), reveals.clone(), results.clone());
+            net.spawn(member, async move {
+                let auctions = SealedAuctions::new(&g);
+                let me = g.id().to_string();
+                let (amount, nonce) = (2.0 + (mix(seed, k, 5) % 500) as f64 / 10.0, mix(seed, k, 6));
+                match auctions.seal(auction, amount, nonce).await {
+                    Ok(_) => {}
+                    Err(SealedError::SealingEnded(_) | SealedError::Unknown(_)) => return,
+                    Err(e) => panic!("seed {seed}: {e}"),
+                }
+                if k == 1 {
+                    // Bidder 1 never reveals; bidder 0 cheats: it writes a higher bid than it
+                    // sealed, past the library's check (a transaction of its own).
+                } else if k == 0 {
+                    g.sleep_ms(SEAL_MS).await;
+                    let cheat = TxSpec::new().set(SealedAuctions::<spook_sim::net::SimGroup>::bid_register(auction, &me), "bid", format!("{} {nonce}", 1_000.0));
+                    let _ = g.transact(cheat).await;
+                    assert!(matches!(auctions.reveal(auction, 1_000.0, nonce).await, Err(SealedError::NotSealed(_))), "seed {seed}");
+                } else {
+                    let revealed = loop {
+                        match auctions.reveal(auction, amount, nonce).await {
+                            Ok(_) => break Some(true),
+                            Err(SealedError::StillSealing(_)) => g.sleep_ms(200).await,
+                            Err(SealedError::RevealEnded(_)) => break Some(false),
+                            Err(SealedError::Unknown(_)) => break None,
+                            Err(e) => panic!("seed {seed}: {e}"),
+                        }
+                    };
+                    rv.lock().unwrap().push((me.clone(), amount, revealed));
+                }
+                loop {
+                    match auctions.result(auction).await {
+                        Ok(r) => break rs.lock().unwrap().push(r),
+                        Err(SealedError::StillSealing(_) | SealedError::StillRevealing(_) | SealedError::Unknown(_)) => g.sleep_ms(300).await,
+                        Err(e) => panic!("seed {seed}: {e}"),
+                    }
+                }
+            });
+        }
+        assert!(net.run_until(120_000, |n| n.agents() == 0), "seed {seed}: bidders did not finish");
+        let (results, reveals) = (results.lock().unwrap(), reveals.lock().unwrap());
+        assert!(!results.is_empty() && results.iter().all(|r| r == &results[0]), "seed {seed}: {results:?}");
+        let r = &results[0];
+        // The winner revealed what it sealed: never the cheater's 1,000, never the silent one.
+        let known_best = reveals.iter().filter(|x| x.2 == Some(true)).map(|x| (x.1, x.0.clone())).max_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(b.1.cmp(&a.1)));
+        let maybe = |w: &str, a: f64| reveals.iter().any(|x| x.0 == w && x.1 == a && x.2.is_none());
+        match (&r.winner, known_best) {
+            (Some(w), Some((a, kw))) => assert!((*w == kw && r.amount == a) || (r.amount >= a && maybe(w, r.amount)), "seed {seed}: {r:?}, best revealed {a} by {kw}"),
+            (Some(w), None) => assert!(maybe(w, r.amount), "seed {seed}: {r:?} won, but no reveal of it"),
+            (None, known) => assert!(known.is_none(), "seed {seed}: no winner, though {known:?} was revealed"),
+        }
+        assert!(r.amount < 1_000.0, "seed {seed}: the cheat won");
+        println!("seed {seed}: {r:?}; {} reveals", reveals.len());
     }
 }
 
@@ -397,11 +485,24 @@ fn bad_use_gets_typed_errors_and_commits_nothing() {
         r.push(matches!(board.post(RegisterId(3), &Fields::from([("colour".to_string(), Value::from("red"))])).await, Err(BoardError::Group(_))));
         r.push(matches!(board.post(RegisterId(3), &Fields::from([("kind".to_string(), Value::F64(1.0))])).await, Err(BoardError::Group(_))));
         r.push(matches!(board.remove(RegisterId(3)).await, Err(BoardError::NotOwner(_))));
+        // Sealed bids: out of turn, or not as sealed.
+        let (sa, sb) = (SealedAuctions::new(&a), SealedAuctions::new(&b));
+        r.push(matches!(sb.seal(RegisterId(4), 1.0, 7).await, Err(SealedError::NotOpen(_))));
+        sa.open(RegisterId(4), Rule::Lowest, 100.0, 3_000, 3_000).await.unwrap();
+        sb.seal(RegisterId(4), 5.0, 7).await.unwrap();
+        r.push(matches!(sb.reveal(RegisterId(4), 5.0, 7).await, Err(SealedError::StillSealing(_))));
+        r.push(matches!(sb.reveal(RegisterId(4), 6.0, 7).await, Err(SealedError::NotSealed(_))));
+        a.sleep_ms(3_000).await;
+        r.push(matches!(sa.seal(RegisterId(4), 1.0, 8).await, Err(SealedError::SealingEnded(_))));
+        r.push(matches!(sa.result(RegisterId(4)).await, Err(SealedError::StillRevealing(_))));
+        sb.reveal(RegisterId(4), 5.0, 7).await.unwrap();
+        a.sleep_ms(3_000).await;
+        r.push(matches!(sa.result(RegisterId(4)).await, Ok(AuctionResult { winner: Some(_), amount }) if amount == 5.0));
         *o.lock().unwrap() = r;
     });
     assert!(net.run_until(60_000, |n| n.agents() == 0));
     let r = out.lock().unwrap().clone();
-    assert_eq!(r, vec![true; 15], "{r:?}");
+    assert_eq!(r, vec![true; 21], "{r:?}");
     // What the refused operations would have written is not there.
     let read = |reg: u32, field: &str| net.with_replica(1, |r| r.serial().cell(RegisterId(reg), r.schema().field_id(field).unwrap()).map(|c| c.value.clone())).unwrap();
     assert_eq!(read(1, "best"), Some(Value::F64(2.0)), "no bid committed");
