@@ -1,7 +1,7 @@
 //! A worker process that takes tasks with `spook_agents::claims` through a local `spookd`,
 //! and does them at a resource that checks fencing tokens: a directory shared by the workers,
 //! one file of newest admitted token and one of completions per task, each read and written
-//! under a file lock. Used by the real-process test (`tests/agents.rs`): several of these,
+//! under a lock. Used by the real-process test (`tests/agents.rs`): several of these,
 //! on three nodes, one node `kill -9`ed, one worker SIGSTOPped past its lease.
 //!
 //! ```text
@@ -39,8 +39,21 @@ enum Start {
 impl Resource {
     /// Run `f` on task `t`'s newest token and completions, under the task's lock.
     fn locked<T>(&self, t: u32, f: impl FnOnce(&mut FenceGate, &mut File) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(self.dir.join(format!("task-{t}.lock")))?;
-        lock.lock()?;
+        // A directory as the task's lock: creating one is atomic, and nobody holds it while
+        // paused (it is held only here, for a few file operations).
+        let lock = self.dir.join(format!("task-{t}.lock"));
+        let mut tries = 0;
+        while std::fs::create_dir(&lock).is_err() {
+            tries += 1;
+            anyhow::ensure!(tries < 10_000, "{} stays locked", lock.display());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let out = self.with_lock(t, f);
+        std::fs::remove_dir(&lock)?;
+        out
+    }
+
+    fn with_lock<T>(&self, t: u32, f: impl FnOnce(&mut FenceGate, &mut File) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let fence_path = self.dir.join(format!("task-{t}.fence"));
         let newest: u64 = std::fs::read_to_string(&fence_path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         let mut gate = FenceGate::default();
@@ -48,7 +61,6 @@ impl Resource {
         let mut done = OpenOptions::new().create(true).truncate(false).read(true).append(true).open(self.dir.join(format!("task-{t}.done")))?;
         let out = f(&mut gate, &mut done)?;
         std::fs::write(&fence_path, gate.newest().to_string())?;
-        lock.unlock()?;
         Ok(out)
     }
 
