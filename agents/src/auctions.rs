@@ -162,14 +162,15 @@ impl<'g, G: GroupApi> Auctions<'g, G> {
     ///
     /// # Errors
     /// [`AuctionError::Outbid`] if it does not beat the best bid, [`AuctionError::Closed`]
-    /// once bidding has ended, [`AuctionError::NotOpen`] for an auction nobody opened.
+    /// once bidding has ended, [`AuctionError::NotOpen`] for an auction nobody opened (within
+    /// the operations' deadline).
     pub async fn bid(&self, auction: RegisterId, amount: f64) -> Result<u64, AuctionError<G::Error>> {
         if !amount.is_finite() {
             return Err(AuctionError::BadAmount(amount));
         }
-        let state = match self.fields(auction).await?.remove("state") {
-            Some(Value::Str(s)) => s,
-            _ => return Err(AuctionError::NotOpen(auction)),
+        // A bidder may come before the opening has reached its member: it waits for it.
+        let Some(state) = window::opened(self.group, auction, "state", self.deadline_ms).await.map_err(AuctionError::Group)? else {
+            return Err(AuctionError::NotOpen(auction));
         };
         let Some(rule) = Rule::of(&state) else { return Err(AuctionError::Closed(auction)) };
         let tx = TxSpec::new()
