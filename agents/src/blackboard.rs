@@ -140,10 +140,7 @@ impl<'g, G: GroupApi> Blackboard<'g, G> {
     }
 
     async fn owner(&self, key: RegisterId) -> Result<Option<String>, BoardError<G::Error>> {
-        Ok(match self.group.read(key, View::Committed).await.map_err(BoardError::Group)?.remove(OWNER) {
-            Some(Value::Str(s)) => Some(s),
-            _ => None,
-        })
+        crate::committed_str(self.group, key, OWNER).await.map_err(BoardError::Group)
     }
 
     /// Post `entry` in register `key`, which nobody holds; this session owns it.

@@ -21,7 +21,16 @@ pub mod sealed;
 mod txn;
 mod window;
 
-use spook_core::{MergePolicy, Schema, ValueKind};
+use spook_core::api::GroupApi;
+use spook_core::{MergePolicy, RegisterId, Schema, Value, ValueKind, View};
+
+/// A string cell's committed value, if it holds one.
+pub(crate) async fn committed_str<G: GroupApi>(g: &G, reg: RegisterId, field: &str) -> Result<Option<String>, G::Error> {
+    Ok(match g.read(reg, View::Committed).await?.remove(field) {
+        Some(Value::Str(s)) => Some(s),
+        _ => None,
+    })
+}
 
 /// The fields the patterns use: `owner` (claims, blackboard entries), `state` (a window: an
 /// auction's bidding, a barrier's wait), `best` and `leader` (an auction's best bid and its

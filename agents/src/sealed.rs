@@ -133,10 +133,7 @@ impl<'g, G: GroupApi> SealedAuctions<'g, G> {
     }
 
     async fn str_field(&self, reg: RegisterId, field: &str) -> Result<Option<String>, SealedError<G::Error>> {
-        Ok(match self.group.read(reg, View::Committed).await.map_err(SealedError::Group)?.remove(field) {
-            Some(Value::Str(s)) => Some(s),
-            _ => None,
-        })
+        crate::committed_str(self.group, reg, field).await.map_err(SealedError::Group)
     }
 
     async fn run(&self, auction: RegisterId, tx: TxSpec) -> Result<Done, SealedError<G::Error>> {

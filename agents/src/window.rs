@@ -6,7 +6,7 @@
 //! final, and the same on every member.
 
 use spook_core::api::{GroupApi, Test, TxSpec};
-use spook_core::{RegisterId, Value, View};
+use spook_core::RegisterId;
 
 use crate::txn::{self, Done};
 
@@ -36,20 +36,12 @@ pub(crate) enum Closing {
     Unknown,
 }
 
-/// The window cell's committed value, if any.
-pub(crate) async fn state<G: GroupApi>(g: &G, reg: RegisterId, field: &str) -> Result<Option<String>, G::Error> {
-    Ok(match g.read(reg, View::Committed).await?.remove(field) {
-        Some(Value::Str(s)) => Some(s),
-        _ => None,
-    })
-}
-
 /// The window cell's committed value, waiting up to `within_ms` for it to appear: a member
 /// may act before the opening has reached it. `None` if nobody opened it by then.
 pub(crate) async fn opened<G: GroupApi>(g: &G, reg: RegisterId, field: &str, within_ms: u64) -> Result<Option<String>, G::Error> {
     let since = g.now_ms();
     loop {
-        if let Some(s) = state(g, reg, field).await? {
+        if let Some(s) = crate::committed_str(g, reg, field).await? {
             return Ok(Some(s));
         }
         if g.now_ms().saturating_sub(since) >= within_ms {
@@ -63,7 +55,7 @@ pub(crate) async fn opened<G: GroupApi>(g: &G, reg: RegisterId, field: &str, wit
 pub(crate) async fn close<G: GroupApi>(g: &G, reg: RegisterId, field: &str, deadline_ms: u64) -> Result<Closing, G::Error> {
     // Two rounds at most: a close that lost to another member's close reads "closed" next.
     for _ in 0..2 {
-        let open = match state(g, reg, field).await? {
+        let open = match crate::committed_str(g, reg, field).await? {
             None => return Ok(Closing::NeverOpened),
             Some(s) if is_closed(&s) => return Ok(Closing::Closed),
             Some(s) => s,
