@@ -227,6 +227,22 @@ impl Client {
         self.inner.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Let go of the connection: a remote client closes its zenoh session (its watches end)
+    /// and answers every later call with [`Error::NotAllowed`]. An embedded node is stopped by
+    /// its owner (`EmbeddedNode::shutdown`), a local `spookd` runs on. Clones share the
+    /// connection, so closing one closes them all.
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client) -> Result<(), spook_client::Error> {
+    /// client.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(&self) {
+        if let Conn::Remote(f) = &*self.inner.conn {
+            f.lock().await.close().await;
+        }
+    }
+
     /// A handle on the group named `name` on the node (or its hex id). Nothing is asked yet.
     ///
     /// ```no_run

@@ -97,11 +97,13 @@ pub(crate) struct Failover {
     opts: RemoteOptions,
     next: usize,
     remote: Option<Arc<Remote>>,
+    /// [`Client::close`](crate::Client::close) was called: attach no more.
+    closed: bool,
 }
 
 impl Failover {
     pub(crate) fn new(opts: RemoteOptions) -> Failover {
-        Failover { opts, next: 0, remote: None }
+        Failover { opts, next: 0, remote: None, closed: false }
     }
 
     pub(crate) fn timeout(&self) -> Duration {
@@ -117,12 +119,23 @@ impl Failover {
         if let Some(r) = &self.remote {
             return Ok(r.clone());
         }
+        if self.closed {
+            return Err(Error::NotAllowed("this client was closed".into()));
+        }
         let n = self.opts.nodes.len();
         let order: Vec<_> = (0..n).map(|i| self.opts.nodes[(self.next + i) % n]).collect();
         let r = Arc::new(Remote::attach_any(&self.opts.identity, &order, &self.opts.domain, &self.opts.connect, self.opts.domain_key.as_ref()).await?);
         self.next = self.opts.nodes.iter().position(|id| *id == r.node()).unwrap_or(0);
         self.remote = Some(r.clone());
         Ok(r)
+    }
+
+    /// Close the zenoh session and attach no more.
+    pub(crate) async fn close(&mut self) {
+        self.closed = true;
+        if let Some(r) = self.remote.take() {
+            r.close_session().await;
+        }
     }
 
     /// `node` stopped answering: detach from it (unless another caller already moved on); the

@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod client;
 pub mod domain_key;
 mod error;
@@ -39,6 +40,7 @@ pub mod schema;
 mod tx;
 mod watch;
 
+pub use admin::GroupSpec;
 pub use client::{BoxFuture, Client, Embedded, Mode};
 pub use error::Error;
 pub use failover::RemoteOptions;

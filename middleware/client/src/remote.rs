@@ -358,6 +358,11 @@ impl Remote {
     pub fn close(self) {
         let _ = self.session.close().wait();
     }
+
+    /// Close the zenoh session from async code (watches sharing this attach end with it).
+    pub(crate) async fn close_session(&self) {
+        let _ = self.session.close().await;
+    }
 }
 
 /// One query to a node's client queryable.
