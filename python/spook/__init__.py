@@ -6,7 +6,8 @@ Asyncio first::
 
     async def main():
         client = await spook.embedded(ledger="agent.spookdb")
-        notes = client.group(await client.create_group("notes", schema=spook.schema({"text": "str"})))
+        await client.create_group("notes", schema=spook.schema({"text": "str"}))
+        notes = client.group("notes")
         await notes.set("n1", "text", "hello")
         print(await notes.get("n1"))
         await client.close()
@@ -44,14 +45,41 @@ from ._spook import (
     __version__,
     log_to_stderr,
 )
-from .errors import *  # noqa: F401,F403  (the exception classes, at the top level too)
+from .errors import (  # the exception classes, at the top level too
+    SpookError,
+    NotFound,
+    BadValue,
+    NotAllowed,
+    StorageUnavailable,
+    Refused,
+    NodeLost,
+    Unreachable,
+    AttachFailed,
+    ProtocolError,
+    ConfigError,
+    StartFailed,
+    PatternRefused,
+    Held,
+    NotHolder,
+    Missing,
+    Exists,
+    NotOpen,
+    WindowClosed,
+    StillOpen,
+    Outbid,
+    Taken,
+    NotOwner,
+    NotSealed,
+    OutcomeUnknown,
+)
 
 __all__ = [
     "Aborted", "Change", "Client", "Committed", "Decohered", "FrontierMoved", "Group",
     "GroupStatus", "Lagged", "MemberDecohered", "MembershipChanged", "Pending", "ReEntangled",
     "Tx", "Watch", "__version__", "log_to_stderr", "embedded", "local", "remote", "schema",
     "node_toml", "get_model", "Outcome", "Event", "errors",
-] + list(errors.__all__)
+    "SpookError", "NotFound", "BadValue", "NotAllowed", "StorageUnavailable", "Refused", "NodeLost", "Unreachable", "AttachFailed", "ProtocolError", "ConfigError", "StartFailed", "PatternRefused", "Held", "NotHolder", "Missing", "Exists", "NotOpen", "WindowClosed", "StillOpen", "Outbid", "Taken", "NotOwner", "NotSealed", "OutcomeUnknown",
+]
 
 #: What ``Tx.submit()`` resolves to.
 Outcome = Union[Committed, Aborted, Decohered, Pending]

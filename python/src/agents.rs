@@ -124,9 +124,9 @@ pub(crate) struct Claims {
 #[pymethods]
 impl Claims {
     #[new]
-    #[pyo3(signature = (group, field = "owner".to_string(), *, posted_in = None, lease_ms = 10_000, deadline_ms = 5_000))]
-    fn new(group: &Group, field: String, posted_in: Option<String>, lease_ms: u64, deadline_ms: u64) -> Claims {
-        Claims { group: group.inner.clone(), field, posted_in, lease_ms, deadline_ms }
+    #[pyo3(signature = (group, field = "owner", *, posted_in = None, lease_ms = 10_000, deadline_ms = 5_000))]
+    fn new(group: &Group, field: &str, posted_in: Option<String>, lease_ms: u64, deadline_ms: u64) -> Claims {
+        Claims { group: group.inner.clone(), field: field.to_string(), posted_in, lease_ms, deadline_ms }
     }
 
     /// Take `task` if nobody holds it: raises `Held` if another agent's lease runs.

@@ -166,6 +166,13 @@ impl Client {
         awaitable(py, async move { c.domain_key().await.map_err(errors::client) })
     }
 
+    /// Take a domain's key (its token, from `domain_key()` on a node of it): the node joins
+    /// that domain and renews its zenoh session.
+    fn set_domain_key<'py>(&self, py: Python<'py>, token: String) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.client.clone();
+        awaitable(py, async move { c.set_domain_key(&token).await.map_err(errors::client) })
+    }
+
     /// Let go: an embedded node stops (pending batches reach its ledger first), a remote
     /// client closes its zenoh session. Calling it again does nothing.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

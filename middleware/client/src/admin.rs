@@ -129,4 +129,19 @@ impl Client {
     pub async fn domain_key(&self) -> Result<String, Error> {
         text(&self.call(&Request::DomainKey { set: None }).await?, "token")
     }
+
+    /// Take the domain key `token` (from `domain_key()` on a node of the domain): the node
+    /// joins that domain and renews its zenoh session.
+    ///
+    /// # Errors
+    /// [`Error::BadValue`] for a malformed token; [`Error::NotAllowed`] over zenoh.
+    ///
+    /// ```no_run
+    /// # async fn f(client: spook_client::Client, token: String) -> Result<(), spook_client::Error> {
+    /// client.set_domain_key(&token).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_domain_key(&self, token: &str) -> Result<(), Error> {
+        self.call(&Request::DomainKey { set: Some(token.to_string()) }).await.map(drop)
+    }
 }

@@ -125,9 +125,9 @@ impl NodeHandle {
     pub async fn request(&self, r: Request) -> Json {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Cmd::Control(r, tx)).await.is_err() {
-            return control::error("the node has stopped");
+            return control::error(crate::refusal::Refusal::new(spook_client::proto::ErrorCode::Stopped, "the node has stopped"));
         }
-        rx.await.unwrap_or_else(|_| control::error("the node has stopped"))
+        rx.await.unwrap_or_else(|_| control::error(crate::refusal::Refusal::new(spook_client::proto::ErrorCode::Stopped, "the node has stopped")))
     }
 
     /// A [`Request::Watch`] as the control socket and an embedded client send it: its view
@@ -153,9 +153,9 @@ impl NodeHandle {
         let (tx, rx) = mpsc::channel(WATCHER_QUEUE);
         let (reply, r) = oneshot::channel();
         if self.tx.send(Cmd::Watch { group, view, snapshot, typed, tx, reply }).await.is_err() {
-            return (control::error("the node has stopped"), rx);
+            return (control::error(crate::refusal::Refusal::new(spook_client::proto::ErrorCode::Stopped, "the node has stopped")), rx);
         }
-        (r.await.unwrap_or_else(|_| control::error("the node has stopped")), rx)
+        (r.await.unwrap_or_else(|_| control::error(crate::refusal::Refusal::new(spook_client::proto::ErrorCode::Stopped, "the node has stopped"))), rx)
     }
 }
 
@@ -329,6 +329,10 @@ fn refused(metrics: &Metrics, e: LocalWriteError) -> Refusal {
     if matches!(e, LocalWriteError::StorageUnavailable(_)) {
         Metrics::add(&metrics.writes_refused, 1);
         return Refusal::new(spook_client::proto::ErrorCode::StorageUnavailable, e.to_string());
+    }
+    // A write that does not fit (unknown field, wrong kind, oversized) is the caller's value.
+    if matches!(e, LocalWriteError::Invalid(spook_core::WriteError::Invalid(_))) {
+        return Refusal::new(spook_client::proto::ErrorCode::BadValue, e.to_string());
     }
     Refusal::from(e.to_string())
 }
@@ -1283,7 +1287,7 @@ impl Node {
                 self.on_cmd(Cmd::Control(r, tx));
                 let node = self.tx.clone();
                 tokio::spawn(async move {
-                    let response = rx.await.unwrap_or_else(|_| control::error("the node has stopped"));
+                    let response = rx.await.unwrap_or_else(|_| control::error(crate::refusal::Refusal::new(spook_client::proto::ErrorCode::Stopped, "the node has stopped")));
                     let _ = node.send(Cmd::ClientAnswer { client, channel, query, response }).await;
                 });
                 return;
