@@ -340,7 +340,12 @@ impl<'py> IntoPyObject<'py> for PyPosted {
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let Some(p) = self.0 else { return Ok(py.None().into_bound(py)) };
-        let entry = p.entry.as_ref().map(|f| fields_to_py(py, f).map(Bound::unbind)).transpose()?;
+        // The owner is the board's own field, reported as `owner`, not part of the entry.
+        let entry = p.entry.map(|mut f| {
+            f.remove("owner");
+            fields_to_py(py, &f).map(Bound::unbind)
+        });
+        let entry = entry.transpose()?;
         Ok(Bound::new(py, Posted { key: p.key.0, owner: p.owner, entry })?.into_any())
     }
 }
