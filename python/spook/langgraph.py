@@ -128,7 +128,7 @@ class SpookSaver(BaseCheckpointSaver[str]):
                     return doc, bytes(doc.get("data", b""))
                 parts = [await self.group.get_field(f"{reg}#{i}", "lg_doc") for i in range(int(doc["parts"]))]
                 if all(isinstance(p, bytes) for p in parts):
-                    payload = b"".join(parts)  # type: ignore[arg-type]
+                    payload = b"".join(parts)
                     if hashlib.sha256(payload).hexdigest() == doc["sha256"]:
                         return doc, payload
             if loop.time() >= end:
@@ -224,7 +224,7 @@ class SpookSaver(BaseCheckpointSaver[str]):
         parent = str(doc.get("parent") or "")
         return CheckpointTuple(
             config={"configurable": {"thread_id": thread, "checkpoint_ns": ns, "checkpoint_id": cid}},
-            checkpoint={**checkpoint, "channel_values": values},
+            checkpoint={**checkpoint, "channel_values": values},  # type: ignore[typeddict-item]
             metadata=self.serde.loads_typed((doc["meta_type"], bytes(doc["meta"]))),
             parent_config={"configurable": {"thread_id": thread, "checkpoint_ns": ns, "checkpoint_id": parent}} if parent else None,
             pending_writes=[(task, channel, value) for _, task, _, channel, value in pending],
