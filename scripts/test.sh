@@ -89,7 +89,31 @@ if [ ${#ros_features[@]} -gt 0 ]; then
 else
   echo "spook-ros::ros2: ROS 2 not installed (target/ros2-setup.log)" >> "$SPOOK_SKIP_LOG"
 fi
-echo "== zenoh compiled $(cat target/doctest.log target/nextest.log | grep -c 'Compiling zenoh v') time(s) in this run"
+
+# The Python bindings, as a user installs them: a fresh virtualenv and `pip install ./python`,
+# built in the dev profile into this target/ (a release build would compile zenoh again), then
+# the stubs checked against the module and the pytest suite, against the spookd built above.
+# pytest runs as its entry script, not `python -m`, so that python/spook (the sources, without
+# the compiled module) does not shadow the installed package.
+echo "== Python bindings: pip install ./python[test] into target/spook-venv, stubtest, pytest"
+rm -rf target/spook-venv
+if ! python3 -m venv target/spook-venv 2>/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+  fi
+  python3 -m venv target/spook-venv
+fi
+target/spook-venv/bin/pip install -q -U pip
+MATURIN_PEP517_ARGS="--profile dev --strip" target/spook-venv/bin/pip install -v "./python[test]" > target/python-build.log 2>&1 || { tail -n 60 target/python-build.log; exit 1; }
+grep -E "Finished|Built wheel" target/python-build.log || true
+(cd target && spook-venv/bin/python -c "import spook; print('import spook:', spook.__version__, spook.__file__)")
+(cd target && spook-venv/bin/python -m mypy.stubtest --mypy-config-file /dev/null spook 2>&1 | grep -v "No \[mypy\] section") | tee target/stubtest.log
+(cd python && SPOOK_BIN_DIR="$PWD/../target/debug" ../target/spook-venv/bin/pytest -q -rs -p no:cacheprovider 2>&1) | tee target/pytest.log
+grep -Eq '^[0-9]+ passed' target/pytest.log && ! grep -Eq '[0-9]+ (failed|errors?)\b' target/pytest.log || { echo "error: the Python suite did not pass" >&2; exit 1; }
+py_skipped=$(grep -Eo '[0-9]+ skipped' target/pytest.log | tail -n1 | grep -Eo '[0-9]+' || echo 0)
+if [ "$py_skipped" != "0" ]; then echo "pytest: ${py_skipped} skipped (target/pytest.log)" >> "$SPOOK_SKIP_LOG"; fi
+phase_done "Python bindings (venv, pip install with the build, stubtest, pytest)"
+echo "== zenoh compiled $(cat target/doctest.log target/nextest.log target/python-build.log | grep -c 'Compiling zenoh v') time(s) in this run"
 
 
 ignored=$(grep -Eo '[0-9]+ skipped' target/nextest.log | tail -n1 | grep -Eo '[0-9]+' || echo 0)

@@ -310,6 +310,9 @@ class Client:
     def create_group(self, name: str, members: Sequence[str] = (), kind: str = "convergent", schema: Optional[str] = None) -> str:
         return _run(lambda: self.inner.create_group(name, list(members), kind, schema))
 
+    def open_group(self, name: str, kind: str = "convergent", schema: Optional[str] = None) -> Group:
+        return Group(_run(lambda: self.inner.open_group(name, kind, schema)))
+
     def join_group(self, invite: str, name: Optional[str] = None) -> str:
         return _run(lambda: self.inner.join_group(invite, name))
 

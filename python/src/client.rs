@@ -153,6 +153,28 @@ impl Client {
         awaitable(py, async move { c.create_group(spec).await.map_err(errors::client) })
     }
 
+    /// The group named `name`, created (as `create_group` would, with this node alone) if the
+    /// node does not hold it yet: for scripts that run again and again.
+    #[pyo3(signature = (name, kind = "convergent", schema = None))]
+    fn open_group<'py>(&self, py: Python<'py>, name: &str, kind: &str, schema: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        let mut spec = GroupSpec::new(name);
+        match kind {
+            "convergent" => {}
+            "serial" => spec = spec.serial(),
+            _ => return Err(errors::bad_value(format!("kind is \"convergent\" or \"serial\", got {kind:?}"))),
+        }
+        if let Some(s) = schema {
+            spec = spec.schema(spook_client::schema::from_toml(s).map_err(|e| errors::bad_value(e.to_string()))?);
+        }
+        let (c, name) = (self.client.clone(), name.to_string());
+        awaitable(py, async move {
+            if !c.groups().await.map_err(errors::client)?.contains(&name) {
+                c.create_group(spec).await.map_err(errors::client)?;
+            }
+            Ok(Group { inner: Inner::new(c.group(&name)) })
+        })
+    }
+
     /// Join a group from its invite; the answer is its name here.
     #[pyo3(signature = (invite, name = None))]
     fn join_group<'py>(&self, py: Python<'py>, invite: String, name: Option<String>) -> PyResult<Bound<'py, PyAny>> {

@@ -220,6 +220,16 @@ async def test_convergent_group_and_events(client: spook.Client) -> None:
     assert "fleet" in await client.groups()
 
 
+async def test_open_group_creates_once(workdir: Path) -> None:
+    for run in range(2):  # a script run twice: the group is created once, then found
+        c = await spook.embedded(**node_kw(workdir, "again"))
+        g = await c.open_group("notes", schema=spook.schema({"text": "str"}))
+        if run == 0:
+            await g.set("n", "text", "first run")
+        assert await g.get("n") == {"text": "first run"}
+        await c.close()
+
+
 async def test_closed_client_refuses(workdir: Path) -> None:
     c = await spook.embedded(**node_kw(workdir, "closing"))
     await c.create_group("g")

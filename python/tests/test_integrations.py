@@ -107,7 +107,7 @@ async def test_mcp_server_over_stdio(workdir: Path, spookds: List[Spookd]) -> No
     a.spook("init")
     a.start()
     a.spook("group", "create", "tasks", "--serial", "--schema", str(_schema_file(workdir)))
-    params = StdioServerParameters(command=sys.executable, args=["-m", "spook.mcp", "--local", str(a.socket), "--group", "tasks", "--lease-ms", "60000"])
+    params = StdioServerParameters(command=sys.executable, args=["-m", "spook.mcp", "--local", str(a.socket), "--group", "tasks", "--lease-ms", "60000"], cwd=str(workdir))
     errlog = open(workdir / "mcp.log", "w")
     async with stdio_client(params, errlog=errlog) as streams:
         async with ClientSession(streams[0], streams[1]) as session:

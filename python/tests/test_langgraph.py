@@ -18,7 +18,7 @@ from spook.langgraph import SAVER_FIELDS, SpookSaver, ThreadForked
 
 from conftest import Spookd, free_port, node_kw
 
-pytest.importorskip("langgraph.checkpoint.conformance")
+
 from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
 
 

@@ -22,8 +22,9 @@ def threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def run_script(code: str, timeout: float = 60) -> "subprocess.CompletedProcess[str]":
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+def run_script(code: str, cwd: Path, timeout: float = 60) -> "subprocess.CompletedProcess[str]":
+    # In `cwd`, not the sources' folder: python -c puts its folder first on sys.path.
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def test_thread_count_is_flat_over_open_close_cycles(workdir: Path) -> None:
@@ -42,7 +43,7 @@ def test_thread_count_is_flat_over_open_close_cycles(workdir: Path) -> None:
                 counts.append(threads())
             print(counts)
         asyncio.run(main())
-    """, timeout=120)
+    """, workdir, timeout=120)
     assert out.returncode == 0, out.stderr
     counts = eval(out.stdout.strip().splitlines()[-1])
     assert len(counts) == 20 and counts[-1] == counts[0], f"threads after each close: {counts}"
@@ -70,7 +71,7 @@ def test_script_that_never_closes_exits_within_2_s(workdir: Path) -> None:
                 print("done", flush=True)
             """,
         }[mode]
-        p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
         assert p.stdout is not None
         line = p.stdout.readline()
         assert line.strip() == "done", p.stderr.read() if p.stderr else ""
@@ -143,6 +144,6 @@ def test_random_input_never_aborts_the_interpreter(workdir: Path) -> None:
         assert g.get("after") == {{"s": "still here"}}
         c.close()
         print(outcomes)
-    """, timeout=300)
+    """, workdir, timeout=300)
     assert out.returncode == 0, f"seed {seed}: exit {out.returncode}\n{out.stderr[-3000:]}"
     print(out.stdout)
