@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -79,6 +80,8 @@ class SpookSaver(BaseCheckpointSaver[str]):
         super().__init__(serde=serde)
         self.group = group
         self.allow_forks = allow_forks
+        self._id = uuid.uuid4().hex
+        self._syncs = 0
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -169,11 +172,11 @@ class SpookSaver(BaseCheckpointSaver[str]):
         ns_reg = self._ns_reg(thread, gen, ns)
         head = await self.group.get_field(ns_reg, "lg_head", "committed")
         tx = self.group.tx()
-        if parent is None:
-            pass  # a new root (what a first run writes): it asks for nothing
+        if parent is None or self.allow_forks:
+            pass  # a new root (what a first run writes), or forks asked for: no condition
         elif head is None:
             tx.when_absent(ns_reg, "lg_head")
-        elif head == parent or self.allow_forks:
+        elif head == parent:
             tx.when_equals(ns_reg, "lg_head", head)
         else:
             raise ThreadForked(f"thread {thread!r} (namespace {ns!r}) moved on to {head} while this writer continued from {parent}")
@@ -230,11 +233,23 @@ class SpookSaver(BaseCheckpointSaver[str]):
             pending_writes=[(task, channel, value) for _, task, _, channel, value in pending],
         )
 
+    async def _sync(self) -> None:
+        """Bring this member's committed view up to the group's order now, as ZooKeeper's
+        `sync` does: once a transaction's outcome is known here, every transaction ordered
+        before it has been applied here, so a head read after it is not stale (another
+        process on another node may have moved the thread on a moment ago)."""
+        self._syncs += 1
+        outcome = await self.group.tx().set(f"lg/sync/{self._id}", "lg_gen", self._syncs).submit()
+        if not isinstance(outcome, spook.Committed):
+            raise spook.errors.NodeLost(f"the group did not order a sync in time: {outcome!r}")
+
     async def aget_tuple(self, config: RunnableConfig) -> Optional[CheckpointTuple]:
         conf = config["configurable"]
         thread, ns = str(conf["thread_id"]), str(conf.get("checkpoint_ns", ""))
-        gen = await self._gen(thread)
         cid = get_checkpoint_id(config)
+        if cid is None:
+            await self._sync()  # "the latest" must be the group's latest, not this replica's
+        gen = await self._gen(thread)
         if cid is None:
             head = await self.group.get_field(self._ns_reg(thread, gen, ns), "lg_head", "committed")
             if not isinstance(head, str):

@@ -99,3 +99,44 @@ def test_remote_python_client_fails_over_when_its_node_dies(workdir: Path, spook
         await c.close()
 
     asyncio.run(run())
+
+
+def test_watch_reports_a_killed_member_decohering(workdir: Path, spookds: List[Spookd]) -> None:
+    a = Spookd(workdir, "a", free_port())
+    spookds.append(a)
+    a_id = a.spook("init")["id"]
+    key = a.spook("domain-key")["token"]
+    a.start()
+
+    async def run() -> None:
+        c = await spook.embedded(ledger=str(workdir / "p.spookdb"), connect=[a.locator])
+        await c.set_domain_key(key)
+        me = await c.node_id()
+        a.spook("allow", me)
+        await c.allow(a_id)
+        await c.join_group(a.spook("group", "create", "fleet", "--member", me)["invite"])
+        g = c.group("fleet")
+        w = await g.watch()
+        a.spook("set", "fleet", "1", "battery", "0.5")
+        loop = asyncio.get_running_loop()
+
+        async def until(what: str, f: Any, within: float) -> Any:
+            end = loop.time() + within
+            while loop.time() < end:
+                e = await asyncio.wait_for(w.__anext__(), max(0.01, end - loop.time()))
+                if f(e):
+                    return e
+            raise AssertionError(f"{what}: not within {within} s")
+
+        await until("a's write arrives", lambda e: isinstance(e, spook.Change) and e.fields.get("battery") == 0.5, 30)
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        gone = await until("a decoheres", lambda e: isinstance(e, spook.MemberDecohered), 30)
+        assert gone.member == a_id
+        # Nobody blocks: this member still writes and reads.
+        await g.set(2, "battery", 0.25)
+        assert await g.get_field(2, "battery") == 0.25
+        await c.close()
+
+    asyncio.run(run())
