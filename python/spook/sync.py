@@ -12,6 +12,7 @@ the calling thread waits with the GIL released.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -152,7 +153,7 @@ class Watch:
             return fut.result(timeout)
         except StopAsyncIteration:
             return None
-        except TimeoutError:
+        except concurrent.futures.TimeoutError:  # not the built-in TimeoutError before 3.11
             fut.cancel()
             return None
 

@@ -314,7 +314,7 @@ impl Tx {
     /// Send it; the awaitable resolves to its outcome.
     fn submit<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         if self.sets.is_empty() {
-            return Err(errors::bad_value("a transaction needs at least one set()"));
+            return Err(errors::bad_value("a transaction needs at least one set() (and is submitted once: build another for a second)"));
         }
         let group = self.group.clone();
         let conds = std::mem::take(&mut self.conds);

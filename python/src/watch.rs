@@ -133,11 +133,13 @@ impl<'py> IntoPyObject<'py> for PyEvent {
 pub(crate) struct Watch {
     w: Arc<tokio::sync::Mutex<Option<spook_client::Watch>>>,
     only: Option<Arc<BTreeSet<RegisterId>>>,
+    /// `close()` was called: a `__anext__` waiting for an event ends now, not at the next one.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Watch {
     pub(crate) fn new(w: spook_client::Watch, only: Option<BTreeSet<RegisterId>>) -> Watch {
-        Watch { w: Arc::new(tokio::sync::Mutex::new(Some(w))), only: only.map(Arc::new) }
+        Watch { w: Arc::new(tokio::sync::Mutex::new(Some(w))), only: only.map(Arc::new), closed: tokio::sync::watch::Sender::new(false) }
     }
 }
 
@@ -148,13 +150,20 @@ impl Watch {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (w, only) = (self.w.clone(), self.only.clone());
+        let (w, only, mut closed) = (self.w.clone(), self.only.clone(), self.closed.subscribe());
         awaitable(py, async move {
             let mut guard = w.lock().await;
             let Some(watch) = guard.as_mut() else { return Err(PyStopAsyncIteration::new_err(())) };
             loop {
-                match watch.next().await {
-                    None => return Err(PyStopAsyncIteration::new_err(())),
+                let next = tokio::select! {
+                    next = watch.next() => next,
+                    _ = closed.wait_for(|c| *c) => None,
+                };
+                match next {
+                    None => {
+                        guard.take();
+                        return Err(PyStopAsyncIteration::new_err(()));
+                    }
                     Some(Err(e)) => return Err(errors::client(e)),
                     Some(Ok(Event::Change(c))) if only.as_ref().is_some_and(|o| !o.contains(&c.register)) => continue,
                     Some(Ok(e)) => return Ok(PyEvent(e)),
@@ -163,8 +172,9 @@ impl Watch {
         })
     }
 
-    /// Stop watching: the iteration ends.
+    /// Stop watching: the iteration ends (one waiting for an event ends now).
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.closed.send_replace(true);
         let w = self.w.clone();
         awaitable(py, async move {
             w.lock().await.take();

@@ -139,6 +139,16 @@ async def test_watch_of_some_registers(notes: spook.Group) -> None:
     assert e.fields == {"n": 2} and e.register == await notes.register_id("b")
 
 
+async def test_close_ends_a_waiting_watch_now(notes: spook.Group) -> None:
+    w = await notes.watch(registers=["quiet"])
+    waiting = asyncio.ensure_future(w.__anext__())
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await asyncio.wait_for(w.close(), 2)
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 2)
+
+
 async def test_slow_watcher_gets_lagged_then_a_snapshot(notes: spook.Group) -> None:
     w = await notes.watch()
     # Far more changes than the watch's queue holds, while nobody reads.
