@@ -18,6 +18,22 @@ fn endpoint(s: &str) -> PyResult<EndpointId> {
     s.trim().parse().map_err(|e| errors::bad_value(format!("{s:?} is not an endpoint id ({e}): ids are what `spook id` prints")))
 }
 
+/// A group to create, from the arguments Python gives `create_group` and `open_group`.
+fn group_spec(name: &str, members: &[String], kind: &str, schema: Option<&str>) -> PyResult<GroupSpec> {
+    let mut spec = match kind {
+        "convergent" => GroupSpec::new(name),
+        "serial" => GroupSpec::new(name).serial(),
+        _ => return Err(errors::bad_value(format!("kind is \"convergent\" or \"serial\", got {kind:?}"))),
+    };
+    for m in members {
+        spec = spec.member(endpoint(m)?);
+    }
+    if let Some(s) = schema {
+        spec = spec.schema(spook_client::schema::from_toml(s).map_err(|e| errors::bad_value(e.to_string()))?);
+    }
+    Ok(spec)
+}
+
 /// A client of a Spook domain. Open one with `embedded`, `local` or `remote`; `close()`
 /// lets go of it (an embedded node stops, writing its pending batches to its ledger first).
 #[pyclass(module = "spook._spook", frozen)]
@@ -137,18 +153,7 @@ impl Client {
     /// schema in TOML (`spook.schema()` writes one); the node's fleet schema otherwise.
     #[pyo3(signature = (name, members = Vec::new(), kind = "convergent", schema = None))]
     fn create_group<'py>(&self, py: Python<'py>, name: &str, members: Vec<String>, kind: &str, schema: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
-        let mut spec = GroupSpec::new(name);
-        match kind {
-            "convergent" => {}
-            "serial" => spec = spec.serial(),
-            _ => return Err(errors::bad_value(format!("kind is \"convergent\" or \"serial\", got {kind:?}"))),
-        }
-        for m in &members {
-            spec = spec.member(endpoint(m)?);
-        }
-        if let Some(s) = schema {
-            spec = spec.schema(spook_client::schema::from_toml(s).map_err(|e| errors::bad_value(e.to_string()))?);
-        }
+        let spec = group_spec(name, &members, kind, schema)?;
         let c = self.client.clone();
         awaitable(py, async move { c.create_group(spec).await.map_err(errors::client) })
     }
@@ -157,15 +162,7 @@ impl Client {
     /// node does not hold it yet: for scripts that run again and again.
     #[pyo3(signature = (name, kind = "convergent", schema = None))]
     fn open_group<'py>(&self, py: Python<'py>, name: &str, kind: &str, schema: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
-        let mut spec = GroupSpec::new(name);
-        match kind {
-            "convergent" => {}
-            "serial" => spec = spec.serial(),
-            _ => return Err(errors::bad_value(format!("kind is \"convergent\" or \"serial\", got {kind:?}"))),
-        }
-        if let Some(s) = schema {
-            spec = spec.schema(spook_client::schema::from_toml(s).map_err(|e| errors::bad_value(e.to_string()))?);
-        }
+        let spec = group_spec(name, &[], kind, schema)?;
         let (c, name) = (self.client.clone(), name.to_string());
         awaitable(py, async move {
             if !c.groups().await.map_err(errors::client)?.contains(&name) {
