@@ -668,11 +668,19 @@ fn put_ops_body(out: &mut Vec<u8>, schema: &Schema, ops: &[Op]) {
                 out.push(0);
                 out.extend_from_slice(&m.0);
             }
-            Op::RemoveMember { member, cut } => {
+            Op::RemoveMember { member, cut, heard } => {
                 put_uvarint(out, 0);
-                out.push(1);
+                // Kind 1, a force-remove, predates the majority rule: ledgers written before it
+                // decode unchanged. Kind 4 names the members heard, by short id.
+                out.push(if heard.is_some() { 4 } else { 1 });
                 out.extend_from_slice(&member.0);
                 put_uvarint(out, *cut);
+                if let Some(heard) = heard {
+                    put_uvarint(out, heard.len() as u64);
+                    for h in heard {
+                        out.extend_from_slice(&h.short().to_le_bytes());
+                    }
+                }
             }
             Op::Txn(t) => {
                 put_uvarint(out, 0);
@@ -864,7 +872,17 @@ fn read_ops_body(r: &mut Reader<'_>, g: &GroupView<'_>, added: &mut BTreeMap<u64
                     added.insert(m.short(), m);
                     Op::AddMember(m)
                 }
-                1 => Op::RemoveMember { member: m, cut: r.uvarint()? },
+                1 => Op::RemoveMember { member: m, cut: r.uvarint()?, heard: None },
+                4 => {
+                    let cut = r.uvarint()?;
+                    let n = r.count()?;
+                    let mut heard = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let s = u64::from_le_bytes(r.fixed::<8>()?);
+                        heard.push(*g.roster.get(&s).or_else(|| added.get(&s)).ok_or(DecodeError::UnknownOrigin(s))?);
+                    }
+                    Op::RemoveMember { member: m, cut, heard: Some(heard) }
+                }
                 k => return Err(DecodeError::UnknownOp(k)),
             });
             continue;

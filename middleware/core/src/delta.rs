@@ -170,6 +170,11 @@ pub enum Op {
         member: EndpointId,
         /// The last sequence number of that member that is included.
         cut: u64,
+        /// The members the proposer heard within its decoherence window when it proposed the
+        /// removal (DESIGN.md, "Removals need a majority that hears"): in a convergent group
+        /// the removal is void unless these and the proposer are a majority of the members in
+        /// force. `None`: an operator's force-remove, which is exempt (and logged as a warning).
+        heard: Option<Vec<EndpointId>>,
     },
 }
 

@@ -17,9 +17,11 @@ pub mod codec;
 mod delta;
 pub mod field;
 mod id;
+mod membership;
 mod replica;
 mod schema;
 pub mod serial;
+mod silence;
 mod state;
 mod value;
 
@@ -31,5 +33,7 @@ pub use id::{Dot, EndpointId, FieldId, GroupId, PairId, ParseIdError, RegisterId
 pub use replica::{Dest, Event, GroupConfig, GroupKind, PersistRequest, Record, Replica, Stats, Transmit, TxnState, View, WriteError};
 pub use schema::{FieldDef, MergePolicy, Schema, SchemaError};
 pub use serial::{AbortReason, SerialCell, SerialState, TxnOutcome};
+pub use silence::{SilenceDetector, SILENCE_WINDOW_MS};
+pub use membership::{removal_is_backed, Removal};
 pub use state::{SetHash, StateBlock};
 pub use value::{canonical_f64, Value, ValueError, ValueKind};

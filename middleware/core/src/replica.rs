@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::codec::{self, Ack, Ballot, DecodeError, Digest, Frame, FrameKind, GroupView, Limits, PaxosMsg, StateMsg};
 use crate::field::{CounterPart, Fact, Write};
+use crate::membership::MembershipFold;
+use crate::silence::SilenceDetector;
 use crate::state::{SetHash, StateBlock};
 use crate::serial::{SerialState, TxnOutcome};
 use crate::{Action, CausalContext, Clock, Delta, Dot, EndpointId, FieldId, GroupId, Hlc, Op, OpId, RegisterId, Schema, Txn, Value};
@@ -39,8 +41,14 @@ pub struct GroupConfig {
     pub max_batch: usize,
     /// Convergent or serial.
     pub kind: GroupKind,
-    /// A member not heard for this long decoheres: a convergent group prunes it.
+    /// A member not heard for its timeout decoheres: it is reported ([`Event::Decohered`]) and,
+    /// if this replica and the members it hears are a majority, proposed for removal. The
+    /// timeout adapts to each member's link (`silence.rs`: twice the longest gap between its
+    /// frames in the last minute) between this lower bound and [`Self::decohere_max_ms`].
     pub decohere_after_ms: u64,
+    /// The upper bound of the adaptive timeout: a member really gone decoheres within it. At
+    /// or below `decohere_after_ms`, the timeout is fixed.
+    pub decohere_max_ms: u64,
     /// A pruned member must be heard steadily for this long before it is re-added
     /// (hysteresis, so a flapping radio does not prune and re-add in a loop).
     pub rejoin_after_ms: u64,
@@ -84,6 +92,7 @@ impl GroupConfig {
             max_batch: 256,
             kind: GroupKind::Convergent,
             decohere_after_ms: 3_000,
+            decohere_max_ms: 10_000,
             rejoin_after_ms: 3_000,
             join_grace_ms: 0,
         }
@@ -124,7 +133,9 @@ pub enum Event {
         /// The registers whose committed value changed.
         registers: Vec<RegisterId>,
     },
-    /// This replica proposed to prune a member it has not heard for the decoherence timeout.
+    /// A member has been silent past its decoherence timeout (reported once per silence). Its
+    /// removal follows only where a majority hears without it ([`Stats::decohered`] counts
+    /// the removals this replica proposed).
     Decohered(EndpointId),
     /// A member joined (committed view).
     MemberJoined(EndpointId),
@@ -267,37 +278,6 @@ pub struct Stats {
 /// A known, not yet committed piece of state: a delta's facts, or facts adopted as state.
 /// Ordered by stamp (then arrival) as a min-heap: committing applies joins, so only which
 /// candidates are at or below S matters, not their order among themselves.
-/// Membership folded in total order.
-#[derive(Clone, Default)]
-struct MembershipFold {
-    members: BTreeSet<EndpointId>,
-    cuts: BTreeMap<EndpointId, u64>,
-    epoch: u64,
-    /// (member, cut, stamp of the re-add that ended the removal, if any).
-    episodes: Vec<(EndpointId, u64, Option<Hlc>)>,
-}
-
-impl MembershipFold {
-    fn apply(&mut self, op: &Op, stamp: Hlc) {
-        match op {
-            Op::AddMember(x) => {
-                if self.members.insert(*x) {
-                    if let Some(e) = self.episodes.iter_mut().rev().find(|(m, _, readd)| m == x && readd.is_none()) {
-                        e.2 = Some(stamp);
-                    }
-                }
-                self.cuts.remove(x);
-            }
-            Op::RemoveMember { member, cut }
-                if self.members.remove(member) => {
-                    self.cuts.insert(*member, *cut);
-                    self.episodes.push((*member, *cut, None));
-                }
-            _ => {}
-        }
-    }
-}
-
 /// A membership change being proposed (single-decree Paxos for one epoch).
 #[derive(Clone, Debug)]
 struct Proposer {
@@ -419,6 +399,13 @@ pub struct Replica {
     started_at: u64,
     /// Since when each member has been heard without a long gap.
     heard_since: BTreeMap<EndpointId, u64>,
+    /// Each member's link, as the gaps between its frames: its decoherence timeout.
+    silence: BTreeMap<EndpointId, SilenceDetector>,
+    /// Members reported decohered and not heard since.
+    suspected: BTreeSet<EndpointId>,
+    /// When this replica last proposed each member's removal (convergent groups), so that a
+    /// proposal that turned out void is retried once per timeout, not on every wake-up.
+    removal_proposed: BTreeMap<EndpointId, u64>,
     /// Acceptor state per epoch (durable before any reply).
     promised: BTreeMap<u64, Ballot>,
     accepted: BTreeMap<u64, (Ballot, Vec<Op>)>,
@@ -492,6 +479,9 @@ impl Replica {
             reachable_since: BTreeMap::new(),
             started_at: now,
             heard_since: BTreeMap::new(),
+            silence: BTreeMap::new(),
+            suspected: BTreeSet::new(),
+            removal_proposed: BTreeMap::new(),
             tracked: BTreeMap::new(),
             promised: BTreeMap::new(),
             accepted: BTreeMap::new(),
@@ -522,16 +512,62 @@ impl Replica {
         }
     }
 
+    /// Removals by decoherence in the membership log that are void: not backed by a majority
+    /// that hears (a cut-off minority's proposals, or ones overtaken by other changes).
+    #[must_use]
+    pub fn void_removals(&self) -> u64 {
+        self.fold_cache.void_removals
+    }
+
+    /// Every removal that took effect in this replica's membership log (pending view), in
+    /// total order: who proposed it, where it sorts, and who was in force.
+    #[must_use]
+    pub fn removals(&self) -> &[crate::Removal] {
+        &self.fold_cache.removals
+    }
+
     /// When `m` was last heard in this group (ms), if ever since this replica started.
     #[must_use]
     pub fn last_heard(&self, m: &EndpointId) -> Option<u64> {
         self.last_heard.get(m).copied()
     }
 
+    /// How long `m` may stay silent at `now` before it decoheres (adaptive, within bounds).
+    #[must_use]
+    pub fn silence_timeout(&self, m: &EndpointId, now: u64) -> u64 {
+        let (lo, hi) = (self.cfg.decohere_after_ms, self.cfg.decohere_max_ms);
+        self.silence.get(m).map_or(lo, |d| d.timeout(now, lo, hi))
+    }
+
+    /// `m` was heard at `now` (a frame from it) or is known alive at that time (a fresh
+    /// relayed ack, dated when it was made).
+    fn heard_throughout(&self, h: EndpointId, since: u64, max_gap: u64, now: u64) -> bool {
+        let Some(last) = self.last_heard.get(&h).copied().filter(|t| *t > 0) else { return false };
+        let before = self.heard_since.get(&h).is_some_and(|t| *t <= since);
+        let gaps = self.silence.get(&h).map_or(0, |d| d.longest_gap_since(since));
+        before && gaps <= max_gap && now.saturating_sub(last) <= max_gap
+    }
+
     fn note_heard(&mut self, m: EndpointId, now: u64) {
-        let gap = self.last_heard.get(&m).map_or(u64::MAX, |t| now.saturating_sub(*t));
-        if gap > self.cfg.decohere_after_ms {
-            self.heard_since.insert(m, now);
+        let timeout = self.silence_timeout(&m, now);
+        // 0 marks a member heard before its removal: that silence is not a gap of its link.
+        match self.last_heard.get(&m).copied().filter(|t| *t > 0) {
+            Some(t) if now <= t => return,
+            Some(t) => {
+                let gap = now.saturating_sub(t);
+                if gap > timeout {
+                    self.heard_since.insert(m, now);
+                }
+                // A gap past the upper bound counts as the bound: the timeout never exceeds it.
+                let cap = self.cfg.decohere_max_ms.max(self.cfg.decohere_after_ms);
+                self.silence.entry(m).or_default().record_gap(now, gap.min(cap));
+            }
+            None => {
+                self.heard_since.insert(m, now);
+            }
+        }
+        if self.suspected.remove(&m) {
+            tracing::info!(member = %m, "decohered member heard again");
         }
         self.last_heard.insert(m, now);
     }
@@ -949,8 +985,10 @@ impl Replica {
             if self.roster.values().any(|m| *m == a.member) && a.member != self.me {
                 // Both parts of an ack only grow at their source; relayed copies may arrive
                 // out of order, so keep the greatest of each.
+                // The first ack known of a member is new too: an idle member's ack stops moving,
+                // so a replica restarted beside it may see only that one, and must vouch by it.
+                let newer = self.acks.get(&a.member).is_none_or(|e| a.hlc > e.hlc || a.own_hlc > e.own_hlc);
                 let e = self.acks.entry(a.member).or_insert(*a);
-                let newer = a.hlc > e.hlc || a.own_hlc > e.own_hlc;
                 e.hlc = e.hlc.max(a.hlc);
                 if a.own_hlc > e.own_hlc {
                     e.own_hlc = a.own_hlc;
@@ -958,8 +996,10 @@ impl Replica {
                 }
                 // A relayed ack is evidence the member is alive only if it is fresh: a stale
                 // one passed around inside one side of a split must not re-add the other side.
+                // It is dated when the member made it, not when it got here: a relayed ack from
+                // before a split, arriving late, must not make the other side look heard now.
                 if newer && a.own_hlc.ms().saturating_add(self.cfg.decohere_after_ms / 2) >= now {
-                    self.note_heard(a.member, now);
+                    self.note_heard(a.member, a.own_hlc.ms().min(now));
                 }
                 if newer {
                     let cap = self.vouch_cap(&a.member);
@@ -1371,35 +1411,11 @@ impl Replica {
         self.unpersisted.push(Record::State(s));
     }
 
-    /// Membership in total order up to `upto` (`None`: the whole log): members, cuts of
-    /// removed endpoints, the epoch (number of decided changes, serial groups) and every
-    /// removal episode. A change proposed by a non-member is void. Convergent groups apply
-    /// `AddMember`/`RemoveMember`; serial groups apply only the first `Decided` of each next
-    /// epoch. The fold of the whole log is kept in `fold_cache`, recomputed when it changes.
+    /// Membership in total order up to `upto` (`None`: the whole log); see
+    /// [`MembershipFold::of`]. The fold of the whole log is kept in `fold_cache`, recomputed
+    /// when it changes.
     fn compute_fold(&self, upto: Option<Hlc>) -> MembershipFold {
-        let mut f = MembershipFold { members: self.cfg.members.iter().copied().collect(), ..MembershipFold::default() };
-        let serial = self.cfg.kind == GroupKind::Serial;
-        for ((stamp, origin, _), d) in &self.membership_log {
-            if upto.is_some_and(|u| *stamp > u) {
-                break;
-            }
-            if !f.members.contains(origin) {
-                continue;
-            }
-            for op in &d.ops {
-                match op {
-                    Op::Decided { epoch: e, ops } if serial && *e == f.epoch + 1 => {
-                        f.epoch += 1;
-                        for o in ops {
-                            f.apply(o, *stamp);
-                        }
-                    }
-                    Op::AddMember(_) | Op::RemoveMember { .. } if !serial => f.apply(op, *stamp),
-                    _ => {}
-                }
-            }
-        }
-        f
+        MembershipFold::of(&self.cfg.members, self.cfg.kind == GroupKind::Serial, &self.membership_log, upto)
     }
 
     /// Where a delta (origin, seq, stamp) sorts among transactions: at its stamp, or, if it
@@ -1491,7 +1507,7 @@ impl Replica {
                     } else {
                         // Our own value, with each removal's cut the most any promiser holds.
                         for op in &mut p.value {
-                            if let Op::RemoveMember { member, cut } = op {
+                            if let Op::RemoveMember { member, cut, .. } = op {
                                 *cut = p.coverage.get(member).copied().unwrap_or(0);
                             }
                         }
@@ -1549,28 +1565,54 @@ impl Replica {
         }
     }
 
-    /// Prune members not heard for the decoherence timeout (convergent groups), and propose
-    /// the re-add of pruned members heard steadily for the hysteresis time.
+    /// Report members silent past their timeout, propose the removal of those a majority
+    /// hears without (DESIGN.md, "Removals need a majority that hears"; serial groups through
+    /// consensus), and propose the re-add of removed members heard steadily for the
+    /// hysteresis time.
     fn check_decoherence(&mut self, now: u64) {
         if !self.fold_cache.members.contains(&self.me) {
             return;
         }
+        let others: Vec<EndpointId> = self.fold_cache.members.iter().copied().filter(|m| *m != self.me).collect();
+        let silent: Vec<(EndpointId, u64, u64)> = others
+            .iter()
+            .map(|m| (*m, self.silent_since(*m), self.silence_timeout(m, now)))
+            .filter(|(_, since, timeout)| now.saturating_sub(*since) > *timeout)
+            .collect();
+        let serial = self.cfg.kind == GroupKind::Serial;
         let mut ops = Vec::new();
-        for m in self.fold_cache.members.iter().filter(|m| **m != self.me) {
-            let heard = self.silent_since(*m);
-            if now.saturating_sub(heard) > self.cfg.decohere_after_ms {
-                let cut = self.durable.of(m).map_or(0, crate::IntervalSet::contiguous_max);
-                ops.push(Op::RemoveMember { member: *m, cut });
+        for (m, since, timeout) in silent {
+            if self.suspected.insert(m) {
+                tracing::info!(member = %m, timeout_ms = timeout, "member decohered: silent past its timeout");
+                self.events.push_back(Event::Decohered(m));
             }
+            // The members heard throughout m's silence: heard before it began, and never silent
+            // for more than half m's timeout since. So when this replica is the one cut off,
+            // the others, falling silent a digest round apart, do not vouch for it; and at a
+            // heal, members heard again just now, after a gap, do not either.
+            let heard: Vec<EndpointId> = others.iter().copied().filter(|h| *h != m && self.heard_throughout(*h, since, timeout / 2, now)).collect();
+            if !serial {
+                // A minority proposes nothing: its removal would be void everywhere, and its
+                // committed view waits for the heal instead.
+                let backed = crate::membership::removal_is_backed(&self.fold_cache.members, self.me, m, Some(&heard));
+                let recently = self.removal_proposed.get(&m).is_some_and(|t| now < t.saturating_add(timeout));
+                if !backed || recently {
+                    continue;
+                }
+                self.removal_proposed.insert(m, now);
+            }
+            let cut = self.durable.of(&m).map_or(0, crate::IntervalSet::contiguous_max);
+            ops.push(Op::RemoveMember { member: m, cut, heard: Some(heard) });
         }
         for m in self.roster.values().filter(|m| **m != self.me && !self.fold_cache.members.contains(m)) {
-            let recent = self.last_heard.get(m).is_some_and(|t| now.saturating_sub(*t) <= self.cfg.decohere_after_ms);
+            let timeout = self.silence_timeout(m, now);
+            let recent = self.last_heard.get(m).is_some_and(|t| now.saturating_sub(*t) <= timeout);
             let steady = self.heard_since.get(m).is_some_and(|t| now.saturating_sub(*t) >= self.cfg.rejoin_after_ms);
             if recent && steady {
                 ops.push(Op::AddMember(*m));
             }
         }
-        if self.cfg.kind == GroupKind::Serial {
+        if serial {
             self.drive_consensus(ops, now);
             return;
         }
@@ -1586,9 +1628,8 @@ impl Replica {
     fn announce(&mut self, ops: &[Op]) {
         for op in ops {
             match op {
-                Op::RemoveMember { member, cut } => {
-                    tracing::info!(%member, cut, "member decohered: proposing its removal");
-                    self.events.push_back(Event::Decohered(*member));
+                Op::RemoveMember { member, cut, heard } => {
+                    tracing::info!(%member, cut, heard = heard.as_ref().map_or(0, Vec::len), "member decohered: proposing its removal");
                     self.stats.decohered += 1;
                 }
                 Op::AddMember(member) => {
@@ -1641,7 +1682,7 @@ impl Replica {
     pub fn force_remove(&mut self, now: u64, member: EndpointId) -> Result<Dot, WriteError> {
         let cut = self.durable.of(&member).map_or(0, crate::IntervalSet::contiguous_max);
         tracing::warn!(%member, cut, "operator force-remove of a group member");
-        let op = Op::RemoveMember { member, cut };
+        let op = Op::RemoveMember { member, cut, heard: None };
         if self.cfg.kind == GroupKind::Serial {
             let epoch = self.fold_cache.epoch;
             return self.write(now, vec![Op::Decided { epoch: epoch + 1, ops: vec![op] }]);

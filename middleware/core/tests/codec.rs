@@ -36,7 +36,11 @@ fn sample_frames() -> (Vec<EndpointId>, Vec<Vec<u8>>) {
     frames.push(codec::encode_digest(GENESIS, &digest));
     frames.push(codec::encode_want(r.context()));
     let ballot = codec::Ballot { n: 3, by: members[2] };
-    let value = vec![Op::RemoveMember { member: members[1], cut: 4 }, Op::AddMember(EndpointId::from_index(70))];
+    let value = vec![
+        Op::RemoveMember { member: members[1], cut: 4, heard: None },
+        Op::RemoveMember { member: members[2], cut: 7, heard: Some(vec![members[0]]) },
+        Op::AddMember(EndpointId::from_index(70)),
+    ];
     frames.push(codec::encode_paxos(&schema, &codec::PaxosMsg::Promise { epoch: 2, ballot, accepted: Some((ballot, value.clone())), coverage: vec![(members[1], 9)] }));
     frames.push(codec::encode_paxos(&schema, &codec::PaxosMsg::Accept { epoch: 2, ballot, value }));
     frames.push(codec::encode_paxos(&schema, &codec::PaxosMsg::Prepare { epoch: 2, ballot, removing: vec![members[1]] }));

@@ -127,7 +127,26 @@ pub fn run(rs: &mut [Replica], now: &mut u64, step: u64, rounds: usize, events: 
 /// As [`run`]; with `disks`, every persisted batch is also appended to its replica's disk.
 pub fn run_with_disks(
     rs: &mut [Replica],
+    disks: Option<&mut [Vec<Record>]>,
+    now: &mut u64,
+    step: u64,
+    rounds: usize,
+    events: &mut Vec<(usize, Event)>,
+) -> usize {
+    run_linked(rs, disks, &|_, _| true, now, step, rounds, events)
+}
+
+/// As [`run`], in a split: a frame from replica i reaches replica j only if both are on the
+/// same side (`side[i] == side[j]`).
+pub fn run_split(rs: &mut [Replica], side: &[u8], now: &mut u64, step: u64, rounds: usize, events: &mut Vec<(usize, Event)>) -> usize {
+    run_linked(rs, None, &|i, j| side[i] == side[j], now, step, rounds, events)
+}
+
+/// As [`run_with_disks`], delivering a frame from i to j only where `link(i, j)`.
+pub fn run_linked(
+    rs: &mut [Replica],
     mut disks: Option<&mut [Vec<Record>]>,
+    link: &dyn Fn(usize, usize) -> bool,
     now: &mut u64,
     step: u64,
     rounds: usize,
@@ -165,7 +184,7 @@ pub fn run_with_disks(
                         Dest::Members => j != i,
                         Dest::Peer(p) => p == r.me(),
                     };
-                    if to_j {
+                    if to_j && link(i, j) {
                         bytes += t.bytes.len();
                         r.handle_frame(from, &t.bytes, *now);
                     }

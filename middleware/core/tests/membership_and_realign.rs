@@ -50,7 +50,7 @@ fn a_removed_member_no_longer_holds_back_commits() {
     rs[0].set(now, RegisterId(1), FieldId(0), Value::F64(2.0)).unwrap();
     run(&mut rs, &mut now, 100, 10, &mut events);
     assert_eq!(rs[1].get(View::Committed, RegisterId(1), FieldId(0)), None, "member 3 never acked");
-    rs[1].write(now, vec![Op::RemoveMember { member: ids[2], cut: 0 }]).unwrap();
+    rs[1].write(now, vec![Op::RemoveMember { member: ids[2], cut: 0, heard: None }]).unwrap();
     run(&mut rs, &mut now, 100, 10, &mut events);
     for r in &rs {
         assert!(!r.members().contains(&ids[2]));

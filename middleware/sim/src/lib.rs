@@ -14,6 +14,7 @@
 //!
 //! Depends on `spook-core` only: no tokio, no real clock, no OS randomness.
 
+mod membership_check;
 pub mod mc;
 pub mod net;
 pub mod rng;

@@ -17,9 +17,10 @@ every replica converges to the merge of every durable delta and commits it.
 USAGE:
     spook-sim [OPTIONS]
     spook-sim mc [--nodes N] [--claimants N] [--depth N] [--crashes N] [--ticks N] [--losses N]
-                 [--max-states N] [--max-leaves N]
+                 [--max-states N] [--max-leaves N] [--convergent 1]
         bounded exhaustive model check of a serial group racing for one task: every
-        interleaving of delivery, loss, time steps and crashes up to the depth
+        interleaving of delivery, loss, time steps and crashes up to the depth; with
+        --convergent 1, a convergent group under DESIGN.md's membership rule instead
 
 OPTIONS:
     --nodes N          replicas (default 5)
@@ -36,7 +37,8 @@ OPTIONS:
     --settle-ms MS     bound on convergence after faults stop (default 60000)
     --write-every MS   mean time between writes per node (default 200)
     --registers N      registers (entities) written (default 20)
-    --split K          every partition splits nodes 0..K from the rest (e.g. 2 for 2 | 3)
+    --split K[,K..]    fixed sides for every partition: the first sides' sizes in node order,
+                       the rest the last side (2 is 2 | 3 of five, 2,2 is 2 | 2 | 1)
     --compact N        compact a node's disk to a snapshot after 1 in N persisted batches
                        (0: never; default 8)
     --tasks N          task-claim race: 30% of writes are serial claims on N tasks;
@@ -87,7 +89,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--fault-ms" => cfg.fault_ms = num(&v)?.max(1),
             "--settle-ms" => cfg.settle_ms = num(&v)?,
             "--write-every" => cfg.write_every_ms = num(&v)?.max(1),
-            "--split" => cfg.split = Some(num(&v)? as usize),
+            "--split" => cfg.split = Some(v.split(',').map(|k| num(k).map(|k| k as usize)).collect::<Result<_, _>>()?),
             "--compact" => cfg.compact_one_in = num(&v)?,
             "--tasks" => cfg.tasks = num(&v)?.min(1 << 20) as u32,
             "--registers" => cfg.registers = num(&v)?.clamp(1, u64::from(u32::MAX)) as u32,
@@ -126,6 +128,7 @@ fn model_check() -> ExitCode {
             "--max-states" => cfg.max_states = v,
             "--losses" => cfg.losses = v,
             "--max-leaves" => cfg.max_leaves = v,
+            "--convergent" => cfg.convergent = v != 0,
             _ => {
                 eprintln!("error: unknown option {a} (see --help)");
                 return ExitCode::from(2);
@@ -134,8 +137,9 @@ fn model_check() -> ExitCode {
     }
     let started = std::time::Instant::now();
     let r = spook_sim::mc::explore(cfg);
-    println!("model check: {} nodes, depth {}, crashes {}, ticks {}, losses {}", cfg.nodes, cfg.depth, cfg.crashes, cfg.ticks, cfg.losses);
+    println!("model check: {} group, {} nodes, depth {}, crashes {}, ticks {}, losses {}", if cfg.convergent { "convergent" } else { "serial" }, cfg.nodes, cfg.depth, cfg.crashes, cfg.ticks, cfg.losses);
     println!("states explored {}, deepest level {}, leaves healed and checked {}{}", r.states, r.max_depth, r.leaves_checked, if r.truncated { " (truncated at --max-states)" } else { "" });
+    println!("leaves whose path proposed a removal {}", r.leaves_with_removals);
     println!("invariant violations {}", r.violations.len());
     for v in r.violations.iter().take(5) {
         println!("  {v}");
@@ -213,7 +217,8 @@ fn main() -> ExitCode {
     println!("{:<44} drops {}, partition drops {}, dups {}, reorders {}, partitions {}, crashes {}, held {}", "faults injected (all seeds)",
         f(&|o| o.faults.drops), f(&|o| o.faults.partition_drops), f(&|o| o.faults.dups), f(&|o| o.faults.reorders),
         f(&|o| o.faults.partitions), f(&|o| o.faults.crashes), f(&|o| o.faults.held));
-    println!("{:<44} prunes {}, re-adds {}, re-entanglements {}", "membership (all seeds)", f(&|o| o.faults.prunes), f(&|o| o.faults.readds), f(&|o| o.faults.reentangled));
+    println!("{:<44} prunes proposed {}, removals {}, not caused by a fault {}, re-adds {}, re-entanglements {}", "membership (all seeds)",
+        f(&|o| o.faults.prunes), f(&|o| o.faults.removals), f(&|o| o.faults.spurious_removals), f(&|o| o.faults.readds), f(&|o| o.faults.reentangled));
     if args.cfg.tasks > 0 {
         println!("{:<44} {} claims durable, {} committed (never two per task)", "serial task claims (all seeds)", f(&|o| o.txns.0), f(&|o| o.txns.1));
     }

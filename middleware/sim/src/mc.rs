@@ -6,11 +6,18 @@
 //! outcome wherever it was decided; at most one membership decision per epoch across all
 //! nodes. Checked from every leaf, by healing (no more loss, time advancing) for a bounded
 //! number of rounds: every transaction ends (committed or aborted) on every node.
+//!
+//! With `convergent`, the group is convergent and every member writes instead of claiming,
+//! and the membership rule is checked where it is applied (DESIGN.md, "Removals need a
+//! majority that hears"): every removal a node proposes names a member it really had not
+//! heard for the timeout, never itself, and only members it really heard within the window,
+//! which with it are a majority; from every leaf, the heal brings every member back into
+//! every view with identical state.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use spook_core::{
-    Dest, EndpointId, FieldId, GroupConfig, GroupId, GroupKind, OpId, Precondition, Record, RegisterId, Replica, Schema, Txn,
+    Action, Dest, EndpointId, Op, FieldId, GroupConfig, GroupId, GroupKind, OpId, Precondition, Record, RegisterId, Replica, Schema, Txn,
     TxnWrite, Value,
 };
 
@@ -38,11 +45,13 @@ pub struct McConfig {
     pub max_states: usize,
     /// Heal and check termination from at most this many leaves.
     pub max_leaves: usize,
+    /// A convergent group (the membership rule) instead of a serial claim race.
+    pub convergent: bool,
 }
 
 impl Default for McConfig {
     fn default() -> Self {
-        McConfig { nodes: 3, claimants: 2, depth: 12, crashes: 1, ticks: 4, step_ms: 150, losses: 2, max_states: 500_000, max_leaves: 2_000 }
+        McConfig { nodes: 3, claimants: 2, depth: 12, crashes: 1, ticks: 4, step_ms: 150, losses: 2, max_states: 500_000, max_leaves: 2_000, convergent: false }
     }
 }
 
@@ -59,6 +68,8 @@ pub struct McReport {
     pub truncated: bool,
     /// Invariant violations (empty when all hold), each with the path that reached it.
     pub violations: Vec<String>,
+    /// Leaves whose path made at least one removal proposal (each judged by the rule).
+    pub leaves_with_removals: usize,
 }
 
 #[derive(Clone)]
@@ -72,11 +83,19 @@ struct State {
     losses: usize,
     claimants: usize,
     path: Vec<String>,
+    /// When each node last received a frame from each other (0: never).
+    last_delivery: Vec<Vec<u64>>,
+    /// The first membership rule broken where a proposal was made.
+    broken: Option<String>,
+    /// Removal proposals judged along this path.
+    proposals: usize,
 }
 
-fn config(ids: &[EndpointId]) -> GroupConfig {
+fn config(ids: &[EndpointId], convergent: bool) -> GroupConfig {
     let mut c = GroupConfig::new(GroupId([5; 16]), Schema::fleet(), 1_000, ids.to_vec());
-    c.kind = GroupKind::Serial;
+    c.kind = if convergent { GroupKind::Convergent } else { GroupKind::Serial };
+    // A fixed timeout keeps the window the checker judges by exact.
+    c.decohere_max_ms = 300;
     c.digest_interval_ms = 100;
     c.digest_fanout = ids.len();
     c.decohere_after_ms = 300;
@@ -90,6 +109,10 @@ impl State {
         let ids: Vec<EndpointId> = self.replicas.iter().map(Replica::me).collect();
         let r = &mut self.replicas[i];
         while let Some(p) = r.poll_persist() {
+            self.proposals += p.records.iter().filter(|r| matches!(r, Record::Delta(d) if d.origin == ids[i] && d.ops.iter().any(|o| matches!(o, Op::RemoveMember { .. })))).count();
+            if self.broken.is_none() {
+                self.broken = Self::judge_proposals(i, &ids, &p.records, &self.last_delivery[i], self.now, r.config().decohere_after_ms);
+            }
             self.disks[i].extend(p.records);
             r.handle_persisted(p.id, self.now);
         }
@@ -107,10 +130,48 @@ impl State {
         while r.poll_event().is_some() {}
     }
 
+    /// The membership rule where node `i` applies it: each removal it proposes names a member
+    /// it had not heard for the timeout, not itself, and members it did hear within the
+    /// window, which with it are a majority of the group.
+    fn judge_proposals(i: usize, ids: &[EndpointId], records: &[Record], heard_at: &[u64], now: u64, timeout: u64) -> Option<String> {
+        let me = ids[i];
+        for rec in records {
+            let Record::Delta(d) = rec else { continue };
+            if d.origin != me {
+                continue;
+            }
+            for op in &d.ops {
+                let Op::RemoveMember { member, heard: Some(heard), .. } = op else { continue };
+                let m = ids.iter().position(|x| x == member)?;
+                if *member == me {
+                    return Some(format!("node {i} proposed its own removal"));
+                }
+                if heard_at[m] > 0 && now.saturating_sub(heard_at[m]) <= timeout {
+                    return Some(format!("node {i} proposed removing node {m}, heard {} ms ago", now - heard_at[m]));
+                }
+                for h in heard {
+                    let k = ids.iter().position(|x| x == h)?;
+                    if heard_at[k] == 0 || now.saturating_sub(heard_at[k]) > timeout {
+                        return Some(format!("node {i} named node {k} as heard when removing node {m}, but it was not heard within {timeout} ms"));
+                    }
+                }
+                if 2 * (heard.len() + 1) <= ids.len() {
+                    return Some(format!("node {i} proposed removing node {m} hearing only {} of {}", heard.len() + 1, ids.len()));
+                }
+            }
+        }
+        None
+    }
+
     fn fingerprint(&self) -> Vec<u8> {
         let mut h = blake3::Hasher::new();
         h.update(&self.now.to_le_bytes());
         h.update(&(self.crashes as u64).to_le_bytes());
+        for row in &self.last_delivery {
+            for t in row {
+                h.update(&t.to_le_bytes());
+            }
+        }
         for r in &self.replicas {
             h.update(&r.state_hash().short());
             h.update(&r.serial().hash().short());
@@ -131,6 +192,9 @@ impl State {
     }
 
     fn check(&self) -> Option<String> {
+        if let Some(b) = &self.broken {
+            return Some(b.clone());
+        }
         let mut owners = BTreeSet::new();
         for r in &self.replicas {
             if let Some(c) = r.serial().cell(TASK, OWNER) {
@@ -184,12 +248,14 @@ impl State {
                     break;
                 }
                 let f = self.replicas[from].me();
+                self.last_delivery[to][from] = self.now;
                 self.replicas[to].handle_frame(f, &m, self.now);
                 self.settle(to);
                 queue.extend(self.net.drain(..));
             }
             let all_done = self.claims().iter().all(|id| self.replicas.iter().all(|r| r.serial().outcome(id).is_some()));
-            if all_done {
+            let healed = self.replicas.iter().all(|r| r.members().len() == self.replicas.len() && r.state_hash() == self.replicas[0].state_hash());
+            if all_done && healed {
                 return self.check();
             }
         }
@@ -198,7 +264,8 @@ impl State {
             .iter()
             .map(|id| format!("{}", self.replicas.iter().filter(|r| r.serial().outcome(id).is_none()).count()))
             .collect();
-        Some(format!("after healing, claims still undecided at this many nodes each: {missing:?}"))
+        let views: Vec<usize> = self.replicas.iter().map(|r| r.members().len()).collect();
+        Some(format!("after healing, claims still undecided at this many nodes each: {missing:?}; members in each view {views:?}"))
     }
 }
 
@@ -206,7 +273,7 @@ impl State {
 #[must_use]
 pub fn explore(cfg: McConfig) -> McReport {
     let ids: Vec<EndpointId> = (0..cfg.nodes as u32).map(EndpointId::from_index).collect();
-    let gc = config(&ids);
+    let gc = config(&ids, cfg.convergent);
     let mut init = State {
         now: 2_000,
         replicas: ids.iter().map(|i| Replica::new(*i, gc.clone(), 2_000)).collect(),
@@ -215,10 +282,22 @@ pub fn explore(cfg: McConfig) -> McReport {
         crashes: 0,
         ticks: 0,
         losses: 0,
-        claimants: cfg.claimants.min(cfg.nodes),
+        claimants: if cfg.convergent { 0 } else { cfg.claimants.min(cfg.nodes) },
         path: Vec::new(),
+        last_delivery: vec![vec![0; cfg.nodes]; cfg.nodes],
+        broken: None,
+        proposals: 0,
     };
-    for (i, &client) in ids.iter().enumerate().take(cfg.claimants.min(cfg.nodes)) {
+    if cfg.convergent {
+        for i in 0..cfg.nodes {
+            let op = Op::Field { reg: TASK, field: FieldId(0), action: Action::Set(Value::F64(i as f64)) };
+            if init.replicas[i].write(2_000, vec![op]).is_err() {
+                return McReport { violations: vec!["a write was refused".into()], ..McReport::default() };
+            }
+            init.settle(i);
+        }
+    }
+    for (i, &client) in ids.iter().enumerate().take(init.claimants) {
         let txn = Txn {
             id: OpId { client, seq: 1 },
             deadline_ms: 2_000 + 60_000,
@@ -255,6 +334,7 @@ fn dfs(st: State, depth: usize, cfg: &McConfig, gc: &GroupConfig, seen: &mut std
     if depth == cfg.depth {
         if report.leaves_checked < cfg.max_leaves {
             report.leaves_checked += 1;
+            report.leaves_with_removals += usize::from(st.proposals > 0);
             let path = st.path.clone();
             if let Some(v) = st.heal_and_check_termination(cfg.step_ms) {
                 report.violations.push(format!("{v} after {path:?}"));
@@ -269,6 +349,7 @@ fn dfs(st: State, depth: usize, cfg: &McConfig, gc: &GroupConfig, seen: &mut std
         s.path.push(format!("deliver {from}->{to}"));
         let f = s.replicas[from].me();
         let now = s.now;
+        s.last_delivery[to][from] = now;
         s.replicas[to].handle_frame(f, &m, now);
         s.settle(to);
         dfs(s, depth + 1, cfg, gc, seen, report);

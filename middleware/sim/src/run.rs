@@ -46,9 +46,9 @@ pub struct SimConfig {
     /// this many tasks (precondition: unclaimed). No task may be claimed twice, and every
     /// claim must have the same outcome on every node.
     pub tasks: u32,
-    /// When set to k, every partition splits nodes `0..k` from the rest (e.g. 2 | 3), instead
-    /// of random sides.
-    pub split: Option<usize>,
+    /// Fixed sides for every partition instead of random ones: the sizes of the first sides in
+    /// node order, the rest forming the last (`[2]` is 2 | 3 of five, `[2, 2]` is 2 | 2 | 1).
+    pub split: Option<Vec<usize>>,
     /// After one persisted batch in this many (0: never), a node compacts its disk: the log is
     /// replaced by the replica's snapshot, round-tripped through the record codec, as the
     /// ledger does. Crashes then restore from snapshots.
@@ -108,6 +108,10 @@ pub struct FaultCounts {
     pub readds: u64,
     /// Re-entanglements: commits below the frontier that changed committed values.
     pub reentangled: u64,
+    /// Removals that took effect (every node's log merged).
+    pub removals: u64,
+    /// Removals no fault explains, or made by a cut-off minority: must be 0.
+    pub spurious_removals: u64,
 }
 
 /// The result of one run.
@@ -154,7 +158,7 @@ enum Ev {
     Write { node: usize },
     Crash { node: usize },
     Restart { node: usize },
-    Partition { side: Vec<bool> },
+    Partition { side: Vec<u8> },
     Heal,
     EndFaults,
 }
@@ -179,7 +183,8 @@ struct World {
     seq: u64,
     queue: BTreeMap<(u64, u64), Ev>,
     nodes: Vec<Node>,
-    side: Option<Vec<bool>>,
+    side: Option<Vec<u8>>,
+    history: crate::membership_check::FaultHistory,
     faults_on: bool,
     faults: FaultCounts,
     trace: blake3::Hasher,
@@ -451,6 +456,7 @@ impl World {
             }
             Ev::Crash { node } => {
                 if self.nodes[node].replica.take().is_some() {
+                    self.history.crashed(node, self.now);
                     self.faults.crashes += 1;
                     self.nodes[node].inc += 1;
                     self.nodes[node].in_flight.clear();
@@ -461,6 +467,7 @@ impl World {
             Ev::Restart { node } => {
                 if self.nodes[node].replica.is_none() {
                     let local = self.local(node);
+                    self.history.restarted(node, self.now);
                     let r = Replica::restore(self.nodes[node].id, self.group.clone(), &self.nodes[node].disk, local);
                     self.nodes[node].frontier_seen = r.frontier();
                     self.nodes[node].replica = Some(r);
@@ -470,10 +477,12 @@ impl World {
             }
             Ev::Partition { side } => {
                 self.faults.partitions += 1;
+                self.history.partitioned(&side, self.now);
                 self.side = Some(side);
                 self.trace(7, 0, &[]);
             }
             Ev::Heal => {
+                self.history.healed(self.now);
                 self.side = None;
                 self.trace(7, 1, &[]);
             }
@@ -613,6 +622,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         queue: BTreeMap::new(),
         nodes,
         side: None,
+        history: crate::membership_check::FaultHistory::default(),
         faults_on: true,
         faults: FaultCounts::default(),
         trace: blake3::Hasher::new(),
@@ -637,11 +647,11 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         let slot = cfg.fault_ms / cfg.partitions as u64;
         let from = START + k as u64 * slot + w.rng.range(0, slot / 3);
         let until = if k + 1 == cfg.partitions { end } else { from + slot / 2 };
-        let mut side: Vec<bool> = (0..cfg.nodes).map(|_| w.rng.chance(0.5)).collect();
+        let mut side: Vec<u8> = (0..cfg.nodes).map(|_| u8::from(w.rng.chance(0.5))).collect();
         let a = w.rng.below(cfg.nodes);
-        side[a] = !side[(a + 1) % cfg.nodes];
-        if let Some(k) = cfg.split {
-            side = (0..cfg.nodes).map(|i| i < k).collect();
+        side[a] = 1 - side[(a + 1) % cfg.nodes];
+        if let Some(sizes) = &cfg.split {
+            side = (0..cfg.nodes).map(|i| sizes.iter().scan(0, |end, k| { *end += k; Some(*end) }).take_while(|end| *end <= i).count() as u8).collect();
         }
         w.at(from, Ev::Partition { side });
         w.at(until, Ev::Heal);
@@ -670,6 +680,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         if matches!(ev, Ev::EndFaults) {
             w.faults_on = false;
             w.side = None;
+            w.history.healed(t);
             let merged = w.merged();
             for n in &w.nodes {
                 if let Some(r) = &n.replica {
@@ -706,6 +717,9 @@ pub fn run(cfg: &SimConfig) -> Outcome {
             }
         }
     }
+    if debug {
+        eprintln!("loop ended at {} ms (deadline {deadline}), queue {} events, failure {:?}", w.now, w.queue.len(), w.failure);
+    }
     for n in &w.nodes {
         if let Some(r) = &n.replica {
             w.faults.held += r.stats().frames_held;
@@ -736,6 +750,16 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     }
     let state_hash = hex(&merged.state_hash().short());
     let mut failure = w.failure.take();
+    // Membership reflects reality: every removal that took effect is explained by a fault
+    // between the member and its proposer, and no cut-off minority removed anyone.
+    let ids: Vec<EndpointId> = w.nodes.iter().map(|n| n.id).collect();
+    let skews: Vec<i64> = w.nodes.iter().map(|n| n.skew).collect();
+    let verdict = w.history.judge(merged.removals(), &ids, &skews, w.group.decohere_max_ms.max(w.group.decohere_after_ms) + 2 * cfg.skew_ms + 1_000);
+    w.faults.removals = merged.removals().len() as u64;
+    w.faults.spurious_removals = verdict.len() as u64;
+    if let Some(v) = verdict.first() {
+        failure.get_or_insert(format!("membership change not caused by a fault: {v} ({} such)", verdict.len()));
+    }
     if failure.is_none() && converged_at.is_none() {
         let lagging: BTreeSet<usize> = (0..cfg.nodes)
             .filter(|&i| {
@@ -767,7 +791,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
                         }
                         for o in &d.ops {
                             if let Op::Decided { epoch, ops } = o {
-                                eprintln!("decided epoch {epoch} by {} at {} (seq {}): {:?}", &d.origin.to_string()[..4], d.stamp.ms(), d.seq, ops.iter().map(|x| match x { Op::RemoveMember { member, cut } => format!("-{}@{cut}", &member.to_string()[..4]), Op::AddMember(m) => format!("+{}", &m.to_string()[..4]), _ => String::new() }).collect::<Vec<_>>());
+                                eprintln!("decided epoch {epoch} by {} at {} (seq {}): {:?}", &d.origin.to_string()[..4], d.stamp.ms(), d.seq, ops.iter().map(|x| match x { Op::RemoveMember { member, cut, .. } => format!("-{}@{cut}", &member.to_string()[..4]), Op::AddMember(m) => format!("+{}", &m.to_string()[..4]), _ => String::new() }).collect::<Vec<_>>());
                             }
                         }
                     }
