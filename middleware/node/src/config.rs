@@ -22,6 +22,13 @@ domain = "default"
 control = "spookd.sock"
 # Log filter (tracing's EnvFilter syntax); RUST_LOG overrides it.
 log = "info"
+# "lan" (these defaults) or "radio", for lossy, slow links (drones, telemetry radios): it
+# changes the defaults of the keys you do not set to
+#   [timing] digest_interval_ms = 500, decohere_after_ms = 4000, decohere_max_ms = 12000
+#   [zenoh] options "connect/retry/period_init_ms" = "500", "connect/retry/period_max_ms" = "2000"
+# (fewer digests on the air; more patience with a link that stalls; the zenoh session is
+# re-established within ~2 s of a heal). Keys you set, and environment overrides, win.
+profile = "lan"
 
 [zenoh]
 # "peer" (nodes connect to each other), "client" (join a zenoh router) or "router" (this
@@ -46,10 +53,15 @@ options = {}
 listen = "127.0.0.1:9477"
 
 [timing]
-# Digest period, decoherence timeout and re-add hysteresis (ms).
+# Digest period and re-add hysteresis (ms).
 digest_interval_ms = 250
-decohere_after_ms = 3000
 rejoin_after_ms = 3000
+# Decoherence: a member silent past its timeout is reported decohered, and removed if this
+# node and the members it hears are a majority. The timeout adapts to each member's link:
+# twice the longest gap between its frames in the last minute, never below decohere_after_ms
+# and never above decohere_max_ms (at most 60000; equal bounds give a fixed timeout).
+decohere_after_ms = 3000
+decohere_max_ms = 10000
 # A member not heard since this node started (one invited that has not joined yet, or peers
 # whose channels are still forming after a restart) counts as silent only after this much
 # more; once its node hands over its key for the group, silence counts from that moment.
@@ -104,7 +116,15 @@ pub struct NodeSection {
     pub control: PathBuf,
     /// Log filter.
     pub log: String,
+    /// `lan` or `radio`: which defaults the keys not set take ([`RADIO_TIMING`]).
+    pub profile: String,
 }
+
+/// What the `radio` profile sets, unless the file or the environment sets it: `[timing]` keys,
+/// then `[zenoh] options`.
+pub const RADIO_TIMING: [(&str, u64); 3] = [("digest_interval_ms", 500), ("decohere_after_ms", 4_000), ("decohere_max_ms", 12_000)];
+/// The `radio` profile's zenoh options: reconnect quickly once a cut link heals.
+pub const RADIO_ZENOH: [(&str, &str); 2] = [("connect/retry/period_init_ms", "500"), ("connect/retry/period_max_ms", "2000")];
 
 /// `[zenoh]`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -136,8 +156,10 @@ pub struct MetricsSection {
 pub struct TimingSection {
     /// Digest period.
     pub digest_interval_ms: u64,
-    /// Decoherence timeout.
+    /// Decoherence timeout, lower bound.
     pub decohere_after_ms: u64,
+    /// Decoherence timeout, upper bound ([`spook_core::GroupConfig::decohere_max_ms`]).
+    pub decohere_max_ms: u64,
     /// Re-add hysteresis.
     pub rejoin_after_ms: u64,
     /// Grace for members not heard since the start ([`spook_core::GroupConfig::join_grace_ms`]).
@@ -153,7 +175,7 @@ impl Default for Config {
 
 impl Default for NodeSection {
     fn default() -> Self {
-        NodeSection { ledger: "spook.spookdb".into(), domain: "default".into(), control: "spookd.sock".into(), log: "info".into() }
+        NodeSection { ledger: "spook.spookdb".into(), domain: "default".into(), control: "spookd.sock".into(), log: "info".into(), profile: "lan".into() }
     }
 }
 
@@ -171,7 +193,7 @@ impl Default for MetricsSection {
 
 impl Default for TimingSection {
     fn default() -> Self {
-        TimingSection { digest_interval_ms: 250, decohere_after_ms: 3000, rejoin_after_ms: 3000, join_grace_ms: 60_000 }
+        TimingSection { digest_interval_ms: 250, decohere_after_ms: 3000, decohere_max_ms: 10_000, rejoin_after_ms: 3000, join_grace_ms: 60_000 }
     }
 }
 
@@ -221,21 +243,58 @@ impl Config {
     /// assert!(e.to_string().contains("zenoh.mode"));
     /// ```
     pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
-        let c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let mut c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        c.apply_profile(&explicit_keys(text));
         c.validate()?;
         Ok(c)
     }
 
+    /// Give the keys not in `explicit` (`section.key`, or `zenoh.options.<path>`) the
+    /// profile's values.
+    ///
+    /// ```
+    /// # use spook_node::Config;
+    /// let c = Config::from_toml("[node]\nprofile = \"radio\"\n[timing]\ndecohere_after_ms = 5000\n", "n.toml".as_ref()).unwrap();
+    /// assert_eq!((c.timing.digest_interval_ms, c.timing.decohere_after_ms, c.timing.decohere_max_ms), (500, 5000, 12000));
+    /// assert_eq!(c.zenoh.options["connect/retry/period_max_ms"], "2000");
+    /// ```
+    pub fn apply_profile(&mut self, explicit: &std::collections::BTreeSet<String>) {
+        if self.node.profile != "radio" {
+            return;
+        }
+        for (key, v) in RADIO_TIMING {
+            if explicit.contains(&format!("timing.{key}")) {
+                continue;
+            }
+            match key {
+                "digest_interval_ms" => self.timing.digest_interval_ms = v,
+                "decohere_after_ms" => self.timing.decohere_after_ms = v,
+                _ => self.timing.decohere_max_ms = v,
+            }
+        }
+        for (k, v) in RADIO_ZENOH {
+            self.zenoh.options.entry(k.to_string()).or_insert_with(|| v.to_string());
+        }
+    }
+
     /// Load a file (or the defaults if `path` is `None`), then apply environment overrides.
     pub fn load(path: Option<&std::path::Path>) -> Result<Config, ConfigError> {
-        let mut c = match path {
+        let (mut c, mut explicit) = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
-                Config::from_toml(&text, p)?
+                (Config::from_toml(&text, p)?, explicit_keys(&text))
             }
-            None => Config::default(),
+            None => (Config::default(), std::collections::BTreeSet::new()),
         };
-        c.apply_env(std::env::vars())?;
+        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("SPOOK_")).collect();
+        c.apply_env(env.iter().cloned())?;
+        // A profile chosen in the environment applies too, and a key set there wins over it.
+        for (k, _) in &env {
+            if let Some(key) = k.strip_prefix("SPOOK_TIMING_") {
+                explicit.insert(format!("timing.{}", key.to_ascii_lowercase()));
+            }
+        }
+        c.apply_profile(&explicit);
         c.validate()?;
         Ok(c)
     }
@@ -252,6 +311,7 @@ impl Config {
                 "NODE_DOMAIN" => self.node.domain = value.clone(),
                 "NODE_CONTROL" => self.node.control = value.clone().into(),
                 "NODE_LOG" => self.node.log = value.clone(),
+                "NODE_PROFILE" => self.node.profile = value.clone(),
                 "ZENOH_MODE" => self.zenoh.mode = value.clone(),
                 "ZENOH_LISTEN" => self.zenoh.listen = list(),
                 "ZENOH_CONNECT" => self.zenoh.connect = list(),
@@ -265,6 +325,7 @@ impl Config {
                 "METRICS_LISTEN" => self.metrics.listen = value.clone(),
                 "TIMING_DIGEST_INTERVAL_MS" => self.timing.digest_interval_ms = num()?,
                 "TIMING_DECOHERE_AFTER_MS" => self.timing.decohere_after_ms = num()?,
+                "TIMING_DECOHERE_MAX_MS" => self.timing.decohere_max_ms = num()?,
                 "TIMING_REJOIN_AFTER_MS" => self.timing.rejoin_after_ms = num()?,
                 "TIMING_JOIN_GRACE_MS" => self.timing.join_grace_ms = num()?,
                 // Other SPOOK_ variables belong to tests and tools.
@@ -289,11 +350,34 @@ impl Config {
         if self.timing.digest_interval_ms == 0 || self.timing.decohere_after_ms < 2 * self.timing.digest_interval_ms {
             return Err(ConfigError::Invalid("timing: digest_interval_ms must be > 0 and decohere_after_ms at least twice it".into()));
         }
+        if self.timing.decohere_max_ms > spook_core::SILENCE_WINDOW_MS {
+            return Err(ConfigError::Invalid(format!(
+                "timing.decohere_max_ms {} is over {} (the window the timeout learns from)",
+                self.timing.decohere_max_ms,
+                spook_core::SILENCE_WINDOW_MS
+            )));
+        }
+        if !matches!(self.node.profile.as_str(), "lan" | "radio") {
+            return Err(ConfigError::Invalid(format!("node.profile must be \"lan\" or \"radio\", not {:?}", self.node.profile)));
+        }
         if !(0.0..=100.0).contains(&self.faults.drop_pct) {
             return Err(ConfigError::Invalid(format!("faults.drop_pct {} is not a percentage (0 to 100)", self.faults.drop_pct)));
         }
         Ok(())
     }
+}
+
+/// The keys a TOML document sets, as `section.key` (what a profile must leave alone).
+fn explicit_keys(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    if let Ok(doc) = text.parse::<toml::Table>() {
+        for (section, v) in &doc {
+            if let Some(t) = v.as_table() {
+                out.extend(t.keys().map(|k| format!("{section}.{k}")));
+            }
+        }
+    }
+    out
 }
 
 /// Whether `e` is a zenoh endpoint this node can use: zenoh's own syntax, and for tcp and udp
@@ -345,5 +429,21 @@ mod tests {
         assert!(e.contains("SPOOK_TIMING_DIGEST_INTERVAL_MS"), "{e}");
         c.apply_env([("SPOOK_ZENOH_CONNECT".to_string(), "tcp/127.0.0.1:1, tcp/127.0.0.1:2".to_string())]).unwrap();
         assert_eq!(c.zenoh.connect.len(), 2);
+        let e = Config::from_toml("[node]\nprofile = \"wifi\"\n", p).unwrap_err().to_string();
+        assert!(e.contains("node.profile") && e.contains("wifi"), "{e}");
+        let e = Config::from_toml("[timing]\ndecohere_max_ms = 600000\n", p).unwrap_err().to_string();
+        assert!(e.contains("decohere_max_ms"), "{e}");
+    }
+
+    #[test]
+    fn the_radio_profile_changes_only_the_keys_not_set() {
+        let p = std::path::Path::new("r.toml");
+        let c = Config::from_toml("[node]\nprofile = \"radio\"\n[zenoh]\noptions = { \"connect/retry/period_max_ms\" = \"3000\" }\n", p).unwrap();
+        assert_eq!((c.timing.digest_interval_ms, c.timing.decohere_after_ms, c.timing.decohere_max_ms), (500, 4_000, 12_000));
+        assert_eq!(c.zenoh.options["connect/retry/period_max_ms"], "3000", "an option set in the file wins");
+        assert_eq!(c.zenoh.options["connect/retry/period_init_ms"], "500");
+        let lan = Config::from_toml("[timing]\ndecohere_after_ms = 4000\n", p).unwrap();
+        assert_eq!((lan.timing.digest_interval_ms, lan.timing.decohere_max_ms), (250, 10_000), "lan keeps the defaults");
+        assert!(lan.zenoh.options.is_empty());
     }
 }

@@ -29,6 +29,10 @@ use crate::metrics::Metrics;
 use crate::session;
 use crate::values;
 
+
+/// How long a stopping node waits for its zenoh session to close (the whole stop must fit in
+/// 2 s, what a service manager or an operator expects of SIGTERM).
+const SESSION_CLOSE_BOUND: std::time::Duration = std::time::Duration::from_millis(800);
 /// First byte of a group frame carried inside a pair channel (digests and wants to a member
 /// this node counts as pruned); key announcements start with `K`.
 const PAIR_GROUP_FRAME: u8 = b'D';
@@ -191,6 +195,7 @@ impl GroupInfo {
         };
         cfg.digest_interval_ms = t.digest_interval_ms;
         cfg.decohere_after_ms = t.decohere_after_ms;
+        cfg.decohere_max_ms = t.decohere_max_ms;
         cfg.rejoin_after_ms = t.rejoin_after_ms;
         cfg.join_grace_ms = t.join_grace_ms;
         Ok(cfg)
@@ -797,6 +802,13 @@ impl Node {
         // So that the next start has no commit log to replay.
         if let Err(e) = tokio::task::block_in_place(|| self.ledger.checkpoint()) {
             tracing::warn!("ledger checkpoint at shutdown: {e} (the commit log is replayed at the next start)");
+        }
+        // Close the zenoh session, so peers see this node leave at once rather than at their
+        // lease; bounded, because over a lossy link the close handshake may never complete.
+        match tokio::time::timeout(SESSION_CLOSE_BOUND, self.session.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("closing the zenoh session at shutdown: {e}"),
+            Err(_) => tracing::warn!(bound_ms = SESSION_CLOSE_BOUND.as_millis() as u64, "zenoh session still closing at shutdown: left to the process exit"),
         }
         tracing::info!("node stopped");
         Ok(())

@@ -402,3 +402,62 @@ fn the_cli_says_what_it_expects_and_prints_what_scripts_need() {
     let out = spook(&["write", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("one atomic delta"));
 }
+
+#[test]
+fn sigterm_stops_a_node_within_two_seconds_mid_traffic_over_udp() {
+    // Three nodes on loopback over reliable UDP (what a radio uses), writing, then each told to
+    // stop while the others keep writing to it: each exits within 2 s, its ledger closed.
+    let d = dir("sigterm");
+    let ports: Vec<u16> = (0..3).map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let loc = |p: u16| format!("udp/127.0.0.1:{p}?rel=1;mixed_rel=1");
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let connect: Vec<String> = ports[..i].iter().map(|p| loc(*p)).collect();
+            Node::with(&d, &format!("n{i}"), "sigterm", &loc(ports[i]), &connect, common::TIMING, &[])
+        })
+        .collect();
+    let ids = start_domain(&mut nodes);
+    form_group(&nodes, &ids, "fleet", false);
+    for (i, n) in nodes.iter().enumerate() {
+        n.spook(&["set", "fleet", &i.to_string(), "battery", "0.5"]).unwrap();
+    }
+    wait_settled(&nodes, "formed over UDP");
+    for victim in 0..3 {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..3)
+            .filter(|i| *i > victim)
+            .map(|i| {
+                let (config, stop) = (nodes[i].config.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut k = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) && k < 2_000 {
+                        k += 1;
+                        let _ = std::process::Command::new(common::SPOOK).arg("--config").arg(&config).args(["set", "fleet", &i.to_string(), "battery", &format!("0.{k}")]).output();
+                    }
+                })
+            })
+            .collect();
+        // The victim writes too, up to the signal.
+        for k in 0..20 {
+            nodes[victim].spook(&["set", "fleet", "9", "battery", &format!("0.{k}")]).unwrap();
+        }
+        let mut child = nodes[victim].child.take().unwrap();
+        let started = Instant::now();
+        common::signal(child.id(), "-TERM");
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "n{victim} still running 10 s after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in writers {
+            w.join().unwrap();
+        }
+        println!("n{victim}: exited {status} {} ms after SIGTERM", took.as_millis());
+        assert!(status.success(), "n{victim} exits cleanly: {status}");
+        assert!(took < Duration::from_secs(2), "n{victim} took {took:?} to stop");
+    }
+}

@@ -44,5 +44,9 @@ fn real_main() -> anyhow::Result<()> {
     let cfg = spook_node::Config::load(config.as_deref())?;
     spook_node::daemon::init_logging(&cfg.node.log);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(spook_node::daemon::run(cfg))
+    let r = rt.block_on(spook_node::daemon::run(cfg));
+    // The ledger is closed and the session closed (or given up on): do not wait for zenoh's
+    // background tasks, which over a lossy link can outlive the node by many seconds.
+    rt.shutdown_timeout(std::time::Duration::from_millis(300));
+    r
 }
