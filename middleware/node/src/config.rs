@@ -25,7 +25,7 @@ log = "info"
 # "lan" (these defaults) or "radio", for lossy, slow links (drones, telemetry radios): it
 # changes the defaults of the keys you do not set to
 #   [timing] digest_interval_ms = 500, decohere_after_ms = 4000, decohere_max_ms = 12000
-#   [zenoh] options "connect/retry/period_init_ms" = "500", "connect/retry/period_max_ms" = "2000"
+#   [zenoh] options "connect/retry" = "{ period_init_ms: 500, period_max_ms: 2000, period_increase_factor: 2 }"
 # (fewer digests on the air; more patience with a link that stalls; the zenoh session is
 # re-established within ~2 s of a heal). Keys you set, and environment overrides, win.
 profile = "lan"
@@ -123,8 +123,9 @@ pub struct NodeSection {
 /// What the `radio` profile sets, unless the file or the environment sets it: `[timing]` keys,
 /// then `[zenoh] options`.
 pub const RADIO_TIMING: [(&str, u64); 3] = [("digest_interval_ms", 500), ("decohere_after_ms", 4_000), ("decohere_max_ms", 12_000)];
-/// The `radio` profile's zenoh options: reconnect quickly once a cut link heals.
-pub const RADIO_ZENOH: [(&str, &str); 2] = [("connect/retry/period_init_ms", "500"), ("connect/retry/period_max_ms", "2000")];
+/// The `radio` profile's zenoh options: reconnect quickly once a cut link heals (zenoh takes
+/// `connect/retry` whole, not its fields one by one).
+pub const RADIO_ZENOH: [(&str, &str); 1] = [("connect/retry", "{ period_init_ms: 500, period_max_ms: 2000, period_increase_factor: 2 }")];
 
 /// `[zenoh]`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -256,7 +257,7 @@ impl Config {
     /// # use spook_node::Config;
     /// let c = Config::from_toml("[node]\nprofile = \"radio\"\n[timing]\ndecohere_after_ms = 5000\n", "n.toml".as_ref()).unwrap();
     /// assert_eq!((c.timing.digest_interval_ms, c.timing.decohere_after_ms, c.timing.decohere_max_ms), (500, 5000, 12000));
-    /// assert_eq!(c.zenoh.options["connect/retry/period_max_ms"], "2000");
+    /// assert!(c.zenoh.options["connect/retry"].contains("period_max_ms: 2000"));
     /// ```
     pub fn apply_profile(&mut self, explicit: &std::collections::BTreeSet<String>) {
         if self.node.profile != "radio" {
@@ -438,10 +439,12 @@ mod tests {
     #[test]
     fn the_radio_profile_changes_only_the_keys_not_set() {
         let p = std::path::Path::new("r.toml");
-        let c = Config::from_toml("[node]\nprofile = \"radio\"\n[zenoh]\noptions = { \"connect/retry/period_max_ms\" = \"3000\" }\n", p).unwrap();
+        let c = Config::from_toml("[node]\nprofile = \"radio\"\n[zenoh]\noptions = { \"connect/retry\" = \"{ period_max_ms: 3000 }\" }\n", p).unwrap();
         assert_eq!((c.timing.digest_interval_ms, c.timing.decohere_after_ms, c.timing.decohere_max_ms), (500, 4_000, 12_000));
-        assert_eq!(c.zenoh.options["connect/retry/period_max_ms"], "3000", "an option set in the file wins");
-        assert_eq!(c.zenoh.options["connect/retry/period_init_ms"], "500");
+        assert_eq!(c.zenoh.options["connect/retry"], "{ period_max_ms: 3000 }", "an option set in the file wins");
+        let c = Config::from_toml("[node]\nprofile = \"radio\"\n[timing]\ndigest_interval_ms = 250\n", p).unwrap();
+        assert_eq!((c.timing.digest_interval_ms, c.timing.decohere_after_ms), (250, 4_000), "a timing key set in the file wins");
+        assert!(c.zenoh.options["connect/retry"].contains("period_init_ms: 500"));
         let lan = Config::from_toml("[timing]\ndecohere_after_ms = 4000\n", p).unwrap();
         assert_eq!((lan.timing.digest_interval_ms, lan.timing.decohere_max_ms), (250, 10_000), "lan keeps the defaults");
         assert!(lan.zenoh.options.is_empty());

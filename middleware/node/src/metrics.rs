@@ -199,7 +199,7 @@ impl Metrics {
             ("spook_deltas_out_total", "Own deltas sent", &self.deltas_out),
             ("spook_deltas_in_total", "Deltas received from other members", &self.deltas_in),
             ("spook_realignments_total", "State messages applied (re-alignments)", &self.realignments),
-            ("spook_decoherence_events_total", "Members this node proposed to prune", &self.decoherence_events),
+            ("spook_decoherence_events_total", "Members this node saw decohere (silent past their timeout; removed only where a majority hears)", &self.decoherence_events),
             ("spook_handshakes_total", "Pair handshakes completed", &self.handshakes),
             ("spook_writes_refused_total", "Local writes refused", &self.writes_refused),
             ("spook_ledger_checkpoints_total", "Checkpoints of the ledger's commit log into redb", &self.ledger_checkpoints),

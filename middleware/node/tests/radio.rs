@@ -6,9 +6,16 @@
 //! to the same state, and the cut-off drone re-aligns with bytes in proportion to the state
 //! that changed, not to the traffic it missed.
 //!
+//! Each run measures and prints what a fleet relies on (recorded in docs/benchmarks.md): how
+//! long the fleet takes to form; membership changes the cut did not cause (must be 0: no view
+//! ever lacks a drone that was not cut off); when each connected view dropped the cut-off
+//! drone and when every view held it again after the heal; seconds from the heal to identical
+//! state; how stale other drones' poses are when read (p50/p95, against a drone reading its
+//! own); and the bytes sent at every drone's interface per pose update.
+//!
 //! Needs root, `ip` and `nft` (apt-get install nftables); it skips elsewhere, and a skip
-//! fails under `CI=true`. Knobs: `SPOOK_PARTITION_SECS` (60),
-//! `SPOOK_RADIO_LOSS` (percent, 10), `SPOOK_SEED` (the relays' seed; printed).
+//! fails under `CI=true`. Knobs: `SPOOK_PARTITION_SECS`, `SPOOK_RADIO_LOSS` (percent) (each
+//! variant's default below), `SPOOK_SEED` (the relays' seed; printed).
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod common;
@@ -29,6 +36,8 @@ const DRONES: usize = 5;
 /// publications as datagrams beside them: what `[zenoh]` in the config recommends for radio.
 const RELIABLE_UDP: &str = "?rel=1;mixed_rel=1";
 const TIMING: &str = "digest_interval_ms = 250\ndecohere_after_ms = 3000\nrejoin_after_ms = 3000\n";
+/// With `[node] profile = "radio"`, the profile sets digests and decoherence.
+const RADIO_TIMING: &str = "rejoin_after_ms = 3000\n";
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -160,8 +169,83 @@ fn preconditions() -> Result<PathBuf, String> {
     Ok(relay)
 }
 
-/// A drone's writer: its pose at 10 Hz over one control connection, and a task claim
-/// (serial transaction with a lease) every 2 s.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One request on a control connection.
+fn ask(w: &mut UnixStream, r: &mut BufReader<UnixStream>, q: &Json) -> Json {
+    writeln!(w, "{q}").unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or(Json::Null)
+}
+
+fn connect(sock: &Path) -> (UnixStream, BufReader<UnixStream>) {
+    let s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (s.try_clone().unwrap(), BufReader::new(s))
+}
+
+/// What the monitor saw: (ms since it started, node, drones missing from its fleet view).
+type Views = Vec<(u64, usize, Vec<usize>)>;
+
+/// Polls every node's view of the fleet every 250 ms until `stop`: which drones it lacks.
+fn monitor(socks: Vec<PathBuf>, ids: Vec<String>, stop: Arc<AtomicBool>, t0: Instant) -> std::thread::JoinHandle<Views> {
+    std::thread::spawn(move || {
+        let mut conns: Vec<_> = socks.iter().map(|s| connect(s)).collect();
+        let mut seen = Vec::new();
+        let mut rounds = 0;
+        while !stop.load(Ordering::Relaxed) && rounds < 4 * 600 {
+            rounds += 1;
+            for (i, (w, r)) in conns.iter_mut().enumerate() {
+                let st = ask(w, r, &json!({"op": "status"}));
+                let members: Vec<&str> = group(&st, "fleet")["members"].as_array().map(|ms| ms.iter().filter_map(|m| m["id"].as_str()).collect()).unwrap_or_default();
+                let missing = ids.iter().enumerate().filter(|(_, id)| !members.contains(&id.as_str())).map(|(j, _)| j).collect();
+                seen.push((t0.elapsed().as_millis() as u64, i, missing));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        seen
+    })
+}
+
+/// Reads, every 100 ms on drone `reader`, each other drone's pose stamp (when it was
+/// written, ms): the staleness samples (reader's own pose last).
+fn staleness(sock: PathBuf, skip_drone: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(Vec<u64>, Vec<u64>)> {
+    std::thread::spawn(move || {
+        let (mut w, mut r) = connect(&sock);
+        let (mut others, mut own) = (Vec::new(), Vec::new());
+        let mut rounds = 0;
+        while !stop.load(Ordering::Relaxed) && rounds < 10 * 600 {
+            rounds += 1;
+            for j in (0..DRONES).filter(|j| *j != skip_drone) {
+                let v = ask(&mut w, &mut r, &json!({"op": "get", "group": "fleet", "register": j, "field": "pose.translation.y"}));
+                if let Some(t) = v["value"].as_f64() {
+                    let age = now_ms().saturating_sub(t as u64);
+                    if j == 0 { own.push(age) } else { others.push(age) }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (others, own)
+    })
+}
+
+fn pct(v: &mut [u64], p: f64) -> u64 {
+    v.sort_unstable();
+    v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0)
+}
+
+/// Bytes drone `i` has sent on its radio interface.
+fn tx_bytes(net: &Net, i: usize) -> u64 {
+    let out = Command::new("ip").args(["netns", "exec", &net.drones[i], "cat", &format!("/sys/class/net/vd{i}/statistics/tx_bytes")]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// A drone's writer: its pose at 10 Hz over one control connection (x moves, y is the wall
+/// clock in ms when written, for staleness), and a task claim (serial transaction with a
+/// lease) every 2 s. `acked` counts pose updates acknowledged.
 fn writer(sock: PathBuf, drone: usize, client: String, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let s = UnixStream::connect(&sock).unwrap();
@@ -173,7 +257,10 @@ fn writer(sock: PathBuf, drone: usize, client: String, stop: Arc<AtomicBool>, ac
         while !stop.load(Ordering::Relaxed) && tick < 100_000 {
             tick += 1;
             let t = tick as f64 * 0.1;
-            let pose = json!({"op": "set", "group": "fleet", "register": drone, "field": "pose.translation.x", "value": drone as f64 * 10.0 + t.sin()});
+            let pose = json!({"op": "write", "group": "fleet", "set": [
+                {"register": drone, "field": "pose.translation.x", "value": drone as f64 * 10.0 + t.sin()},
+                {"register": drone, "field": "pose.translation.y", "value": now_ms() as f64},
+            ]});
             let mut reqs = vec![pose];
             if tick % 20 == 0 {
                 let task = 100 + (tick / 20) % 8;
@@ -187,7 +274,9 @@ fn writer(sock: PathBuf, drone: usize, client: String, stop: Arc<AtomicBool>, ac
                 r.read_line(&mut line).unwrap();
                 let j: Json = serde_json::from_str(&line).unwrap();
                 assert_eq!(j["ok"], true, "drone {drone}: {j}");
-                acked.fetch_add(1, Ordering::Relaxed);
+                if q["op"] == "write" {
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -210,6 +299,12 @@ fn converged(nodes: &[Node]) -> bool {
     })
 }
 
+/// Formed: every drone has a channel to every other, and the states agree.
+fn formed(nodes: &[Node]) -> bool {
+    converged(nodes)
+        && nodes.iter().all(|n| group(&status(n), "fleet")["members"].as_array().is_some_and(|ms| ms.iter().all(|m| m["paired"] == true)))
+}
+
 /// Each node's view of each group, for a failure message.
 fn describe(nodes: &[Node]) -> String {
     let mut out = String::new();
@@ -225,14 +320,16 @@ fn describe(nodes: &[Node]) -> String {
     out
 }
 
-/// `default_partition`: seconds drone 4 is cut off unless `SPOOK_PARTITION_SECS` says.
-fn fleet(variant: &str, udp: bool, default_partition: u64) {
+/// `default_partition`: seconds drone 4 is cut off unless `SPOOK_PARTITION_SECS` says;
+/// `default_loss` the loss (percent) unless `SPOOK_RADIO_LOSS` says; `radio`: the nodes run
+/// `[node] profile = "radio"`.
+fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, radio: bool) {
     let relay = match preconditions() {
         Ok(r) => r,
         Err(why) => return skip(&format!("radio_{variant}"), &why),
     };
     let seed = env_u64("SPOOK_SEED", u64::from(std::process::id()));
-    let loss = env_u64("SPOOK_RADIO_LOSS", 10);
+    let loss = env_u64("SPOOK_RADIO_LOSS", default_loss);
     let partition = Duration::from_secs(env_u64("SPOOK_PARTITION_SECS", default_partition));
     eprintln!("radio_{variant}: SPOOK_SEED={seed} SPOOK_RADIO_LOSS={loss} SPOOK_PARTITION_SECS={}", partition.as_secs());
     let tag = format!("{}{}", &variant[..1], std::process::id() % 100_000);
@@ -251,31 +348,50 @@ fn fleet(variant: &str, udp: bool, default_partition: u64) {
             } else {
                 (format!("tcp/{}:7447", drone_ip(i)), (0..i).map(|j| format!("tcp/{}:7447", drone_ip(j))).collect())
             };
-            let n = Node::with(&d, &format!("d{i}"), &domain, &listen, &connect, TIMING, &["ip", "netns", "exec", &net.drones[i]]);
+            let n = Node::with(&d, &format!("d{i}"), &domain, &listen, &connect, if radio { RADIO_TIMING } else { TIMING }, &["ip", "netns", "exec", &net.drones[i]]);
             // Datagrams below the veth MTU (a lost IP fragment would lose a whole batch); no
             // gossip: the links are the ones configured, each through its relay; and short
             // link handshakes: zenoh does not resend a lost handshake message, it waits out the
             // timeout and dials again.
             let options = "options = { \"transport/link/tx/batch_size\" = \"1400\", \"scouting/gossip/enabled\" = \"false\", \"transport/unicast/open_timeout\" = \"3000\", \"transport/unicast/accept_timeout\" = \"3000\" }";
-            let cfg = std::fs::read_to_string(&n.config).unwrap().replace("connect = [", &format!("{options}\nconnect = ["));
+            let mut cfg = std::fs::read_to_string(&n.config).unwrap().replace("connect = [", &format!("{options}\nconnect = ["));
+            if radio {
+                cfg = cfg.replacen("[node]\n", "[node]\nprofile = \"radio\"\n", 1);
+            }
             std::fs::write(&n.config, cfg).unwrap();
             n
         })
         .collect();
+    let started = Instant::now();
     let ids = common::start_domain(&mut nodes);
     common::form_group(&nodes, &ids, "fleet", false);
     common::form_group(&nodes, &ids, "tasks", true);
-    common::eventually("the fleet forms", Duration::from_secs(90), || converged(&nodes));
-    eprintln!("radio_{variant}: fleet formed");
+    common::eventually("the fleet forms (every pair with a channel)", Duration::from_secs(90), || formed(&nodes));
+    let formed = started.elapsed();
+    eprintln!("radio_{variant}: fleet formed in {:.1} s", formed.as_secs_f64());
 
+    let socks: Vec<PathBuf> = nodes.iter().map(|n| n.dir.join(format!("{}.sock", n.name))).collect();
+    let t0 = Instant::now();
+    let watching = Arc::new(AtomicBool::new(false));
+    let views = monitor(socks.clone(), ids.clone(), watching.clone(), t0);
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
-    let writers: Vec<_> = nodes.iter().enumerate().map(|(i, n)| writer(n.dir.join(format!("{}.sock", n.name)), i, ids[i].clone(), stop.clone(), acked.clone())).collect();
-    std::thread::sleep(Duration::from_secs(5));
-
+    let writers: Vec<_> = socks.iter().enumerate().map(|(i, s)| writer(s.clone(), i, ids[i].clone(), stop.clone(), acked.clone())).collect();
     let cut = DRONES - 1;
+    let stale = staleness(socks[0].clone(), cut, stop.clone());
+    std::thread::sleep(Duration::from_secs(2));
+    // Bytes on the air per pose update, with every drone writing and none cut off.
+    let (tx0, acked0) = ((0..DRONES).map(|i| tx_bytes(&net, i)).sum::<u64>(), acked.load(Ordering::Relaxed));
+    let (out0, out_spook0) = (Instant::now(), nodes.iter().map(|n| status(n)["bytes_out"].as_u64().unwrap_or(0)).sum::<u64>());
+    std::thread::sleep(Duration::from_secs(8));
+    let updates = acked.load(Ordering::Relaxed) - acked0;
+    let air = (0..DRONES).map(|i| tx_bytes(&net, i)).sum::<u64>() - tx0;
+    let spook_out = nodes.iter().map(|n| status(n)["bytes_out"].as_u64().unwrap_or(0)).sum::<u64>() - out_spook0;
+    let window = out0.elapsed().as_secs_f64();
+
     let watcher = 0;
     let before = status(&nodes[watcher])["bytes_in"].as_u64().unwrap();
+    let cut_at = t0.elapsed().as_millis() as u64;
     net.cut(cut);
     std::thread::sleep(partition);
     // What a connected drone received while the other was away: the traffic it missed.
@@ -284,8 +400,10 @@ fn fleet(variant: &str, udp: bool, default_partition: u64) {
     for w in writers {
         w.join().unwrap();
     }
+    let (mut others, mut own) = stale.join().unwrap();
     let cut_in = status(&nodes[cut])["bytes_in"].as_u64().unwrap();
     let healed_at = Instant::now();
+    let heal_at = t0.elapsed().as_millis() as u64;
     net.heal();
     let end = Instant::now() + Duration::from_secs(180);
     while !converged(&nodes) {
@@ -293,6 +411,16 @@ fn fleet(variant: &str, udp: bool, default_partition: u64) {
         std::thread::sleep(Duration::from_millis(250));
     }
     let took = healed_at.elapsed();
+    // Every view holds every drone again (the monitor sees it), then the monitor stops.
+    common::eventually("every view holds every drone", Duration::from_secs(60), || nodes.iter().all(|n| group(&status(n), "fleet")["members"].as_array().is_some_and(|m| m.len() == DRONES)));
+    std::thread::sleep(Duration::from_millis(600));
+    watching.store(true, Ordering::Relaxed);
+    let views = views.join().unwrap();
+    // Membership changes the cut did not cause: a view lacking a drone that was never cut off.
+    let spurious: Vec<&(u64, usize, Vec<usize>)> = views.iter().filter(|(_, _, missing)| missing.iter().any(|m| *m != cut)).collect();
+    // When each connected view dropped the cut-off drone, and when the last view took it back.
+    let dropped: Vec<Option<u64>> = (0..DRONES).filter(|i| *i != cut).map(|i| views.iter().find(|(t, n, m)| *n == i && *t >= cut_at && m.contains(&cut)).map(|(t, _, _)| t - cut_at)).collect();
+    let back = views.iter().filter(|(t, _, m)| *t >= heal_at && m.contains(&cut)).map(|(t, _, _)| t - heal_at).max().unwrap_or(0);
     let realign = status(&nodes[cut])["bytes_in"].as_u64().unwrap() - cut_in;
     let st = status(&nodes[cut]);
     eprintln!(
@@ -304,6 +432,21 @@ fn fleet(variant: &str, udp: bool, default_partition: u64) {
         group(&st, "fleet")["state_hash"],
         group(&st, "tasks")["state_hash"],
     );
+    let (p50, p95, own50) = (pct(&mut others, 0.5), pct(&mut others, 0.95), pct(&mut own, 0.5));
+    eprintln!(
+        "radio_{variant}: MEASURED loss {loss}% cut {} s | formed {:.1} s | membership changes not caused by the cut {} | cut drone dropped from the connected views after {:?} ms | back in every view {:.1} s after the heal | identical state {:.1} s after the heal | other drones' poses p50 {p50} ms, p95 {p95} ms stale (own {own50} ms) | {:.0} B on the air per pose update ({updates} updates in {window:.1} s, {:.1} kbit/s all drones; Spook's own frames {:.0} B)",
+        partition.as_secs(),
+        formed.as_secs_f64(),
+        spurious.len(),
+        dropped,
+        back as f64 / 1000.0,
+        took.as_secs_f64(),
+        air as f64 / updates.max(1) as f64,
+        air as f64 * 8.0 / window / 1000.0,
+        spook_out as f64 / updates.max(1) as f64,
+    );
+    assert!(spurious.is_empty(), "views lacked drones that were never cut off (ms since the writers started, cut at {cut_at}, healed at {heal_at}; node; missing): first {:?} last {:?}", &spurious[..spurious.len().min(8)], spurious.last());
+    assert!(dropped.iter().all(Option::is_some), "every connected view drops the cut-off drone: {dropped:?}");
     // Re-alignment carries the changed state plus a fixed cost: the re-add, keys, and digests
     // from every member for as long as the heal takes (20 to 30 s over the UDP radio, with its
     // duplicates). The traffic missed grows with the partition. Over a long one, replaying the
@@ -324,8 +467,8 @@ fn fleet(variant: &str, udp: bool, default_partition: u64) {
     std::fs::remove_dir_all(&d).ok();
 }
 
-/// zenoh over UDP through the relays: 10% loss, 200 ± 100 ms delay (reordering), 5%
-/// duplication, one drone cut off for 60 s. The locators ask for reliable UDP with mixed
+/// zenoh over UDP through the relays with the radio profile: 30% loss, 200 ± 100 ms delay
+/// (reordering), 5% duplication, one drone cut off for 30 s (the radio issue's fleet). The locators ask for reliable UDP with mixed
 /// reliability ([`RELIABLE_UDP`]): zenoh's handshakes and declarations, and Spook's digests
 /// and wants (zenoh queries, which zenoh always sends reliably), go over QUIC and are
 /// retransmitted, while Spook's deltas, key announcements and pair handshakes (best effort, up
@@ -334,11 +477,11 @@ fn fleet(variant: &str, udp: bool, default_partition: u64) {
 /// pair of nodes without working routing for good (see docs/protocol.md).
 #[test]
 fn radio_udp_lossy_delayed_duplicated_partition_heals() {
-    fleet("udp", true, 60);
+    fleet("udp", true, 30, 30, true);
 }
 
 /// zenoh over TCP with 10% loss at every drone's ingress, one drone cut off for 60 s.
 #[test]
 fn radio_tcp_lossy_partition_heals() {
-    fleet("tcp", false, 60);
+    fleet("tcp", false, 60, 10, false);
 }
