@@ -17,14 +17,20 @@ fn decohered(events: &[(usize, Event)], at: usize) -> Vec<EndpointId> {
     events.iter().filter_map(|(i, e)| if let Event::Decohered(m) = e { (*i == at).then_some(*m) } else { None }).collect()
 }
 
-#[test]
-fn a_cut_off_drone_is_removed_by_the_four_and_removes_no_one_before_or_after_the_heal() {
+/// Five replicas of a convergent group that have run for a second.
+fn five_running() -> (Vec<EndpointId>, Vec<Replica>, u64, Vec<(usize, Event)>) {
     let ids = origins(5);
     let cfg = config(&ids);
     let mut now = GENESIS + 1_000;
     let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
     let mut events = Vec::new();
     run(&mut rs, &mut now, 100, 10, &mut events);
+    (ids, rs, now, events)
+}
+
+#[test]
+fn a_cut_off_drone_is_removed_by_the_four_and_removes_no_one_before_or_after_the_heal() {
+    let (ids, mut rs, mut now, mut events) = five_running();
 
     let side = [0, 0, 0, 0, 1];
     run_split(&mut rs, &side, &mut now, 100, 60, &mut events);
@@ -56,12 +62,7 @@ fn a_cut_off_drone_is_removed_by_the_four_and_removes_no_one_before_or_after_the
 
 #[test]
 fn a_two_two_one_split_removes_no_one_and_commits_nothing_until_the_heal() {
-    let ids = origins(5);
-    let cfg = config(&ids);
-    let mut now = GENESIS + 1_000;
-    let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
-    let mut events = Vec::new();
-    run(&mut rs, &mut now, 100, 10, &mut events);
+    let (ids, mut rs, mut now, mut events) = five_running();
 
     let side = [0, 0, 1, 1, 2];
     rs[0].set(now, RegisterId(1), FieldId(0), Value::F64(1.0)).unwrap();
@@ -84,11 +85,7 @@ fn a_two_two_one_split_removes_no_one_and_commits_nothing_until_the_heal() {
 
 #[test]
 fn a_removal_not_backed_by_a_majority_that_hears_is_void_on_every_replica() {
-    let ids = origins(5);
-    let cfg = config(&ids);
-    let mut now = GENESIS + 1_000;
-    let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
-    let mut events = Vec::new();
+    let (ids, mut rs, mut now, mut events) = five_running();
     // A minority's proposal (it heard one other), and a member removing itself.
     rs[4].write(now, vec![Op::RemoveMember { member: ids[0], cut: 0, heard: Some(vec![ids[3]]) }]).unwrap();
     rs[1].write(now, vec![Op::RemoveMember { member: ids[1], cut: 0, heard: Some(ids.clone()) }]).unwrap();

@@ -2,6 +2,8 @@
 //! disk alone, a node never takes over another's control socket, leaving a group lasts, a
 //! refused invite leaves nothing behind, and a restart or a slow join causes no churn.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use std::time::{Duration, Instant};
