@@ -25,9 +25,10 @@ log = "info"
 # "lan" (these defaults) or "radio", for lossy, slow links (drones, telemetry radios): it
 # changes the defaults of the keys you do not set to
 #   [timing] digest_interval_ms = 500, decohere_after_ms = 4000, decohere_max_ms = 12000
-#   [zenoh] options "connect/retry" = "{ period_init_ms: 500, period_max_ms: 2000, period_increase_factor: 2 }"
+#   [zenoh] options "connect/retry" = "{ period_init_ms: 500, period_max_ms: 2000, period_increase_factor: 2 }",
+#                   "transport/unicast/open_timeout" = "10000", "transport/unicast/accept_timeout" = "10000"
 # (fewer digests on the air; more patience with a link that stalls; the zenoh session is
-# re-established within ~2 s of a heal). Keys you set, and environment overrides, win.
+# re-established within ~2 s of a heal, and its handshake survives QUIC's retransmissions). Keys you set, and environment overrides, win.
 profile = "lan"
 
 [zenoh]
@@ -124,8 +125,13 @@ pub struct NodeSection {
 /// then `[zenoh] options`.
 pub const RADIO_TIMING: [(&str, u64); 3] = [("digest_interval_ms", 500), ("decohere_after_ms", 4_000), ("decohere_max_ms", 12_000)];
 /// The `radio` profile's zenoh options: reconnect quickly once a cut link heals (zenoh takes
-/// `connect/retry` whole, not its fields one by one).
-pub const RADIO_ZENOH: [(&str, &str); 1] = [("connect/retry", "{ period_init_ms: 500, period_max_ms: 2000, period_increase_factor: 2 }")];
+/// `connect/retry` whole, not its fields one by one), and give link handshakes 10 s: over
+/// reliable UDP they ride QUIC, whose retransmissions at 30% loss outlast zenoh's defaults.
+pub const RADIO_ZENOH: [(&str, &str); 3] = [
+    ("connect/retry", "{ period_init_ms: 500, period_max_ms: 2000, period_increase_factor: 2 }"),
+    ("transport/unicast/open_timeout", "10000"),
+    ("transport/unicast/accept_timeout", "10000"),
+];
 
 /// `[zenoh]`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -8,7 +8,11 @@ pub fn init_logging(filter: &str) {
     let f = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
     // Colour only on a terminal: a log sent to a file or a journal gets no escape codes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(f).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(crate::zenoh_noise::UnknownExprOnce);
+    let _ = tracing_subscriber::registry().with(f).with(fmt).try_init();
 }
 
 /// Run a node until SIGTERM or SIGINT (or a `shutdown` request), then stop cleanly: pending

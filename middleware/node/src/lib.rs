@@ -19,6 +19,7 @@ pub mod refusal;
 pub mod renewal_check;
 pub mod session;
 mod watchers;
+pub mod zenoh_noise;
 pub mod values;
 
 pub use config::Config;

@@ -317,6 +317,8 @@ struct Node {
     renewal_check: Option<RenewalCheck>,
     /// When the session was last checked for being closed.
     last_health_check_ms: u64,
+    /// Whether the node has said what zenoh's "unknown expr_id" lines mean ([`crate::zenoh_noise`]).
+    unknown_expr_explained: bool,
     /// When the ledger was last reopened after an I/O error.
     last_reopen_ms: u64,
     /// An open pairing window (`spook pair`).
@@ -463,6 +465,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         renew_now: None,
         renewal_check: None,
         last_health_check_ms: 0,
+        unknown_expr_explained: false,
         last_reopen_ms: 0,
         pairing: None,
         last_reannounce_ms: 0,
@@ -810,8 +813,21 @@ impl Node {
             Ok(Err(e)) => tracing::warn!("closing the zenoh session at shutdown: {e}"),
             Err(_) => tracing::warn!(bound_ms = SESSION_CLOSE_BOUND.as_millis() as u64, "zenoh session still closing at shutdown: left to the process exit"),
         }
+        self.explain_unknown_expr();
         tracing::info!("node stopped");
         Ok(())
+    }
+
+    /// Say once what zenoh's "Received Data for unknown expr_id" lines mean, after the first.
+    fn explain_unknown_expr(&mut self) {
+        let n = crate::zenoh_noise::unknown_expr_count();
+        if n > 0 && !self.unknown_expr_explained {
+            self.unknown_expr_explained = true;
+            tracing::warn!(
+                so_far = n,
+                "zenoh's \"Received Data for unknown expr_id\" means data arrived for a subscription this node's session had just undeclared (at a stop, or a redeclare after a member was unreachable); nothing Spook needs is lost, and further such lines are not shown"
+            );
+        }
     }
 
     /// Handle one input; true when the node is to stop.
@@ -857,6 +873,7 @@ impl Node {
         }
         if now.saturating_sub(self.last_health_check_ms) >= 1_000 {
             self.last_health_check_ms = now;
+            self.explain_unknown_expr();
             if self.session.is_closed() {
                 // The last renewal could not open a session (a QUIC listener's port is held
                 // until its old connections are gone).
