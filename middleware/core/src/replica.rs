@@ -97,6 +97,13 @@ impl GroupConfig {
             join_grace_ms: 0,
         }
     }
+
+    /// The longest a member really gone stays undecohered: the adaptive timeout's upper
+    /// bound, or the fixed timeout when the bounds do not leave room.
+    #[must_use]
+    pub fn decohere_bound_ms(&self) -> u64 {
+        self.decohere_max_ms.max(self.decohere_after_ms)
+    }
 }
 
 /// Which view of the group a reader means.
@@ -539,8 +546,8 @@ impl Replica {
         self.silence.get(m).map_or(lo, |d| d.timeout(now, lo, hi))
     }
 
-    /// `m` was heard at `now` (a frame from it) or is known alive at that time (a fresh
-    /// relayed ack, dated when it was made).
+    /// Whether `h` was heard throughout a silence that began at `since`: heard before it, and
+    /// never silent for more than `max_gap` since (nor now).
     fn heard_throughout(&self, h: EndpointId, since: u64, max_gap: u64, now: u64) -> bool {
         let Some(last) = self.last_heard.get(&h).copied().filter(|t| *t > 0) else { return false };
         let before = self.heard_since.get(&h).is_some_and(|t| *t <= since);
@@ -548,6 +555,8 @@ impl Replica {
         before && gaps <= max_gap && now.saturating_sub(last) <= max_gap
     }
 
+    /// `m` was heard at `now` (a frame from it) or is known alive at that time (a fresh
+    /// relayed ack, dated when it was made).
     fn note_heard(&mut self, m: EndpointId, now: u64) {
         let timeout = self.silence_timeout(&m, now);
         // 0 marks a member heard before its removal: that silence is not a gap of its link.
@@ -559,7 +568,7 @@ impl Replica {
                     self.heard_since.insert(m, now);
                 }
                 // A gap past the upper bound counts as the bound: the timeout never exceeds it.
-                let cap = self.cfg.decohere_max_ms.max(self.cfg.decohere_after_ms);
+                let cap = self.cfg.decohere_bound_ms();
                 self.silence.entry(m).or_default().record_gap(now, gap.min(cap));
             }
             None => {

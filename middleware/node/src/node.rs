@@ -29,10 +29,10 @@ use crate::metrics::Metrics;
 use crate::session;
 use crate::values;
 
-
 /// How long a stopping node waits for its zenoh session to close (the whole stop must fit in
 /// 2 s, what a service manager or an operator expects of SIGTERM).
 const SESSION_CLOSE_BOUND: std::time::Duration = std::time::Duration::from_millis(800);
+
 /// First byte of a group frame carried inside a pair channel (digests and wants to a member
 /// this node counts as pruned); key announcements start with `K`.
 const PAIR_GROUP_FRAME: u8 = b'D';
@@ -317,8 +317,6 @@ struct Node {
     renewal_check: Option<RenewalCheck>,
     /// When the session was last checked for being closed.
     last_health_check_ms: u64,
-    /// Whether the node has said what zenoh's "unknown expr_id" lines mean ([`crate::zenoh_noise`]).
-    unknown_expr_explained: bool,
     /// When the ledger was last reopened after an I/O error.
     last_reopen_ms: u64,
     /// An open pairing window (`spook pair`).
@@ -465,7 +463,6 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         renew_now: None,
         renewal_check: None,
         last_health_check_ms: 0,
-        unknown_expr_explained: false,
         last_reopen_ms: 0,
         pairing: None,
         last_reannounce_ms: 0,
@@ -819,10 +816,8 @@ impl Node {
     }
 
     /// Say once what zenoh's "Received Data for unknown expr_id" lines mean, after the first.
-    fn explain_unknown_expr(&mut self) {
-        let n = crate::zenoh_noise::unknown_expr_count();
-        if n > 0 && !self.unknown_expr_explained {
-            self.unknown_expr_explained = true;
+    fn explain_unknown_expr(&self) {
+        if let Some(n) = crate::zenoh_noise::explanation_due() {
             tracing::warn!(
                 so_far = n,
                 "zenoh's \"Received Data for unknown expr_id\" means data arrived for a subscription this node's session had just undeclared (at a stop, or a redeclare after a member was unreachable); nothing Spook needs is lost, and further such lines are not shown"

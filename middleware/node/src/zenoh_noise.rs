@@ -5,15 +5,16 @@
 //! unreachable. Nothing Spook needs is lost (the data was for a subscription being torn down,
 //! and digests recover anything missed), but a stream of ERROR lines reads like a failure. The
 //! log filter lets the first one through and counts the rest; the node then says once what
-//! they mean ([`unknown_expr_count`]).
+//! they mean ([`explanation_due`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Metadata};
 use tracing_subscriber::layer::{Context, Filter};
 
 static UNKNOWN_EXPR: AtomicU64 = AtomicU64::new(0);
+static EXPLAINED: AtomicBool = AtomicBool::new(false);
 
 const MESSAGE: &str = "Received Data for unknown expr_id";
 
@@ -21,6 +22,14 @@ const MESSAGE: &str = "Received Data for unknown expr_id";
 #[must_use]
 pub fn unknown_expr_count() -> u64 {
     UNKNOWN_EXPR.load(Ordering::Relaxed)
+}
+
+/// How many such lines there were so far, the first time this is asked after one: the
+/// caller then says what they mean, once in this process.
+#[must_use]
+pub fn explanation_due() -> Option<u64> {
+    let n = unknown_expr_count();
+    (n > 0 && !EXPLAINED.swap(true, Ordering::Relaxed)).then_some(n)
 }
 
 /// The log filter: every event passes except the second and later "unknown expr_id" lines.
@@ -79,6 +88,8 @@ mod tests {
         assert_eq!(text.matches("unknown expr_id").count(), 1, "{text}");
         assert!(text.contains("something else"), "{text}");
         assert_eq!(unknown_expr_count() - before, 3);
+        assert!(explanation_due().is_some_and(|n| n >= 3), "explained once, after the first");
+        assert_eq!(explanation_due(), None, "and only once");
     }
 
     struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

@@ -248,11 +248,7 @@ fn tx_bytes(net: &Net, i: usize) -> u64 {
 /// lease) every 2 s. `acked` counts pose updates acknowledged.
 fn writer(sock: PathBuf, drone: usize, client: String, stop: Arc<AtomicBool>, acked: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let s = UnixStream::connect(&sock).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        let mut line = String::new();
+        let (mut w, mut r) = connect(&sock);
         let mut tick = 0u64;
         while !stop.load(Ordering::Relaxed) && tick < 100_000 {
             tick += 1;
@@ -269,10 +265,7 @@ fn writer(sock: PathBuf, drone: usize, client: String, stop: Arc<AtomicBool>, ac
                     "set": [{"register": task, "field": "owner", "value": format!("drone-{drone}"), "lease_ms": 3000}]}));
             }
             for q in reqs {
-                writeln!(w, "{q}").unwrap();
-                line.clear();
-                r.read_line(&mut line).unwrap();
-                let j: Json = serde_json::from_str(&line).unwrap();
+                let j = ask(&mut w, &mut r, &q);
                 assert_eq!(j["ok"], true, "drone {drone}: {j}");
                 if q["op"] == "write" {
                     acked.fetch_add(1, Ordering::Relaxed);

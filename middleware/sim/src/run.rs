@@ -754,7 +754,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     // between the member and its proposer, and no cut-off minority removed anyone.
     let ids: Vec<EndpointId> = w.nodes.iter().map(|n| n.id).collect();
     let skews: Vec<i64> = w.nodes.iter().map(|n| n.skew).collect();
-    let verdict = w.history.judge(merged.removals(), &ids, &skews, w.group.decohere_max_ms.max(w.group.decohere_after_ms) + 2 * cfg.skew_ms + 1_000);
+    let verdict = w.history.judge(merged.removals(), &ids, &skews, w.group.decohere_bound_ms() + 2 * cfg.skew_ms + 1_000);
     w.faults.removals = merged.removals().len() as u64;
     w.faults.spurious_removals = verdict.len() as u64;
     if let Some(v) = verdict.first() {
