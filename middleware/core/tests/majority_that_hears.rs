@@ -17,8 +17,11 @@ fn decohered(events: &[(usize, Event)], at: usize) -> Vec<EndpointId> {
     events.iter().filter_map(|(i, e)| if let Event::Decohered(m) = e { (*i == at).then_some(*m) } else { None }).collect()
 }
 
-/// Five replicas of a convergent group that have run for a second.
-fn five_running() -> (Vec<EndpointId>, Vec<Replica>, u64, Vec<(usize, Event)>) {
+/// Five replicas of a convergent group that have run for a second: their ids, the replicas,
+/// the time, and the events so far.
+type Running = (Vec<EndpointId>, Vec<Replica>, u64, Vec<(usize, Event)>);
+
+fn five_running() -> Running {
     let ids = origins(5);
     let cfg = config(&ids);
     let mut now = GENESIS + 1_000;
@@ -62,7 +65,7 @@ fn a_cut_off_drone_is_removed_by_the_four_and_removes_no_one_before_or_after_the
 
 #[test]
 fn a_two_two_one_split_removes_no_one_and_commits_nothing_until_the_heal() {
-    let (ids, mut rs, mut now, mut events) = five_running();
+    let (_, mut rs, mut now, mut events) = five_running();
 
     let side = [0, 0, 1, 1, 2];
     rs[0].set(now, RegisterId(1), FieldId(0), Value::F64(1.0)).unwrap();
