@@ -173,6 +173,12 @@ fn two_robots_on_two_ros_domains_hear_each_other_only_through_spook_over_a_lossy
     // here. The logs overlap nothing either way; `sim.rs` has them concurrent.
     let (ra, rb) = (a.rclpy(n, 15.0, 3.0, false), b.rclpy(n, 15.0, 7.5, false));
     let ((a_strings, a_poses), (b_strings, b_poses)) = (received(ra), received(rb));
+    // What each node holds in the pose register, for a failure's message: it tells a pose
+    // that never reached Spook (the sending bridge) from one Spook holds but no bridge
+    // published (the receiving side). One CI run (2026-12-05) had a robot get none of the
+    // other's poses while every string arrived, and did not leave this evidence.
+    let held = format!("pose register at A: {}; at B: {}", a.spook(&["get", "robots", "pose"]), b.spook(&["get", "robots", "pose"]));
+    println!("{held}");
     let from = |who: &str, v: &[String]| v.iter().filter(|s| s.starts_with(who)).cloned().collect::<Vec<_>>();
     let expect = |who: &str| (0..n).map(|k| format!("{who} {k}")).collect::<Vec<_>>();
     // Each robot hears its own publications locally (rclpy does), once each: a second copy
@@ -187,9 +193,9 @@ fn two_robots_on_two_ros_domains_hear_each_other_only_through_spook_over_a_lossy
         let theirs: Vec<_> = poses.iter().filter(|p| p.0 == other).collect();
         let mine = poses.iter().filter(|p| p.0 == me).count();
         assert_eq!(mine, n as usize, "{me}: its own poses once each (no echo)");
-        assert!(!theirs.is_empty(), "{me} got none of {other}'s poses");
+        assert!(!theirs.is_empty(), "{me} got none of {other}'s poses; {held}");
         let last = theirs.last().unwrap();
-        assert_eq!((last.1, last.2, last.3), (f64::from(n - 1), i64::from(n - 1), 500), "{me}: {other}'s newest pose, its stamp kept");
+        assert_eq!((last.1, last.2, last.3), (f64::from(n - 1), i64::from(n - 1), 500), "{me}: {other}'s newest pose, its stamp kept; {held}");
         let mut xs: Vec<f64> = theirs.iter().map(|p| p.1).collect();
         assert!(xs.windows(2).all(|w| w[0] < w[1]), "{me}: {other}'s poses in order, none twice: {xs:?}");
         xs.dedup();
