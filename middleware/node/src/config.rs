@@ -41,6 +41,13 @@ listen = ["tcp/127.0.0.1:0"]
 connect = []
 # Multicast scouting sends to 224.0.0.224: off unless the network is yours.
 multicast_scouting = false
+# Over a radio (a broadcast medium): a UDP multicast locator, e.g.
+# "udp/239.77.0.1:7450#iface=wlan0". Frames for every member of a group then go on the air
+# once rather than once per member (digests, wants, keys and handshakes stay unicast). It is
+# zenoh's multicast transport: best effort and without the domain key (frames stay sealed and
+# signed by Spook; the multicast group is for networks that are yours). Every node of the
+# domain on that radio should set the same locator and the same tx batch_size.
+multicast = ""
 # Further zenoh settings, by path, as JSON5 values, e.g. for a lossy radio link:
 #   options = { "transport/link/tx/batch_size" = "1400", "transport/link/tx/lease" = "10000" }
 # Two nodes should not both list each other in `connect` over UDP (see docs/protocol.md).
@@ -145,6 +152,10 @@ pub struct ZenohSection {
     pub connect: Vec<String>,
     /// Multicast scouting.
     pub multicast_scouting: bool,
+    /// A UDP multicast locator (`udp/239.1.2.3:7450#iface=wlan0`) that group frames for
+    /// every member go out on once, instead of once per member; empty: off
+    /// ([`crate::multicast`]).
+    pub multicast: String,
     /// Further zenoh settings: path → JSON5 value.
     pub options: std::collections::BTreeMap<String, String>,
 }
@@ -188,7 +199,7 @@ impl Default for NodeSection {
 
 impl Default for ZenohSection {
     fn default() -> Self {
-        ZenohSection { mode: "peer".into(), listen: vec!["tcp/127.0.0.1:0".into()], connect: Vec::new(), multicast_scouting: false, options: std::collections::BTreeMap::new() }
+        ZenohSection { mode: "peer".into(), listen: vec!["tcp/127.0.0.1:0".into()], connect: Vec::new(), multicast_scouting: false, multicast: String::new(), options: std::collections::BTreeMap::new() }
     }
 }
 
@@ -322,6 +333,7 @@ impl Config {
                 "ZENOH_MODE" => self.zenoh.mode = value.clone(),
                 "ZENOH_LISTEN" => self.zenoh.listen = list(),
                 "ZENOH_CONNECT" => self.zenoh.connect = list(),
+                "ZENOH_MULTICAST" => self.zenoh.multicast = value.clone(),
                 "ZENOH_MULTICAST_SCOUTING" => {
                     self.zenoh.multicast_scouting = match value.as_str() {
                         "true" | "1" => true,
@@ -353,6 +365,9 @@ impl Config {
             if let Err(why) = check_endpoint(e) {
                 return Err(ConfigError::Invalid(format!("zenoh endpoint {e:?}: {why}; it must look like tcp/127.0.0.1:7447 or udp/10.0.0.1:7447?rel=1;mixed_rel=1")));
             }
+        }
+        if !self.zenoh.multicast.is_empty() {
+            crate::multicast::check_locator(&self.zenoh.multicast).map_err(|why| ConfigError::Invalid(format!("zenoh.multicast {:?}: {why}", self.zenoh.multicast)))?;
         }
         if self.timing.digest_interval_ms == 0 || self.timing.decohere_after_ms < 2 * self.timing.digest_interval_ms {
             return Err(ConfigError::Invalid("timing: digest_interval_ms must be > 0 and decohere_after_ms at least twice it".into()));
@@ -440,6 +455,13 @@ mod tests {
         assert!(e.contains("node.profile") && e.contains("wifi"), "{e}");
         let e = Config::from_toml("[timing]\ndecohere_max_ms = 600000\n", p).unwrap_err().to_string();
         assert!(e.contains("decohere_max_ms"), "{e}");
+        // The multicast path takes a multicast group, never a host's address.
+        let e = Config::from_toml("[zenoh]\nmulticast = \"udp/10.0.0.1:7450\"\n", p).unwrap_err().to_string();
+        assert!(e.contains("zenoh.multicast") && e.contains("not a multicast address"), "{e}");
+        let e = Config::from_toml("[zenoh]\nmulticast = \"239.1.2.3:7450\"\n", p).unwrap_err().to_string();
+        assert!(e.contains("udp/"), "{e}");
+        let c = Config::from_toml("[zenoh]\nmulticast = \"udp/239.1.2.3:7450#iface=wlan0\"\n", p).unwrap();
+        assert_eq!(c.zenoh.multicast, "udp/239.1.2.3:7450#iface=wlan0");
     }
 
     #[test]

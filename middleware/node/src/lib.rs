@@ -13,6 +13,7 @@ pub mod domain_key;
 pub mod embedded;
 mod hello_budget;
 pub mod metrics;
+pub mod multicast;
 pub mod node;
 pub mod pairing;
 pub mod refusal;

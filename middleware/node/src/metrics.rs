@@ -57,6 +57,8 @@ pub struct Metrics {
     pub frames_signed: AtomicU64,
     /// Of those, signed with a nonce made ahead of time (the signature off the write path).
     pub frames_signed_ahead: AtomicU64,
+    /// Frames sent once on the multicast group for every member (`[zenoh] multicast`).
+    pub frames_multicast: AtomicU64,
     /// Group frames received and opened.
     pub frames_in: AtomicU64,
     /// Bytes published (group and pair messages).
@@ -103,6 +105,7 @@ impl Default for Metrics {
             frames_out: z(),
             frames_signed: z(),
             frames_signed_ahead: z(),
+            frames_multicast: z(),
             frames_in: z(),
             bytes_out: z(),
             bytes_in: z(),
@@ -187,6 +190,7 @@ impl Metrics {
             ("spook_frames_out_total", "Group frames published", &self.frames_out),
             ("spook_frames_signed_total", "Group frames sealed with this node's Ed25519 signature (none in trusted-members groups)", &self.frames_signed),
             ("spook_frames_signed_ahead_total", "Of those, signed with a nonce made ahead of time while idle (the costly half of the signature off the write path)", &self.frames_signed_ahead),
+            ("spook_frames_multicast_total", "Frames sent once on the multicast group for every member of a group, rather than once per member", &self.frames_multicast),
             ("spook_frames_in_total", "Group frames received and opened", &self.frames_in),
             ("spook_bytes_out_total", "Bytes published", &self.bytes_out),
             ("spook_bytes_in_total", "Bytes received", &self.bytes_in),

@@ -88,6 +88,8 @@ enum Declared {
 enum Route {
     /// Published on this key.
     Publish(String),
+    /// For every member: published on this key, once on the multicast group if the node has one.
+    Members(String),
     /// Asked as a query on this key (a digest or a want).
     Query(String),
     /// A reply to the open query with this index in `drain`'s list.
@@ -326,6 +328,8 @@ struct Node {
     /// The loss injector (`[faults]`): spook-relay's seeded schedule, consulted at every
     /// publication.
     faults: Option<std::cell::RefCell<spook_relay::Schedule>>,
+    /// The radio's broadcast path (`[zenoh] multicast`), if configured.
+    multicast: Option<crate::multicast::Multicast>,
 }
 
 /// A local write or transaction the node refused, as the client's error text. A refusal for
@@ -423,6 +427,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         tracing::warn!("this ledger has no domain key: any zenoh peer that reaches this node can open a session (it sees key expressions and sizes, never values); `spook domain-key --new` makes one, `spook domain-key --set TOKEN` joins a domain");
     }
     let session = zenoh::open(zenoh_config(&cfg, zenoh_auth.as_ref(), now_ms())?).await.map_err(|e| anyhow::anyhow!("cannot start zenoh: {e}"))?;
+    let multicast = if cfg.zenoh.multicast.is_empty() { None } else { Some(crate::multicast::Multicast::open(&cfg.zenoh.multicast, &cfg.zenoh.options).await?) };
     let metrics = Metrics::new();
     let metrics_addr = if cfg.metrics.listen.is_empty() {
         None
@@ -467,6 +472,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<(NodeHandle, tokio::task::Join
         pairing: None,
         last_reannounce_ms: 0,
         faults: None,
+        multicast,
     };
     if node.cfg.faults.drop_pct > 0.0 {
         let imp = spook_relay::Impairment { loss_pct: node.cfg.faults.drop_pct, seed: node.cfg.faults.seed, ..Default::default() };
@@ -522,6 +528,11 @@ impl Node {
     }
 
     fn declare(&self, key: &str, queryable: bool) -> anyhow::Result<Declared> {
+        self.declare_on(&self.session, key, queryable)
+    }
+
+    /// Declare on `session` (the unicast one, or the multicast one for frames to all members).
+    fn declare_on(&self, session: &zenoh::Session, key: &str, queryable: bool) -> anyhow::Result<Declared> {
         let tx = self.tx.clone();
         // Hellos past the budget are dropped right here, on zenoh's thread: a flood then
         // costs no copy, no queue slot (it would crowd out group frames) and no wake-up of
@@ -535,8 +546,7 @@ impl Node {
             over
         };
         if queryable {
-            return self
-                .session
+            return session
                 .declare_queryable(key)
                 .allowed_origin(zenoh::sample::Locality::Remote)
                 .callback(move |q| {
@@ -551,7 +561,7 @@ impl Node {
                 .map(Declared::Queryable)
                 .map_err(|e| anyhow::anyhow!("zenoh queryable {key}: {e}"));
         }
-        self.session
+        session
             .declare_subscriber(key)
             .allowed_origin(zenoh::sample::Locality::Remote)
             .callback(move |s| {
@@ -682,6 +692,19 @@ impl Node {
         }
     }
 
+    /// A frame for every member of a group: once on the multicast group when the node has one
+    /// and the frame fits a datagram (a larger one goes reliable over the unicast links, as a
+    /// lost fragment would lose all of it), else as [`Node::publish`].
+    fn publish_to_members(&self, key: &str, payload: Vec<u8>) {
+        let Some(m) = self.multicast.as_ref().filter(|_| payload.len() <= BEST_EFFORT_MAX) else { return self.publish(key, payload) };
+        if self.injected_drop() {
+            return;
+        }
+        Metrics::add(&self.metrics.bytes_out, payload.len() as u64);
+        Metrics::add(&self.metrics.frames_multicast, 1);
+        m.publish(key, payload);
+    }
+
     /// Ask a digest or want as a query on `key`: the member that answers sends what it has
     /// for us (what we lack, or its own want) as replies, which arrive like samples.
     fn query(&self, key: &str, payload: Vec<u8>) {
@@ -746,6 +769,11 @@ impl Node {
         let base = format!("{}/g/{tag}", self.prefix());
         let own = self.peer_tag(&self.me.id());
         self.subscribe(&format!("{base}/all"), false)?;
+        if let Some(session) = self.multicast.as_ref().map(|m| m.session().clone()) {
+            if let (Declared::Subscriber(sub), Some(m)) = (self.declare_on(&session, &format!("{base}/all"), false)?, self.multicast.as_mut()) {
+                m.keep(sub);
+            }
+        }
         self.subscribe(&format!("{base}/{own}"), false)?;
         self.subscribe(&format!("{base}/q/{own}"), true)?;
         tracing::info!(group = %info.name, records = records.len(), members = cfg.members.len(), "group open");
@@ -809,6 +837,9 @@ impl Node {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!("closing the zenoh session at shutdown: {e}"),
             Err(_) => tracing::warn!(bound_ms = SESSION_CLOSE_BOUND.as_millis() as u64, "zenoh session still closing at shutdown: left to the process exit"),
+        }
+        if let Some(m) = self.multicast.take() {
+            m.close(SESSION_CLOSE_BOUND).await;
         }
         self.explain_unknown_expr();
         tracing::info!("node stopped");
@@ -1540,7 +1571,7 @@ impl Node {
             // Digests and wants are asked as queries; what a member sends to one that asked
             // goes back as replies; the rest is published.
             let route = match t.dest {
-                spook_core::Dest::Members => Route::Publish(format!("{base}/all")),
+                spook_core::Dest::Members => Route::Members(format!("{base}/all")),
                 spook_core::Dest::Peer(p) => match answering.iter().position(|(_, from, _)| *from == p) {
                     Some(i) => Route::Reply(i),
                     None if matches!(t.kind, spook_core::FrameKind::Digest | spook_core::FrameKind::Want) => Route::Query(format!("{base}/q/{}", tag(&self.domain_key, &p.0))),
@@ -1566,6 +1597,7 @@ impl Node {
             Metrics::add(&self.metrics.frames_out, 1);
             match route {
                 Route::Publish(key) => self.publish(&key, ct),
+                Route::Members(key) => self.publish_to_members(&key, ct),
                 Route::Query(key) => self.query(&key, ct),
                 Route::Reply(i) => {
                     if let Some((_, _, q)) = answering.get(i) {

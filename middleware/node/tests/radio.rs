@@ -35,6 +35,8 @@ const DRONES: usize = 5;
 /// zenoh's own messages over QUIC on the UDP path (retransmitted), Spook's best-effort
 /// publications as datagrams beside them: what `[zenoh]` in the config recommends for radio.
 const RELIABLE_UDP: &str = "?rel=1;mixed_rel=1";
+/// The radio's multicast group (`SPOOK_RADIO_MULTICAST=1`), inside the test's namespaces only.
+const MULTICAST: &str = "239.77.0.1:7450";
 const TIMING: &str = "digest_interval_ms = 250\ndecohere_after_ms = 3000\nrejoin_after_ms = 3000\n";
 /// With `[node] profile = "radio"`, the profile sets digests and decoherence.
 const RADIO_TIMING: &str = "rejoin_after_ms = 3000\n";
@@ -323,8 +325,9 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
     };
     let seed = env_u64("SPOOK_SEED", u64::from(std::process::id()));
     let loss = env_u64("SPOOK_RADIO_LOSS", default_loss);
+    let multicast = udp && env_u64("SPOOK_RADIO_MULTICAST", 0) == 1;
     let partition = Duration::from_secs(env_u64("SPOOK_PARTITION_SECS", default_partition));
-    eprintln!("radio_{variant}: SPOOK_SEED={seed} SPOOK_RADIO_LOSS={loss} SPOOK_PARTITION_SECS={}", partition.as_secs());
+    eprintln!("radio_{variant}: SPOOK_SEED={seed} SPOOK_RADIO_LOSS={loss} SPOOK_PARTITION_SECS={} SPOOK_RADIO_MULTICAST={}", partition.as_secs(), u8::from(multicast));
     let tag = format!("{}{}", &variant[..1], std::process::id() % 100_000);
     let mut net = Net::create(&tag, loss).unwrap();
     if udp {
@@ -348,6 +351,11 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
             // 30% loss and 200 ms of delay outlast 3 s (then zenoh dials afresh and a drone
             // can stay without any session, as runs at 30% did with 3 s).
             let options = "options = { \"transport/link/tx/batch_size\" = \"1400\", \"scouting/gossip/enabled\" = \"false\", \"transport/unicast/open_timeout\" = \"10000\", \"transport/unicast/accept_timeout\" = \"10000\" }";
+            let mut options = options.to_string();
+            if multicast {
+                // Frames for all members once on the air, on the drone's radio interface.
+                options += &format!("\nmulticast = \"udp/{MULTICAST}#iface=vd{i}\"");
+            }
             let mut cfg = std::fs::read_to_string(&n.config).unwrap().replace("connect = [", &format!("{options}\nconnect = ["));
             if radio {
                 cfg = cfg.replacen("[node]\n", "[node]\nprofile = \"radio\"\n", 1);
