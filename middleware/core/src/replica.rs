@@ -33,6 +33,11 @@ pub struct GroupConfig {
     pub digest_interval_ms: u64,
     /// To how many peers each digest round goes (round robin).
     pub digest_fanout: usize,
+    /// Each digest round goes to every member as one frame ([`Dest::Members`]), for a
+    /// broadcast medium (a radio's multicast group), where that is one message on the air
+    /// rather than one per member; endpoints counted as pruned still get theirs one by one
+    /// (they lack the group's current sender key). `digest_fanout` is then unused.
+    pub digest_broadcast: bool,
     /// Least time between two unsolicited state pushes or wants to the same peer.
     pub resend_after_ms: u64,
     /// How far ahead of local time the durable HLC high-water mark is reserved.
@@ -87,6 +92,7 @@ impl GroupConfig {
             max_future_ms: 2_000,
             digest_interval_ms: 250,
             digest_fanout: 2,
+            digest_broadcast: false,
             resend_after_ms: 300,
             hwm_window_ms: 1_000,
             max_batch: 256,
@@ -1164,6 +1170,13 @@ impl Replica {
         acks.extend(self.acks.values().filter(|a| self.fold_cache.members.contains(&a.member)).copied());
         let digest = Digest { context: self.context.clone(), hash: self.state_hash().short(), acks };
         let bytes = codec::encode_digest(self.cfg.genesis_ms, &digest);
+        if self.cfg.digest_broadcast {
+            for p in peers.iter().filter(|p| !self.fold_cache.members.contains(p)) {
+                self.outbox.push_back(Transmit { dest: Dest::Peer(*p), kind: FrameKind::Digest, items: 0, bytes: bytes.clone() });
+            }
+            self.outbox.push_back(Transmit { dest: Dest::Members, kind: FrameKind::Digest, items: 0, bytes });
+            return;
+        }
         for i in 0..self.cfg.digest_fanout.min(peers.len()) {
             let to = peers[(self.digest_rr + i) % peers.len()];
             self.outbox.push_back(Transmit { dest: Dest::Peer(to), kind: FrameKind::Digest, items: 0, bytes: bytes.clone() });

@@ -149,3 +149,48 @@ fn the_timeout_follows_the_link_within_the_operators_bounds() {
     assert!(at > t && at <= t + 300, "decohered {at} ms after it went silent, timeout {t} ms");
     assert!(!rs[0].members().contains(&ids[2]) && !rs[1].members().contains(&ids[2]), "and two of three remove it");
 }
+
+/// The digests a replica sends at the next digest round: (to every member, to one endpoint).
+fn digest_round(r: &mut Replica, now: &mut u64, step: u64) -> (usize, Vec<EndpointId>) {
+    let (mut all, mut one) = (0, Vec::new());
+    for _ in 0..20 {
+        *now += step;
+        r.handle_timeout(*now);
+        while let Some(t) = r.poll_transmit() {
+            match (t.kind, t.dest) {
+                (FrameKind::Digest, Dest::Members) => all += 1,
+                (FrameKind::Digest, Dest::Peer(p)) => one.push(p),
+                _ => {}
+            }
+        }
+        if all + one.len() > 0 {
+            break;
+        }
+    }
+    (all, one)
+}
+
+#[test]
+fn broadcast_digests_are_one_frame_for_the_members_and_one_each_for_the_pruned() {
+    let ids = origins(5);
+    let mut cfg = config(&ids);
+    cfg.digest_broadcast = true;
+    let mut now = GENESIS + 1_000;
+    let mut rs: Vec<Replica> = ids.iter().map(|i| Replica::new(*i, cfg.clone(), now)).collect();
+    let mut events = Vec::new();
+    run(&mut rs, &mut now, 100, 10, &mut events);
+    assert_eq!(digest_round(&mut rs[0], &mut now, 50), (1, vec![]), "one digest for all four members, none one by one");
+
+    // Cut one off: the four remove it; their digests still reach it, one by one, so that it
+    // is heard and re-added after the heal, as with digests sent round robin.
+    let side = [0, 0, 0, 0, 1];
+    run_split(&mut rs, &side, &mut now, 100, 60, &mut events);
+    assert!(!rs[0].members().contains(&ids[4]), "{}", rs[0].summary());
+    assert_eq!(digest_round(&mut rs[0], &mut now, 50), (1, vec![ids[4]]), "the pruned one gets its own");
+    run(&mut rs, &mut now, 100, 80, &mut events);
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.members().len(), 5, "replica {i} holds every member again: {}", r.summary());
+        assert_eq!(r.state_hash(), rs[0].state_hash());
+    }
+    assert!(left(&events).iter().all(|(_, m)| *m == ids[4]), "only the cut-off one ever left: {:?}", left(&events));
+}

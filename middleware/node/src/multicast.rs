@@ -1,7 +1,10 @@
-//! The radio's broadcast path (`[zenoh] multicast`): group frames addressed to every member go
-//! on the air once, over zenoh's UDP multicast transport, instead of once per member over the
-//! unicast links. Digests, wants, key announcements and pair handshakes stay unicast: they are
-//! addressed to one member, and zenoh 1.10's multicast transport carries publications only.
+//! The radio's broadcast path (`[zenoh] multicast`): every message the node publishes best
+//! effort (frames for all members or for one, key announcements, pair handshakes, and digests,
+//! which then go to all members at once) goes on the air once, over zenoh's UDP multicast
+//! transport, instead of once per member over the unicast links, and no unicast link's
+//! congestion control holds it back (QUIC's, under 30% loss, stalls for seconds). Queries
+//! (wants) and messages over 1 KB stay on the unicast links: zenoh 1.10's multicast transport
+//! carries publications only, and a lost fragment would lose a whole large message.
 //!
 //! It is a zenoh session of its own, whose only link is the multicast group. In one session with
 //! the unicast links, zenoh 1.10 routes every data message to every multicast group of the session
@@ -69,10 +72,10 @@ pub fn config(locator: &str, options: &std::collections::BTreeMap<String, String
     Ok(z)
 }
 
-/// The open multicast session and the subscriptions declared on it.
+/// The open multicast session and the subscriptions declared on it, by key expression.
 pub(crate) struct Multicast {
     session: zenoh::Session,
-    subscribers: Vec<zenoh::pubsub::Subscriber<()>>,
+    subscribers: Vec<(String, zenoh::pubsub::Subscriber<()>)>,
 }
 
 impl Multicast {
@@ -87,8 +90,13 @@ impl Multicast {
         &self.session
     }
 
-    pub(crate) fn keep(&mut self, s: zenoh::pubsub::Subscriber<()>) {
-        self.subscribers.push(s);
+    pub(crate) fn keep(&mut self, key: &str, s: zenoh::pubsub::Subscriber<()>) {
+        self.subscribers.push((key.to_string(), s));
+    }
+
+    /// Undeclare the subscriptions under `prefix` (a group left).
+    pub(crate) fn forget(&mut self, prefix: &str) {
+        self.subscribers.retain(|(k, _)| !k.starts_with(prefix));
     }
 
     /// Publish `payload` once on the multicast group (best effort: there is nothing else).

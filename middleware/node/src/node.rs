@@ -88,8 +88,6 @@ enum Declared {
 enum Route {
     /// Published on this key.
     Publish(String),
-    /// For every member: published on this key, once on the multicast group if the node has one.
-    Members(String),
     /// Asked as a query on this key (a digest or a want).
     Query(String),
     /// A reply to the open query with this index in `drain`'s list.
@@ -524,6 +522,12 @@ impl Node {
     fn subscribe(&mut self, key: &str, queryable: bool) -> anyhow::Result<()> {
         let d = self.declare(key, queryable)?;
         self.declared.push((key.to_string(), d));
+        // What is published reaches us on the radio's multicast group too (queries never do).
+        if let Some(session) = self.multicast.as_ref().filter(|_| !queryable).map(|m| m.session().clone()) {
+            if let (Declared::Subscriber(sub), Some(m)) = (self.declare_on(&session, key, false)?, self.multicast.as_mut()) {
+                m.keep(key, sub);
+            }
+        }
         Ok(())
     }
 
@@ -687,22 +691,15 @@ impl Node {
         // datagram, never held back behind a retransmission. A message that spans several
         // datagrams goes reliable: losing one fragment would lose all of it.
         let reliability = if payload.len() <= BEST_EFFORT_MAX { Reliability::BestEffort } else { Reliability::Reliable };
+        // On a radio with a multicast group, a datagram goes on the air once, whoever it is
+        // for, and no unicast link's congestion control holds it back ([`crate::multicast`]).
+        if let Some(m) = self.multicast.as_ref().filter(|_| reliability == Reliability::BestEffort) {
+            Metrics::add(&self.metrics.frames_multicast, 1);
+            return m.publish(key, payload);
+        }
         if let Err(e) = self.session.put(key, payload).reliability(reliability).wait() {
             tracing::warn!(key, "publish failed: {e}");
         }
-    }
-
-    /// A frame for every member of a group: once on the multicast group when the node has one
-    /// and the frame fits a datagram (a larger one goes reliable over the unicast links, as a
-    /// lost fragment would lose all of it), else as [`Node::publish`].
-    fn publish_to_members(&self, key: &str, payload: Vec<u8>) {
-        let Some(m) = self.multicast.as_ref().filter(|_| payload.len() <= BEST_EFFORT_MAX) else { return self.publish(key, payload) };
-        if self.injected_drop() {
-            return;
-        }
-        Metrics::add(&self.metrics.bytes_out, payload.len() as u64);
-        Metrics::add(&self.metrics.frames_multicast, 1);
-        m.publish(key, payload);
     }
 
     /// Ask a digest or want as a query on `key`: the member that answers sends what it has
@@ -747,7 +744,9 @@ impl Node {
 
     /// The group's configuration, if this node can open it (it is one of the members).
     fn group_config(&self, info: &GroupInfo) -> anyhow::Result<GroupConfig> {
-        let cfg = info.config(&self.cfg.timing)?;
+        let mut cfg = info.config(&self.cfg.timing)?;
+        // On a radio's multicast group a digest to every member is one message on the air.
+        cfg.digest_broadcast = self.multicast.is_some();
         if !cfg.members.contains(&self.me.id()) {
             anyhow::bail!("this node ({}) is not a member of group {}: the invite was made for other nodes (ask for one made with `--member {}`)", self.me.id(), info.name, self.me.id());
         }
@@ -769,11 +768,6 @@ impl Node {
         let base = format!("{}/g/{tag}", self.prefix());
         let own = self.peer_tag(&self.me.id());
         self.subscribe(&format!("{base}/all"), false)?;
-        if let Some(session) = self.multicast.as_ref().map(|m| m.session().clone()) {
-            if let (Declared::Subscriber(sub), Some(m)) = (self.declare_on(&session, &format!("{base}/all"), false)?, self.multicast.as_mut()) {
-                m.keep(sub);
-            }
-        }
         self.subscribe(&format!("{base}/{own}"), false)?;
         self.subscribe(&format!("{base}/q/{own}"), true)?;
         tracing::info!(group = %info.name, records = records.len(), members = cfg.members.len(), "group open");
@@ -1571,7 +1565,7 @@ impl Node {
             // Digests and wants are asked as queries; what a member sends to one that asked
             // goes back as replies; the rest is published.
             let route = match t.dest {
-                spook_core::Dest::Members => Route::Members(format!("{base}/all")),
+                spook_core::Dest::Members => Route::Publish(format!("{base}/all")),
                 spook_core::Dest::Peer(p) => match answering.iter().position(|(_, from, _)| *from == p) {
                     Some(i) => Route::Reply(i),
                     None if matches!(t.kind, spook_core::FrameKind::Digest | spook_core::FrameKind::Want) => Route::Query(format!("{base}/q/{}", tag(&self.domain_key, &p.0))),
@@ -1597,7 +1591,6 @@ impl Node {
             Metrics::add(&self.metrics.frames_out, 1);
             match route {
                 Route::Publish(key) => self.publish(&key, ct),
-                Route::Members(key) => self.publish_to_members(&key, ct),
                 Route::Query(key) => self.query(&key, ct),
                 Route::Reply(i) => {
                     if let Some((_, _, q)) = answering.get(i) {
@@ -1930,6 +1923,9 @@ impl Node {
             // Its subscriptions and queryable go with it (undeclared as they drop).
             let base = format!("{}/g/{}/", self.prefix(), rt.tag);
             self.declared.retain(|(k, _)| !k.starts_with(&base));
+            if let Some(m) = &mut self.multicast {
+                m.forget(&base);
+            }
         }
         tracing::info!(group, "left the group");
         Ok(json!({"left": group}))

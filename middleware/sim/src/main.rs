@@ -41,6 +41,9 @@ OPTIONS:
                        the rest the last side (2 is 2 | 3 of five, 2,2 is 2 | 2 | 1)
     --compact N        compact a node's disk to a snapshot after 1 in N persisted batches
                        (0: never; default 8)
+    --digest-broadcast 1
+                       each digest round goes to every member as one frame, as over a
+                       radio's multicast group (default 0: round robin to two peers)
     --tasks N          task-claim race: 30% of writes are serial claims on N tasks;
                        each task must end with exactly one owner everywhere (default 0)
     --threads N        worker threads (default: available cores)
@@ -91,6 +94,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--write-every" => cfg.write_every_ms = num(&v)?.max(1),
             "--split" => cfg.split = Some(v.split(',').map(|k| num(k).map(|k| k as usize)).collect::<Result<_, _>>()?),
             "--compact" => cfg.compact_one_in = num(&v)?,
+            "--digest-broadcast" => cfg.digest_broadcast = num(&v)? == 1,
             "--tasks" => cfg.tasks = num(&v)?.min(1 << 20) as u32,
             "--registers" => cfg.registers = num(&v)?.clamp(1, u64::from(u32::MAX)) as u32,
             "--threads" => threads = num(&v)?.max(1) as usize,

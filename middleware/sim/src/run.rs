@@ -57,6 +57,9 @@ pub struct SimConfig {
     /// DESIGN.md's rule, 2 × skew + max delay, so nothing legitimate is held; a smaller value
     /// exercises holding back and retrying.
     pub max_future_ms: Option<u64>,
+    /// Each digest round goes to every member as one frame, as over a radio's multicast group
+    /// ([`GroupConfig::digest_broadcast`]).
+    pub digest_broadcast: bool,
 }
 
 impl Default for SimConfig {
@@ -81,6 +84,7 @@ impl Default for SimConfig {
             split: None,
             compact_one_in: 8,
             max_future_ms: None,
+            digest_broadcast: false,
         }
     }
 }
@@ -593,6 +597,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     let ids: Vec<EndpointId> = (0..cfg.nodes as u32).map(EndpointId::from_index).collect();
     let mut group = GroupConfig::new(GroupId([7; 16]), Schema::fleet(), 1_000, ids.clone());
     group.max_future_ms = cfg.max_future_ms.unwrap_or(2 * cfg.skew_ms + cfg.delay_ms.1 + 100);
+    group.digest_broadcast = cfg.digest_broadcast;
     if cfg.tasks > 0 {
         group.kind = spook_core::GroupKind::Serial;
     }

@@ -56,8 +56,13 @@ fn membership_changes_only_where_a_fault_caused_them_and_never_by_a_minority() {
     let f = mix("1 | 4", SimConfig { split: Some(vec![1]), crashes: 0, ..lossy.clone() }, 1..61);
     // A partition shorter than a timeout widened by 30% loss removes no one: most, not all.
     assert!(f.removals >= 45 && f.spurious_removals == 0, "the four remove the cut-off one, which removes no one: {f:?}");
-    let f = mix("2 | 3 with crashes", SimConfig { split: Some(vec![2]), crashes: 2, ..lossy }, 1..61);
+    let f = mix("2 | 3 with crashes", SimConfig { split: Some(vec![2]), crashes: 2, ..lossy.clone() }, 1..61);
     assert!(f.removals > 0 && f.spurious_removals == 0, "{f:?}");
+    // The same with digests to all members at once, as over a radio's multicast group.
+    let f = mix("1 | 4, digests broadcast", SimConfig { split: Some(vec![1]), crashes: 0, digest_broadcast: true, ..lossy.clone() }, 1..61);
+    assert!(f.removals >= 45 && f.spurious_removals == 0, "{f:?}");
+    let f = mix("2 | 2 | 1, digests broadcast", SimConfig { split: Some(vec![2, 2]), crashes: 1, digest_broadcast: true, ..lossy }, 1..61);
+    assert!(f.spurious_removals == 0, "{f:?}");
 }
 
 #[test]

@@ -75,7 +75,12 @@ impl Node {
             }
             None => Command::new(SPOOKD),
         };
-        let mut child = cmd.arg("--config").arg(&self.config).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        // SPOOK_NODE_LOGS=DIR: each node's log in DIR/<name>.log (appended), for a run to study.
+        let stderr = match std::env::var_os("SPOOK_NODE_LOGS") {
+            Some(d) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(Path::new(&d).join(format!("{}.log", self.name))).unwrap()),
+            None => Stdio::inherit(),
+        };
+        let mut child = cmd.arg("--config").arg(&self.config).stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains(" up;"), "{}: {line}", self.name);
