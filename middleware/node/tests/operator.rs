@@ -219,8 +219,8 @@ fn a_flood_of_unknown_hellos_costs_the_node_little_and_gets_no_answer() {
     let mut kept = Vec::new();
     // 10,000 hellos a second for 3 seconds, in steps of 10 ms.
     for step in 0..300u32 {
-        for i in 0..100usize {
-            let replies = session.get(&key).payload(hellos[i].clone()).timeout(Duration::from_secs(2)).wait().unwrap();
+        for (i, hello) in hellos.iter().take(100).enumerate() {
+            let replies = session.get(&key).payload(hello.clone()).timeout(Duration::from_secs(2)).wait().unwrap();
             if i == 0 && step % 30 == 0 {
                 kept.push(replies);
             }
