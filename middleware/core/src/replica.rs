@@ -36,7 +36,9 @@ pub struct GroupConfig {
     /// Each digest round goes to every member as one frame ([`Dest::Members`]), for a
     /// broadcast medium (a radio's multicast group), where that is one message on the air
     /// rather than one per member; endpoints counted as pruned still get theirs one by one
-    /// (they lack the group's current sender key). `digest_fanout` is then unused.
+    /// (they lack the group's current sender key). `digest_fanout` is then unused. A digest
+    /// then prompts no unasked state push (every member would push the same state): the
+    /// member that lacks something asks with a want, at most one per `resend_after_ms`.
     pub digest_broadcast: bool,
     /// Least time between two unsolicited state pushes or wants to the same peer.
     pub resend_after_ms: u64,
@@ -1032,7 +1034,10 @@ impl Replica {
         }
         let they_lack = !self.context.difference(&d.context).is_empty();
         let i_lack = !d.context.difference(&self.context).is_empty();
-        if they_lack {
+        // A broadcast digest reaches every member: were each to push what the sender lacks,
+        // it would get the same state from all of them. The sender asks instead (a want, to
+        // one member at a time, below), and exactly one member answers.
+        if they_lack && !self.cfg.digest_broadcast {
             self.push_state(from, &d.context, now, false);
         }
         if i_lack {
@@ -1045,7 +1050,10 @@ impl Replica {
     }
 
     fn send_want(&mut self, to: EndpointId, now: u64) {
-        if self.last_want.get(&to).is_some_and(|t| now < t + self.cfg.resend_after_ms) {
+        // With broadcast digests, every member's digest shows the same gap within a round:
+        // one want per window to whichever showed it first, not one to each of them.
+        let recent = |t: &u64| now < t + self.cfg.resend_after_ms;
+        if self.last_want.get(&to).is_some_and(recent) || (self.cfg.digest_broadcast && self.last_want.values().any(recent)) {
             return;
         }
         self.last_want.insert(to, now);

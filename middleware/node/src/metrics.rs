@@ -59,6 +59,8 @@ pub struct Metrics {
     pub frames_signed_ahead: AtomicU64,
     /// Frames sent once on the multicast group for every member (`[zenoh] multicast`).
     pub frames_multicast: AtomicU64,
+    /// Sealed group-frame bytes sent, by frame kind ([`FRAME_KINDS`] order).
+    pub frame_bytes_out: [AtomicU64; 5],
     /// Group frames received and opened.
     pub frames_in: AtomicU64,
     /// Bytes published (group and pair messages).
@@ -106,6 +108,7 @@ impl Default for Metrics {
             frames_signed: z(),
             frames_signed_ahead: z(),
             frames_multicast: z(),
+            frame_bytes_out: [z(), z(), z(), z(), z()],
             frames_in: z(),
             bytes_out: z(),
             bytes_in: z(),
@@ -177,6 +180,18 @@ impl Metrics {
         self.ledger_write.observe(us);
     }
 
+    /// Count a sealed group frame of `kind` and `len` bytes sent.
+    pub fn frame_out(&self, kind: spook_core::FrameKind, len: usize) {
+        let i = match kind {
+            spook_core::FrameKind::Deltas => 0,
+            spook_core::FrameKind::Digest => 1,
+            spook_core::FrameKind::Want => 2,
+            spook_core::FrameKind::State => 3,
+            spook_core::FrameKind::Paxos => 4,
+        };
+        Self::add(&self.frame_bytes_out[i], len as u64);
+    }
+
     /// Add to a counter.
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
@@ -216,6 +231,10 @@ impl Metrics {
             "# HELP spook_remote_watches Remote watches served now (one ends when its client has been silent for the watch idle time)\n# TYPE spook_remote_watches gauge\nspook_remote_watches {}",
             self.remote_watches.load(Ordering::Relaxed)
         );
+        let _ = writeln!(s, "# HELP spook_frame_bytes_out_total Sealed group-frame bytes sent, by frame kind (what the group's traffic is made of)\n# TYPE spook_frame_bytes_out_total counter");
+        for (kind, c) in FRAME_KINDS.iter().zip(&self.frame_bytes_out) {
+            let _ = writeln!(s, "spook_frame_bytes_out_total{{kind=\"{kind}\"}} {}", c.load(Ordering::Relaxed));
+        }
         let _ = writeln!(s, "# HELP spook_rejected_total Frames and messages rejected, by reason\n# TYPE spook_rejected_total counter");
         for (reason, n) in self.rejected() {
             let _ = writeln!(s, "spook_rejected_total{{reason=\"{reason}\"}} {n}");
@@ -225,6 +244,9 @@ impl Metrics {
         s
     }
 }
+
+/// The frame kinds of `spook_frame_bytes_out_total`, as labelled.
+pub const FRAME_KINDS: [&str; 5] = ["deltas", "digest", "want", "state", "paxos"];
 
 /// Serve `GET /metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {

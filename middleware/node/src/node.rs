@@ -1575,6 +1575,7 @@ impl Node {
             let ahead = self.me.nonces_ready() > 0;
             match g.keys.seal(&self.me, &t.bytes) {
                 Ok(ct) => {
+                    self.metrics.frame_out(t.kind, ct.len());
                     if g.keys.signs() {
                         Metrics::add(&self.metrics.frames_signed, 1);
                         Metrics::add(&self.metrics.frames_signed_ahead, u64::from(ahead));
@@ -1975,6 +1976,7 @@ impl Node {
             "groups": groups,
             "bytes_in": load(&m.bytes_in),
             "bytes_out": load(&m.bytes_out),
+            "frame_bytes_out": crate::metrics::FRAME_KINDS.iter().zip(&m.frame_bytes_out).map(|(k, c)| (k.to_string(), json!(load(c)))).collect::<serde_json::Map<_, _>>(),
             "rejected": m.rejected(),
         })
     }

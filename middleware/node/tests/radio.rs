@@ -278,6 +278,19 @@ fn writer(sock: PathBuf, drone: usize, client: String, stop: Arc<AtomicBool>, ac
     })
 }
 
+/// Sealed group-frame bytes every node has sent, summed, by frame kind.
+fn frame_bytes(nodes: &[Node]) -> Vec<(String, u64)> {
+    let mut sum = std::collections::BTreeMap::new();
+    for n in nodes {
+        if let Some(m) = status(n)["frame_bytes_out"].as_object() {
+            for (k, v) in m {
+                *sum.entry(k.clone()).or_insert(0) += v.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    sum.into_iter().collect()
+}
+
 fn status(n: &Node) -> Json {
     n.spook(&["status"]).unwrap()
 }
@@ -442,11 +455,13 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
     // Bytes on the air per pose update, with every drone writing and none cut off.
     let (tx0, acked0) = ((0..DRONES).map(|i| tx_bytes(&net, i)).sum::<u64>(), acked.load(Ordering::Relaxed));
     let (out0, out_spook0) = (Instant::now(), nodes.iter().map(|n| status(n)["bytes_out"].as_u64().unwrap_or(0)).sum::<u64>());
+    let kinds0 = frame_bytes(&nodes);
     std::thread::sleep(Duration::from_secs(8));
     let updates = acked.load(Ordering::Relaxed) - acked0;
     let air = (0..DRONES).map(|i| tx_bytes(&net, i)).sum::<u64>() - tx0;
     let spook_out = nodes.iter().map(|n| status(n)["bytes_out"].as_u64().unwrap_or(0)).sum::<u64>() - out_spook0;
     let window = out0.elapsed().as_secs_f64();
+    let by_kind: Vec<String> = frame_bytes(&nodes).iter().zip(&kinds0).map(|((k, b), (_, b0))| format!("{k} {:.0}", (b - b0) as f64 / updates.max(1) as f64)).collect();
 
     let watcher = 0;
     let before = status(&nodes[watcher])["bytes_in"].as_u64().unwrap();
@@ -493,7 +508,7 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
     );
     let (p50, p95, own50) = (pct(&mut others, 0.5), pct(&mut others, 0.95), pct(&mut own, 0.5));
     eprintln!(
-        "radio_{variant}: MEASURED loss {loss}% cut {} s | formed {:.1} s | membership changes not caused by the cut {} | cut drone dropped from the connected views after {:?} ms | back in every view {:.1} s after the heal | identical state {:.1} s after the heal | other drones' poses p50 {p50} ms, p95 {p95} ms stale (own {own50} ms) | {:.0} B on the air per pose update ({updates} updates in {window:.1} s, {:.1} kbit/s all drones; Spook's own frames {:.0} B) | raw zenoh {} B per update: Spook/raw {}",
+        "radio_{variant}: MEASURED loss {loss}% cut {} s | formed {:.1} s | membership changes not caused by the cut {} | cut drone dropped from the connected views after {:?} ms | back in every view {:.1} s after the heal | identical state {:.1} s after the heal | other drones' poses p50 {p50} ms, p95 {p95} ms stale (own {own50} ms) | {:.0} B on the air per pose update ({updates} updates in {window:.1} s, {:.1} kbit/s all drones; Spook's own frames {:.0} B: {}) | raw zenoh {} B per update: Spook/raw {}",
         partition.as_secs(),
         formed.as_secs_f64(),
         spurious.len(),
@@ -503,6 +518,7 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
         air as f64 / updates.max(1) as f64,
         air as f64 * 8.0 / window / 1000.0,
         spook_out as f64 / updates.max(1) as f64,
+        by_kind.join(", "),
         raw.map_or("n/a".into(), |b| format!("{b:.0}")),
         raw.map_or("n/a".into(), |b| format!("{:.1}x", air as f64 / updates.max(1) as f64 / b)),
     );
