@@ -1568,7 +1568,9 @@ impl Node {
                 spook_core::Dest::Members => Route::Publish(format!("{base}/all")),
                 spook_core::Dest::Peer(p) => match answering.iter().position(|(_, from, _)| *from == p) {
                     Some(i) => Route::Reply(i),
-                    None if matches!(t.kind, spook_core::FrameKind::Digest | spook_core::FrameKind::Want) => Route::Query(format!("{base}/q/{}", tag(&self.domain_key, &p.0))),
+                    // On a radio's multicast group a want is a datagram like the rest (its
+                    // answer too): a query would wait behind QUIC's retransmissions.
+                    None if matches!(t.kind, spook_core::FrameKind::Digest | spook_core::FrameKind::Want) && self.multicast.is_none() => Route::Query(format!("{base}/q/{}", tag(&self.domain_key, &p.0))),
                     None => Route::Publish(format!("{base}/{}", tag(&self.domain_key, &p.0))),
                 },
             };

@@ -15,7 +15,9 @@
 //!
 //! Needs root, `ip` and `nft` (apt-get install nftables); it skips elsewhere, and a skip
 //! fails under `CI=true`. Knobs: `SPOOK_PARTITION_SECS`, `SPOOK_RADIO_LOSS` (percent) (each
-//! variant's default below), `SPOOK_SEED` (the relays' seed; printed).
+//! variant's default below), `SPOOK_SEED` (the relays' seed; printed), `SPOOK_RADIO_MULTICAST=1`
+//! (the UDP variant with a multicast group), `SPOOK_RADIO_TRUSTED=1` (groups without frame
+//! signatures), `SPOOK_NODE_LOGS=DIR` (each node's log in a file).
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod common;
@@ -436,8 +438,10 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
         .collect();
     let started = Instant::now();
     let ids = common::start_domain(&mut nodes);
-    common::form_group(&nodes, &ids, "fleet", false);
-    common::form_group(&nodes, &ids, "tasks", true);
+    // SPOOK_RADIO_TRUSTED=1: frames without signatures (`--trusted-members`), to measure them.
+    let trusted: &[&str] = if env_u64("SPOOK_RADIO_TRUSTED", 0) == 1 { &["--trusted-members"] } else { &[] };
+    common::form_group_with(&nodes, &ids, "fleet", trusted);
+    common::form_group_with(&nodes, &ids, "tasks", &[&["--serial"], trusted].concat());
     common::eventually("the fleet forms (every pair with a channel)", Duration::from_secs(90), || formed(&nodes));
     let formed = started.elapsed();
     eprintln!("radio_{variant}: fleet formed in {:.1} s", formed.as_secs_f64());

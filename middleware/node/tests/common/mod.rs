@@ -210,13 +210,16 @@ pub(crate) fn start_domain(nodes: &mut [Node]) -> Vec<String> {
 
 /// Node 0 creates group `name` of all the nodes; the others join with its invite.
 pub(crate) fn form_group(nodes: &[Node], ids: &[String], name: &str, serial: bool) {
+    form_group_with(nodes, ids, name, if serial { &["--serial"] } else { &[] });
+}
+
+/// As [`form_group`], with further `group create` options (`--serial`, `--trusted-members`).
+pub(crate) fn form_group_with(nodes: &[Node], ids: &[String], name: &str, options: &[&str]) {
     let mut args = vec!["group", "create", name];
     for id in &ids[1..] {
         args.extend(["--member", id.as_str()]);
     }
-    if serial {
-        args.push("--serial");
-    }
+    args.extend(options);
     let created = nodes[0].spook(&args).unwrap();
     for n in &nodes[1..] {
         n.spook(&["group", "join", created["invite"].as_str().unwrap()]).unwrap();
