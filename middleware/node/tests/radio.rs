@@ -339,12 +339,13 @@ fn endpoints(udp: bool, i: usize) -> (String, Vec<String>) {
     }
 }
 
-/// The baseline of bytes on the air: each drone publishes the same pose update at 10 Hz with
-/// zenoh alone (`tests/py/raw_zenoh_drone.py`, 20 bytes, best effort), over the same links and
+/// The baseline of bytes on the air (the radio issue's): each drone puts frames of `size`
+/// bytes (Spook's frame for a pose update) at 10 Hz with zenoh alone
+/// (`tests/py/raw_zenoh_drone.py`, best effort), to the same peers over the same links and
 /// relays (or only the multicast group, as a raw zenoh app on a radio would use it). Bytes
 /// sent at the drones' interfaces per update, over 8 s once every drone hears every other;
-/// `None` if they did not within 60 s.
-fn raw_zenoh_air_bytes(net: &Net, udp: bool, multicast: bool) -> Option<f64> {
+/// `None` if they did not within 60 s. Run after the fleet has stopped, on the same network.
+fn raw_zenoh_air_bytes(net: &Net, udp: bool, multicast: bool, size: u64) -> Option<f64> {
     let Some(python) = std::env::var_os("SPOOK_PYTHON") else {
         skip("radio raw-zenoh baseline", "SPOOK_PYTHON (a Python with eclipse-zenoh 1.10) is not set");
         return None;
@@ -358,7 +359,7 @@ fn raw_zenoh_air_bytes(net: &Net, udp: bool, multicast: bool) -> Option<f64> {
                 .args(["netns", "exec", &net.drones[i]])
                 .arg(&python)
                 .arg(&script)
-                .args([i.to_string(), DRONES.to_string(), "80".into(), json!([listen]).to_string(), json!(connect).to_string()])
+                .args([i.to_string(), DRONES.to_string(), "80".into(), json!([listen]).to_string(), json!(connect).to_string(), size.to_string()])
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -407,8 +408,6 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
     if udp {
         net.relays(&relay, seed).unwrap();
     }
-    let raw = raw_zenoh_air_bytes(&net, udp, multicast);
-    eprintln!("radio_{variant}: raw zenoh baseline: {} B on the air per pose update", raw.map_or("n/a (no drone heard every other within 60 s)".into(), |b| format!("{b:.0}")));
     let d = dir(&format!("radio-{variant}"));
     let domain = format!("radio{tag}");
     let mut nodes: Vec<Node> = (0..DRONES)
@@ -465,7 +464,10 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
     let air = (0..DRONES).map(|i| tx_bytes(&net, i)).sum::<u64>() - tx0;
     let spook_out = nodes.iter().map(|n| status(n)["bytes_out"].as_u64().unwrap_or(0)).sum::<u64>() - out_spook0;
     let window = out0.elapsed().as_secs_f64();
-    let by_kind: Vec<String> = frame_bytes(&nodes).iter().zip(&kinds0).map(|((k, b), (_, b0))| format!("{k} {:.0}", (b - b0) as f64 / updates.max(1) as f64)).collect();
+    let kinds: Vec<(String, u64)> = frame_bytes(&nodes).into_iter().zip(&kinds0).map(|((k, b), (_, b0))| (k, b - b0)).collect();
+    let by_kind: Vec<String> = kinds.iter().map(|(k, b)| format!("{k} {:.0}", *b as f64 / updates.max(1) as f64)).collect();
+    // Spook's sealed frame per pose update (the writes of both groups' deltas over the updates).
+    let frame = kinds.iter().find(|(k, _)| k == "deltas").map_or(0, |(_, b)| b / updates.max(1));
 
     let watcher = 0;
     let before = status(&nodes[watcher])["bytes_in"].as_u64().unwrap();
@@ -512,7 +514,7 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
     );
     let (p50, p95, own50) = (pct(&mut others, 0.5), pct(&mut others, 0.95), pct(&mut own, 0.5));
     eprintln!(
-        "radio_{variant}: MEASURED loss {loss}% cut {} s | formed {:.1} s | membership changes not caused by the cut {} | cut drone dropped from the connected views after {:?} ms | back in every view {:.1} s after the heal | identical state {:.1} s after the heal | other drones' poses p50 {p50} ms, p95 {p95} ms stale (own {own50} ms) | {:.0} B on the air per pose update ({updates} updates in {window:.1} s, {:.1} kbit/s all drones; Spook's own frames {:.0} B: {}) | raw zenoh {} B per update: Spook/raw {}",
+        "radio_{variant}: MEASURED loss {loss}% cut {} s | formed {:.1} s | membership changes not caused by the cut {} | cut drone dropped from the connected views after {:?} ms | back in every view {:.1} s after the heal | identical state {:.1} s after the heal | other drones' poses p50 {p50} ms, p95 {p95} ms stale (own {own50} ms) | {:.0} B on the air per pose update ({updates} updates in {window:.1} s, {:.1} kbit/s all drones; Spook's own frames {:.0} B: {})",
         partition.as_secs(),
         formed.as_secs_f64(),
         spurious.len(),
@@ -523,8 +525,6 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
         air as f64 * 8.0 / window / 1000.0,
         spook_out as f64 / updates.max(1) as f64,
         by_kind.join(", "),
-        raw.map_or("n/a".into(), |b| format!("{b:.0}")),
-        raw.map_or("n/a".into(), |b| format!("{:.1}x", air as f64 / updates.max(1) as f64 / b)),
     );
     assert!(spurious.is_empty(), "views lacked drones that were never cut off (ms since the writers started, cut at {cut_at}, healed at {heal_at}; node; missing): first {:?} last {:?}", &spurious[..spurious.len().min(8)], spurious.last());
     assert!(dropped.iter().all(Option::is_some), "every connected view drops the cut-off drone: {dropped:?}");
@@ -544,6 +544,17 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
         }
     }
     drop(nodes);
+    // The baseline, on the same network now that the fleet is gone.
+    let per_update = air as f64 / updates.max(1) as f64;
+    let per_recipient = per_update / (DRONES - 1) as f64;
+    match raw_zenoh_air_bytes(&net, udp, multicast, frame) {
+        Some(raw) => eprintln!(
+            "radio_{variant}: MEASURED bytes | Spook {per_update:.0} B on the air per pose update, {per_recipient:.0} B per recipient = {:.2}x its {frame} B frame | raw zenoh putting {frame} B frames to the same peers: {raw:.0} B per update | Spook/raw {:.2}x",
+            per_recipient / frame.max(1) as f64,
+            per_update / raw,
+        ),
+        None => eprintln!("radio_{variant}: raw zenoh baseline: n/a (no drone heard every other within 60 s)"),
+    }
     drop(net);
     std::fs::remove_dir_all(&d).ok();
 }

@@ -17,7 +17,7 @@ every replica converges to the merge of every durable delta and commits it.
 USAGE:
     spook-sim [OPTIONS]
     spook-sim mc [--nodes N] [--claimants N] [--depth N] [--crashes N] [--ticks N] [--losses N]
-                 [--max-states N] [--max-leaves N] [--convergent 1]
+                 [--max-states N] [--max-leaves N] [--convergent 1] [--digest-broadcast 1]
         bounded exhaustive model check of a serial group racing for one task: every
         interleaving of delivery, loss, time steps and crashes up to the depth; with
         --convergent 1, a convergent group under DESIGN.md's membership rule instead
@@ -133,6 +133,7 @@ fn model_check() -> ExitCode {
             "--losses" => cfg.losses = v,
             "--max-leaves" => cfg.max_leaves = v,
             "--convergent" => cfg.convergent = v != 0,
+            "--digest-broadcast" => cfg.digest_broadcast = v != 0,
             _ => {
                 eprintln!("error: unknown option {a} (see --help)");
                 return ExitCode::from(2);

@@ -47,11 +47,13 @@ pub struct McConfig {
     pub max_leaves: usize,
     /// A convergent group (the membership rule) instead of a serial claim race.
     pub convergent: bool,
+    /// Digests to all members as one frame ([`GroupConfig::digest_broadcast`]).
+    pub digest_broadcast: bool,
 }
 
 impl Default for McConfig {
     fn default() -> Self {
-        McConfig { nodes: 3, claimants: 2, depth: 12, crashes: 1, ticks: 4, step_ms: 150, losses: 2, max_states: 500_000, max_leaves: 2_000, convergent: false }
+        McConfig { nodes: 3, claimants: 2, depth: 12, crashes: 1, ticks: 4, step_ms: 150, losses: 2, max_states: 500_000, max_leaves: 2_000, convergent: false, digest_broadcast: false }
     }
 }
 
@@ -91,7 +93,7 @@ struct State {
     proposals: usize,
 }
 
-fn config(ids: &[EndpointId], convergent: bool) -> GroupConfig {
+fn config(ids: &[EndpointId], convergent: bool, digest_broadcast: bool) -> GroupConfig {
     let mut c = GroupConfig::new(GroupId([5; 16]), Schema::fleet(), 1_000, ids.to_vec());
     c.kind = if convergent { GroupKind::Convergent } else { GroupKind::Serial };
     // A fixed timeout keeps the window the checker judges by exact.
@@ -101,6 +103,7 @@ fn config(ids: &[EndpointId], convergent: bool) -> GroupConfig {
     c.decohere_after_ms = 300;
     c.rejoin_after_ms = 300;
     c.resend_after_ms = 50;
+    c.digest_broadcast = digest_broadcast;
     c
 }
 
@@ -273,7 +276,7 @@ impl State {
 #[must_use]
 pub fn explore(cfg: McConfig) -> McReport {
     let ids: Vec<EndpointId> = (0..cfg.nodes as u32).map(EndpointId::from_index).collect();
-    let gc = config(&ids, cfg.convergent);
+    let gc = config(&ids, cfg.convergent, cfg.digest_broadcast);
     let mut init = State {
         now: 2_000,
         replicas: ids.iter().map(|i| Replica::new(*i, gc.clone(), 2_000)).collect(),

@@ -71,11 +71,14 @@ fn model_check_the_membership_rule_in_a_convergent_group() {
     // three members: each removal proposed is checked where it is made (a member really
     // silent, never itself, members really heard and with it a majority), and every leaf heals
     // to every member in every view with identical state.
-    let cfg = spook_sim::mc::McConfig { convergent: true, depth: 12, ticks: 5, max_states: 60_000, max_leaves: 600, ..spook_sim::mc::McConfig::default() };
-    let r = spook_sim::mc::explore(cfg);
-    println!("model check (convergent): {} states, {} leaves healed, {} proposed a removal", r.states, r.leaves_checked, r.leaves_with_removals);
-    assert!(r.violations.is_empty(), "{:?}", &r.violations[..r.violations.len().min(3)]);
-    assert!(r.leaves_with_removals > 0, "the bounds must reach removal proposals: {r:?}");
+    // Then the same with digests to all members as one frame (a radio's multicast group).
+    for digest_broadcast in [false, true] {
+        let cfg = spook_sim::mc::McConfig { convergent: true, depth: 12, ticks: 5, max_states: 60_000, max_leaves: 600, digest_broadcast, ..spook_sim::mc::McConfig::default() };
+        let r = spook_sim::mc::explore(cfg);
+        println!("model check (convergent, digest_broadcast {digest_broadcast}): {} states, {} leaves healed, {} proposed a removal", r.states, r.leaves_checked, r.leaves_with_removals);
+        assert!(r.violations.is_empty(), "{:?}", &r.violations[..r.violations.len().min(3)]);
+        assert!(r.leaves_with_removals > 0, "the bounds must reach removal proposals: {r:?}");
+    }
 }
 
 #[test]

@@ -1,10 +1,11 @@
 """One drone of the radio test's raw-zenoh baseline: the same pose update, published with zenoh
 alone (no Spook), over the same links, so that bytes on the air compare in one run.
 
-usage: python raw_zenoh_drone.py ME DRONES SECONDS LISTEN_JSON CONNECT_JSON
+usage: python raw_zenoh_drone.py ME DRONES SECONDS LISTEN_JSON CONNECT_JSON SIZE
 
-Publishes a 20-byte pose (drone id, x, y as little-endian u32, f64, f64) on radio/raw/ME, best
-effort, 10 times a second for SECONDS, and subscribes to radio/raw/**. Prints "heard all" once
+Publishes a SIZE-byte frame (a pose: drone id, x, y as little-endian u32, f64, f64, padded to
+SIZE, the size of Spook's frame for the same update) on radio/raw/ME, best effort, 10 times a
+second for SECONDS, and subscribes to radio/raw/**. Prints "heard all" once
 it has heard every other drone, then at the end one JSON line: {"sent": N, "received": {id: n}}.
 Scouting and gossip are off: the links are the ones given."""
 import json
@@ -18,7 +19,7 @@ import zenoh
 
 def main():
     me, drones, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-    listen, connect = sys.argv[4], sys.argv[5]
+    listen, connect, size = sys.argv[4], sys.argv[5], max(20, int(sys.argv[6]))
     conf = zenoh.Config()
     for key, value in [
         ("mode", '"peer"'),
@@ -55,7 +56,7 @@ def main():
     start = time.monotonic()
     sent = 0
     while time.monotonic() - start < seconds:
-        pub.put(struct.pack("<Idd", me, float(sent), time.time() * 1000.0))
+        pub.put(struct.pack("<Idd", me, float(sent), time.time() * 1000.0).ljust(size, b"\0"))
         sent += 1
         time.sleep(max(0.0, start + sent * 0.1 - time.monotonic()))
     with lock:
