@@ -280,6 +280,38 @@ fn writer(sock: PathBuf, drone: usize, client: String, stop: Arc<AtomicBool>, ac
     })
 }
 
+/// Everything the nodes have rejected (frames and messages that did not open or decode).
+fn rejected(nodes: &[Node]) -> u64 {
+    nodes.iter().map(|n| status(n)["rejected"].as_object().map_or(0, |m| m.values().filter_map(Json::as_u64).sum::<u64>())).sum()
+}
+
+/// An outsider joins the multicast group from the hub (no identity, no domain key): what it
+/// hears carries no value in the clear, and what it sends (replays, flipped bytes, random
+/// bytes, to every key it heard) is rejected and counted, changing nothing (the fleet goes
+/// on to converge as before).
+fn outsider_on_the_multicast_group(net: &Net, nodes: &[Node]) {
+    let Some(python) = std::env::var_os("SPOOK_PYTHON") else {
+        return skip("radio multicast outsider", "SPOOK_PYTHON (a Python with eclipse-zenoh 1.10) is not set");
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/multicast_outsider.py");
+    let before = rejected(nodes);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.hub])
+        .arg(python)
+        .arg(script)
+        .args([format!("udp/{MULTICAST}#iface=br0"), "6".into(), "drone-".into()])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    let r: Json = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("the outsider printed {line:?} ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = rejected(nodes) - before;
+    eprintln!("radio_multicast: an outsider on the multicast group heard {} messages on {} keys, sent {}; the nodes rejected {refused}", r["captured"], r["keys"].as_array().map_or(0, Vec::len), r["sent"]);
+    assert!(r["captured"].as_u64().unwrap_or(0) > 0 && r["sent"].as_u64().unwrap_or(0) > 0, "the outsider heard and sent nothing: {r}");
+    assert_eq!(r["needle_seen"], false, "a value the drones write crossed the multicast group in the clear");
+    assert!(refused > 0, "the nodes counted none of the outsider's {} messages as rejected", r["sent"]);
+}
+
 /// Sealed group-frame bytes every node has sent, summed, by frame kind.
 fn frame_bytes(nodes: &[Node]) -> Vec<(String, u64)> {
     let mut sum = std::collections::BTreeMap::new();
@@ -468,6 +500,10 @@ fn fleet(variant: &str, udp: bool, default_partition: u64, default_loss: u64, ra
     let by_kind: Vec<String> = kinds.iter().map(|(k, b)| format!("{k} {:.0}", *b as f64 / updates.max(1) as f64)).collect();
     // Spook's sealed frame per pose update (the writes of both groups' deltas over the updates).
     let frame = kinds.iter().find(|(k, _)| k == "deltas").map_or(0, |(_, b)| b / updates.max(1));
+
+    if multicast {
+        outsider_on_the_multicast_group(&net, &nodes);
+    }
 
     let watcher = 0;
     let before = status(&nodes[watcher])["bytes_in"].as_u64().unwrap();
