@@ -51,7 +51,15 @@ pub fn check_locator(locator: &str) -> Result<(), String> {
 }
 
 /// The multicast session's zenoh configuration: peer mode, listening on `locator` only, no
-/// scouting, no gossip, the batch size from `options` or [`DEFAULT_BATCH_SIZE`].
+/// scouting, no gossip, the batch size from `options` or [`DEFAULT_BATCH_SIZE`]. zenoh's JOIN
+/// interval stays at its 2,500 ms: at 500 ms five drones put 450 Mbit/s on the air (measured;
+/// the cause inside zenoh's multicast transport was not established).
+///
+/// ```
+/// // zenoh accepts every key it sets (a misspelt key is an error here, not at a radio).
+/// let z = spook_node::multicast::config("udp/239.77.0.1:7450#iface=lo", &Default::default()).unwrap();
+/// assert!(z.to_string().contains("239.77.0.1"));
+/// ```
 ///
 /// # Errors
 /// zenoh refuses a value.
