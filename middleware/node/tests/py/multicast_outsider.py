@@ -14,22 +14,12 @@ import sys
 import threading
 import time
 
-import zenoh
+from radio_zenoh import open_session
 
 
 def main():
     locator, seconds, needle = sys.argv[1], float(sys.argv[2]), sys.argv[3].encode()
-    conf = zenoh.Config()
-    for key, value in [
-        ("mode", '"peer"'),
-        ("listen/endpoints", json.dumps([locator])),
-        ("connect/endpoints", "[]"),
-        ("scouting/multicast/enabled", "false"),
-        ("scouting/gossip/enabled", "false"),
-        ("transport/link/tx/batch_size", "1400"),
-    ]:
-        conf.insert_json5(key, value)
-    session = zenoh.open(conf)
+    session = open_session(json.dumps([locator]), "[]")
     seen = {}
     lock = threading.Lock()
     state = {"captured": 0, "needle": False}

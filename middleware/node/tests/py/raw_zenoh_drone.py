@@ -15,24 +15,13 @@ import threading
 import time
 
 import zenoh
+from radio_zenoh import open_session
 
 
 def main():
     me, drones, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     listen, connect, size = sys.argv[4], sys.argv[5], max(20, int(sys.argv[6]))
-    conf = zenoh.Config()
-    for key, value in [
-        ("mode", '"peer"'),
-        ("listen/endpoints", listen),
-        ("connect/endpoints", connect),
-        ("scouting/multicast/enabled", "false"),
-        ("scouting/gossip/enabled", "false"),
-        ("transport/link/tx/batch_size", "1400"),
-        ("transport/unicast/open_timeout", "10000"),
-        ("transport/unicast/accept_timeout", "10000"),
-    ]:
-        conf.insert_json5(key, value)
-    session = zenoh.open(conf)
+    session = open_session(listen, connect)
     received = {}
     lock = threading.Lock()
     told = threading.Event()
