@@ -169,5 +169,12 @@ async def test_formation_chooses_one_goal(pair: Pair) -> None:
             break
         await asyncio.sleep(0.1)
     assert choice is not None and choice.goal == "north" and choice.votes == 2
-    other = await fb.choose()
-    assert other is not None and other.goal == choice.goal
+    # B's committed view may trail A's by a digest round (CI saw None here once): it comes to
+    # the same choice, it is not required to be there at the same instant.
+    other = None
+    for _ in range(100):
+        other = await fb.choose()
+        if other is not None and other.votes == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert other is not None and other.goal == choice.goal and other.votes == 2
