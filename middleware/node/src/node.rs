@@ -827,14 +827,21 @@ impl Node {
         }
         // Close the zenoh session, so peers see this node leave at once rather than at their
         // lease; bounded, because over a lossy link the close handshake may never complete.
-        match tokio::time::timeout(SESSION_CLOSE_BOUND, self.session.close()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("closing the zenoh session at shutdown: {e}"),
-            Err(_) => tracing::warn!(bound_ms = SESSION_CLOSE_BOUND.as_millis() as u64, "zenoh session still closing at shutdown: left to the process exit"),
-        }
-        if let Some(m) = self.multicast.take() {
-            m.close(SESSION_CLOSE_BOUND).await;
-        }
+        // The multicast session closes at the same time, within the same bound: one after the
+        // other, the two bounds would not fit the 2 s a stop is given.
+        let multicast = self.multicast.take();
+        let unicast = async {
+            match tokio::time::timeout(SESSION_CLOSE_BOUND, self.session.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("closing the zenoh session at shutdown: {e}"),
+                Err(_) => tracing::warn!(bound_ms = SESSION_CLOSE_BOUND.as_millis() as u64, "zenoh session still closing at shutdown: left to the process exit"),
+            }
+        };
+        tokio::join!(unicast, async {
+            if let Some(m) = multicast {
+                m.close(SESSION_CLOSE_BOUND).await;
+            }
+        });
         self.explain_unknown_expr();
         tracing::info!("node stopped");
         Ok(())
