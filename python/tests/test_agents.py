@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Tuple, TypeVar
+from typing import AsyncIterator, Awaitable, Callable, Optional, Tuple, TypeVar
 
 import pytest
 
 import spook
-from spook.agents import Auctions, Barrier, Blackboard, Claims, Formation, SealedAuctions, agent_fields
+from spook.agents import Auctions, Barrier, Blackboard, Choice, Claims, Formation, SealedAuctions, agent_fields
 
 from conftest import free_port, node_kw
 
@@ -155,26 +155,27 @@ async def test_blackboard_watch_by_value(pair: Pair) -> None:
     assert posted is not None and posted.entry == {"text": "clear"}
 
 
+async def choice_with_both_votes(f: Formation, tries: int) -> Optional[Choice]:
+    """f's choice once both votes count, polled every 0.1 s; its last answer after `tries`.
+    Proposals are convergent writes: they count once committed (every member acked)."""
+    choice = None
+    for _ in range(tries):
+        choice = await f.choose()
+        if choice is not None and choice.votes == 2:
+            break
+        await asyncio.sleep(0.1)
+    return choice
+
+
 async def test_formation_chooses_one_goal(pair: Pair) -> None:
     ga, gb = pair
     members = await ga.members()
     fa, fb = Formation(ga, members[0]), Formation(gb, members[1])
     await fa.propose("north")
     await fb.propose("north")
-    choice = None
-    # Proposals are convergent writes: they count once committed (every member acked).
-    for _ in range(200):
-        choice = await fa.choose()
-        if choice is not None and choice.votes == 2:
-            break
-        await asyncio.sleep(0.1)
+    choice = await choice_with_both_votes(fa, 200)
     assert choice is not None and choice.goal == "north" and choice.votes == 2
     # B's committed view may trail A's by a digest round (CI saw None here once): it comes to
     # the same choice, it is not required to be there at the same instant.
-    other = None
-    for _ in range(100):
-        other = await fb.choose()
-        if other is not None and other.votes == 2:
-            break
-        await asyncio.sleep(0.1)
+    other = await choice_with_both_votes(fb, 100)
     assert other is not None and other.goal == choice.goal and other.votes == 2
