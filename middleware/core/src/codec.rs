@@ -29,6 +29,10 @@ pub enum FrameKind {
     State = 4,
     /// Consensus on membership (serial groups): prepare, promise, accept, accepted.
     Paxos = 5,
+    /// The sender's own ack alone, sent promptly once it has made something durable
+    /// ([`crate::GroupConfig::prompt_ack_ms`]), so that the committed view need not wait
+    /// for the next digest.
+    Ack = 6,
 }
 
 /// A typed decoding failure. Nothing of a frame that fails to decode is applied.
@@ -157,6 +161,8 @@ pub enum Frame {
     State(StateMsg),
     /// A consensus message.
     Paxos(PaxosMsg),
+    /// The sender's own ack (its `member` is the sender).
+    Ack(Ack),
 }
 
 /// A ballot: (number, proposer), ordered by number then proposer.
@@ -1009,6 +1015,26 @@ pub fn encode_digest(genesis_ms: u64, d: &Digest) -> Vec<u8> {
     out
 }
 
+/// Encode the sender's own ack. The sender is implied by the key, so the frame carries
+/// only the three numbers: `hlc` from the group's creation, `own_hlc` from `hlc` (never
+/// below it: a member's ack is capped by its own durable mark).
+///
+/// ```
+/// use spook_core::codec::{encode_ack, Ack};
+/// use spook_core::{EndpointId, Hlc};
+/// let a = Ack { member: EndpointId([7; 32]), hlc: Hlc::new(1_500, 0), own_hlc: Hlc::new(1_502, 3), own_seq: 40 };
+/// // version, kind, then 2 + 2 + 1 bytes of varints.
+/// assert_eq!(encode_ack(1_000, &a).len(), 7);
+/// ```
+#[must_use]
+pub fn encode_ack(genesis_ms: u64, a: &Ack) -> Vec<u8> {
+    let mut out = header(FrameKind::Ack);
+    put_stamp(&mut out, genesis_ms, a.hlc);
+    put_stamp(&mut out, a.hlc.ms(), a.own_hlc);
+    put_uvarint(&mut out, a.own_seq);
+    out
+}
+
 /// Encode a want.
 #[must_use]
 pub fn encode_want(ctx: &CausalContext) -> Vec<u8> {
@@ -1293,6 +1319,14 @@ pub fn decode(g: &GroupView<'_>, sender: EndpointId, bytes: &[u8]) -> Result<Fra
                 3 => PaxosMsg::Accepted { epoch, ballot },
                 t => return Err(DecodeError::UnknownOp(t)),
             })
+        }
+        6 => {
+            let hlc = r.stamp(g.genesis_ms)?;
+            let own_hlc = r.stamp(hlc.ms())?;
+            if own_hlc < hlc {
+                return Err(DecodeError::Malformed("an ack's own stamp below its stamp"));
+            }
+            Frame::Ack(Ack { member: sender, hlc, own_hlc, own_seq: r.uvarint()? })
         }
         k => return Err(DecodeError::UnknownFrameKind(k)),
     };

@@ -35,6 +35,7 @@ fn sample_frames() -> (Vec<EndpointId>, Vec<Vec<u8>>) {
     };
     frames.push(codec::encode_digest(GENESIS, &digest));
     frames.push(codec::encode_want(r.context()));
+    frames.push(codec::encode_ack(GENESIS, &Ack { member: members[0], hlc: Hlc::new(GENESIS + 50, 3), own_hlc: Hlc::new(GENESIS + 60, 0), own_seq: 6 }));
     let ballot = codec::Ballot { n: 3, by: members[2] };
     let value = vec![
         Op::RemoveMember { member: members[1], cut: 4, heard: None },
@@ -61,6 +62,10 @@ fn every_frame_kind_round_trips() {
             Frame::Digest(d) => codec::encode_digest(GENESIS, d),
             Frame::Want(c) => codec::encode_want(c),
             Frame::Paxos(m) => codec::encode_paxos(&schema, m),
+            Frame::Ack(a) => {
+                assert_eq!(a.member, members[0], "an ack is the sender's own");
+                codec::encode_ack(GENESIS, a)
+            }
         };
         assert_eq!(&again, f, "re-encoding gives the same bytes");
     }
@@ -103,6 +108,12 @@ fn typed_errors_for_each_kind_of_bad_frame() {
     let digest = Digest { context: CausalContext::default(), hash: [0; 16], acks: vec![Ack { member: stranger, hlc: Hlc(0), own_hlc: Hlc(0), own_seq: 0 }] };
     let bytes = codec::encode_digest(GENESIS, &digest);
     assert_eq!(codec::decode(&g, members[0], &bytes), Err(DecodeError::UnknownOrigin(stranger.short())));
+
+    // An ack whose own stamp is below its stamp, and one cut short.
+    let ack = codec::encode_ack(GENESIS, &Ack { member: members[0], hlc: Hlc::new(GENESIS + 50, 0), own_hlc: Hlc::new(GENESIS + 50, 2), own_seq: 6 });
+    let stale = codec::encode_ack(GENESIS, &Ack { member: members[0], hlc: Hlc::new(GENESIS + 50, 5), own_hlc: Hlc::new(GENESIS + 50, 2), own_seq: 6 });
+    assert_eq!(codec::decode(&g, members[0], &stale), Err(DecodeError::Malformed("an ack's own stamp below its stamp")));
+    assert!(matches!(codec::decode(&g, members[0], &ack[..ack.len() - 1]), Err(DecodeError::Truncated(_))));
 }
 
 #[test]

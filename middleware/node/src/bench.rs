@@ -336,6 +336,9 @@ async fn throughput(dir: &std::path::Path, watchers: usize, batches: usize) -> a
         us as f64 / writes as f64,
         us as f64 / 1e4 / secs
     );
+    // What the prompt acks cost, beside what the deltas themselves do (sealed bytes, all nodes).
+    let kind_bytes = |k: usize| nodes.iter().map(|(h, _)| h.metrics.frame_bytes_out[k].load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>() as f64 / (batches * 100) as f64;
+    println!("      sealed bytes per update, all nodes: deltas {:.1} B, acks {:.2} B, digests {:.2} B", kind_bytes(0), kind_bytes(5), kind_bytes(1));
     stop(nodes).await;
     Ok(((batches * 100) as f64 / secs, cores))
 }
@@ -415,6 +418,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     let [c50, c99] = signed.committed;
     row("p50, committed view", c50, z50);
     row("p99, committed view", c99, z99);
+    println!("| committed view p50 against the pending view's p50 (prompt acks) | {c50:.3} ms | pending view {p50:.3} ms | {:.2}× |", c50 / p50);
     println!("| updates/s, 1 writer → 1 watcher (100 per write) | {r1:.0} ({cpu1:.2} cores) | raw zenoh {zrate:.0} msgs/s ({zcpu:.2} cores) | {:.2}× |", r1 / zrate);
     println!("| updates/s, 1 writer → {} watchers | {rn:.0} ({cpun:.2} cores) | {zrate:.0} msgs/s | {:.2}× |", cfg.watchers, rn / zrate);
     // On a machine with few cores the rate is bounded by CPU per update: the whole domain's

@@ -74,6 +74,11 @@ decohere_max_ms = 10000
 # whose channels are still forming after a restart) counts as silent only after this much
 # more; once its node hands over its key for the group, silence counts from that moment.
 join_grace_ms = 60000
+# Prompt acks: a member sends its ack as soon as it has made a delta durable (at most one
+# small frame per this many ms), so the committed view follows the pending one within a few
+# link delays; 0: acks ride the digests only, the committed view trails by digest rounds
+# (what the radio profile sets: air bytes count more there).
+prompt_ack_ms = 1
 
 [faults]
 # Fault injection for tests: drop this share (percent) of the messages this node publishes,
@@ -130,7 +135,7 @@ pub struct NodeSection {
 
 /// What the `radio` profile sets, unless the file or the environment sets it: `[timing]` keys,
 /// then `[zenoh] options`.
-pub const RADIO_TIMING: [(&str, u64); 3] = [("digest_interval_ms", 500), ("decohere_after_ms", 4_000), ("decohere_max_ms", 12_000)];
+pub const RADIO_TIMING: [(&str, u64); 4] = [("digest_interval_ms", 500), ("decohere_after_ms", 4_000), ("decohere_max_ms", 12_000), ("prompt_ack_ms", 0)];
 /// The `radio` profile's zenoh options: reconnect quickly once a cut link heals (zenoh takes
 /// `connect/retry` whole, not its fields one by one), and give link handshakes 10 s: over
 /// reliable UDP they ride QUIC, whose retransmissions at 30% loss outlast zenoh's defaults.
@@ -182,6 +187,8 @@ pub struct TimingSection {
     pub rejoin_after_ms: u64,
     /// Grace for members not heard since the start ([`spook_core::GroupConfig::join_grace_ms`]).
     pub join_grace_ms: u64,
+    /// Least time between prompt acks; 0: off ([`spook_core::GroupConfig::prompt_ack_ms`]).
+    pub prompt_ack_ms: u64,
 }
 
 impl Default for Config {
@@ -211,7 +218,7 @@ impl Default for MetricsSection {
 
 impl Default for TimingSection {
     fn default() -> Self {
-        TimingSection { digest_interval_ms: 250, decohere_after_ms: 3000, decohere_max_ms: 10_000, rejoin_after_ms: 3000, join_grace_ms: 60_000 }
+        TimingSection { digest_interval_ms: 250, decohere_after_ms: 3000, decohere_max_ms: 10_000, rejoin_after_ms: 3000, join_grace_ms: 60_000, prompt_ack_ms: 1 }
     }
 }
 
@@ -274,6 +281,7 @@ impl Config {
     /// # use spook_node::Config;
     /// let c = Config::from_toml("[node]\nprofile = \"radio\"\n[timing]\ndecohere_after_ms = 5000\n", "n.toml".as_ref()).unwrap();
     /// assert_eq!((c.timing.digest_interval_ms, c.timing.decohere_after_ms, c.timing.decohere_max_ms), (500, 5000, 12000));
+    /// assert_eq!(c.timing.prompt_ack_ms, 0, "over a radio, acks ride the digests");
     /// assert!(c.zenoh.options["connect/retry"].contains("period_max_ms: 2000"));
     /// ```
     pub fn apply_profile(&mut self, explicit: &std::collections::BTreeSet<String>) {
@@ -287,6 +295,7 @@ impl Config {
             match key {
                 "digest_interval_ms" => self.timing.digest_interval_ms = v,
                 "decohere_after_ms" => self.timing.decohere_after_ms = v,
+                "prompt_ack_ms" => self.timing.prompt_ack_ms = v,
                 _ => self.timing.decohere_max_ms = v,
             }
         }
@@ -347,6 +356,7 @@ impl Config {
                 "TIMING_DECOHERE_MAX_MS" => self.timing.decohere_max_ms = num()?,
                 "TIMING_REJOIN_AFTER_MS" => self.timing.rejoin_after_ms = num()?,
                 "TIMING_JOIN_GRACE_MS" => self.timing.join_grace_ms = num()?,
+                "TIMING_PROMPT_ACK_MS" => self.timing.prompt_ack_ms = num()?,
                 // Other SPOOK_ variables belong to tests and tools.
                 _ => {}
             }

@@ -60,7 +60,7 @@ pub struct Metrics {
     /// Frames sent once on the multicast group for every member (`[zenoh] multicast`).
     pub frames_multicast: AtomicU64,
     /// Sealed group-frame bytes sent, by frame kind ([`FRAME_KINDS`] order).
-    pub frame_bytes_out: [AtomicU64; 5],
+    pub frame_bytes_out: [AtomicU64; 6],
     /// Group frames received and opened.
     pub frames_in: AtomicU64,
     /// Bytes published (group and pair messages).
@@ -108,7 +108,7 @@ impl Default for Metrics {
             frames_signed: z(),
             frames_signed_ahead: z(),
             frames_multicast: z(),
-            frame_bytes_out: [z(), z(), z(), z(), z()],
+            frame_bytes_out: [z(), z(), z(), z(), z(), z()],
             frames_in: z(),
             bytes_out: z(),
             bytes_in: z(),
@@ -188,6 +188,7 @@ impl Metrics {
             spook_core::FrameKind::Want => 2,
             spook_core::FrameKind::State => 3,
             spook_core::FrameKind::Paxos => 4,
+            spook_core::FrameKind::Ack => 5,
         };
         Self::add(&self.frame_bytes_out[i], len as u64);
     }
@@ -246,7 +247,7 @@ impl Metrics {
 }
 
 /// The frame kinds of `spook_frame_bytes_out_total`, as labelled.
-pub const FRAME_KINDS: [&str; 5] = ["deltas", "digest", "want", "state", "paxos"];
+pub const FRAME_KINDS: [&str; 6] = ["deltas", "digest", "want", "state", "paxos", "ack"];
 
 /// Serve `GET /metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {

@@ -198,6 +198,7 @@ impl GroupInfo {
         cfg.decohere_max_ms = t.decohere_max_ms;
         cfg.rejoin_after_ms = t.rejoin_after_ms;
         cfg.join_grace_ms = t.join_grace_ms;
+        cfg.prompt_ack_ms = t.prompt_ack_ms;
         Ok(cfg)
     }
 
@@ -792,6 +793,9 @@ impl Node {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'run: loop {
+            // A replica due before the next tick (a coalesced prompt ack) is woken on time:
+            // the committed view must not wait up to a tick for it.
+            let soon = self.groups.values().map(|g| g.replica.poll_timeout()).min().map(|t| t.saturating_sub(now_ms())).filter(|ms| *ms < 10);
             tokio::select! {
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
@@ -807,6 +811,12 @@ impl Node {
                     }
                 }
                 _ = tick.tick() => self.on_tick(),
+                () = tokio::time::sleep(Duration::from_millis(soon.unwrap_or(0).max(1))), if soon.is_some() => {
+                    let now = now_ms();
+                    for g in self.groups.values_mut().filter(|g| g.replica.poll_timeout() <= now) {
+                        g.replica.handle_timeout(now);
+                    }
+                }
             }
             if let Some(why) = self.renew_now.take() {
                 self.renew_session(why).await;

@@ -18,6 +18,7 @@ USAGE:
     spook-sim [OPTIONS]
     spook-sim mc [--nodes N] [--claimants N] [--depth N] [--crashes N] [--ticks N] [--losses N]
                  [--max-states N] [--max-leaves N] [--convergent 1] [--digest-broadcast 1]
+                 [--prompt-ack-ms MS]
         bounded exhaustive model check of a serial group racing for one task: every
         interleaving of delivery, loss, time steps and crashes up to the depth; with
         --convergent 1, a convergent group under DESIGN.md's membership rule instead
@@ -44,6 +45,8 @@ OPTIONS:
     --digest-broadcast 1
                        each digest round goes to every member as one frame, as over a
                        radio's multicast group (default 0: round robin to two peers)
+    --prompt-ack-ms MS least time between two prompt acks, sent as soon as a replica's ack
+                       moves over a delta (default 1; 0: acks ride the digests only)
     --tasks N          task-claim race: 30% of writes are serial claims on N tasks;
                        each task must end with exactly one owner everywhere (default 0)
     --threads N        worker threads (default: available cores)
@@ -95,6 +98,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--split" => cfg.split = Some(v.split(',').map(|k| num(k).map(|k| k as usize)).collect::<Result<_, _>>()?),
             "--compact" => cfg.compact_one_in = num(&v)?,
             "--digest-broadcast" => cfg.digest_broadcast = num(&v)? == 1,
+            "--prompt-ack-ms" => cfg.prompt_ack_ms = num(&v)?,
             "--tasks" => cfg.tasks = num(&v)?.min(1 << 20) as u32,
             "--registers" => cfg.registers = num(&v)?.clamp(1, u64::from(u32::MAX)) as u32,
             "--threads" => threads = num(&v)?.max(1) as usize,
@@ -134,6 +138,7 @@ fn model_check() -> ExitCode {
             "--max-leaves" => cfg.max_leaves = v,
             "--convergent" => cfg.convergent = v != 0,
             "--digest-broadcast" => cfg.digest_broadcast = v != 0,
+            "--prompt-ack-ms" => cfg.prompt_ack_ms = v as u64,
             _ => {
                 eprintln!("error: unknown option {a} (see --help)");
                 return ExitCode::from(2);

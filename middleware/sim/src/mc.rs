@@ -49,11 +49,14 @@ pub struct McConfig {
     pub convergent: bool,
     /// Digests to all members as one frame ([`GroupConfig::digest_broadcast`]).
     pub digest_broadcast: bool,
+    /// Least time between prompt acks ([`GroupConfig::prompt_ack_ms`]); 0: acks ride the
+    /// digests only.
+    pub prompt_ack_ms: u64,
 }
 
 impl Default for McConfig {
     fn default() -> Self {
-        McConfig { nodes: 3, claimants: 2, depth: 12, crashes: 1, ticks: 4, step_ms: 150, losses: 2, max_states: 500_000, max_leaves: 2_000, convergent: false, digest_broadcast: false }
+        McConfig { nodes: 3, claimants: 2, depth: 12, crashes: 1, ticks: 4, step_ms: 150, losses: 2, max_states: 500_000, max_leaves: 2_000, convergent: false, digest_broadcast: false, prompt_ack_ms: 0 }
     }
 }
 
@@ -93,7 +96,7 @@ struct State {
     proposals: usize,
 }
 
-fn config(ids: &[EndpointId], convergent: bool, digest_broadcast: bool) -> GroupConfig {
+fn config(ids: &[EndpointId], convergent: bool, digest_broadcast: bool, prompt_ack_ms: u64) -> GroupConfig {
     let mut c = GroupConfig::new(GroupId([5; 16]), Schema::fleet(), 1_000, ids.to_vec());
     c.kind = if convergent { GroupKind::Convergent } else { GroupKind::Serial };
     // A fixed timeout keeps the window the checker judges by exact.
@@ -104,6 +107,7 @@ fn config(ids: &[EndpointId], convergent: bool, digest_broadcast: bool) -> Group
     c.rejoin_after_ms = 300;
     c.resend_after_ms = 50;
     c.digest_broadcast = digest_broadcast;
+    c.prompt_ack_ms = prompt_ack_ms;
     c
 }
 
@@ -276,7 +280,7 @@ impl State {
 #[must_use]
 pub fn explore(cfg: McConfig) -> McReport {
     let ids: Vec<EndpointId> = (0..cfg.nodes as u32).map(EndpointId::from_index).collect();
-    let gc = config(&ids, cfg.convergent, cfg.digest_broadcast);
+    let gc = config(&ids, cfg.convergent, cfg.digest_broadcast, cfg.prompt_ack_ms);
     let mut init = State {
         now: 2_000,
         replicas: ids.iter().map(|i| Replica::new(*i, gc.clone(), 2_000)).collect(),

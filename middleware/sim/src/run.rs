@@ -60,6 +60,9 @@ pub struct SimConfig {
     /// Each digest round goes to every member as one frame, as over a radio's multicast group
     /// ([`GroupConfig::digest_broadcast`]).
     pub digest_broadcast: bool,
+    /// Least time between prompt acks ([`GroupConfig::prompt_ack_ms`]); 0: acks ride the
+    /// digests only.
+    pub prompt_ack_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -85,6 +88,7 @@ impl Default for SimConfig {
             compact_one_in: 8,
             max_future_ms: None,
             digest_broadcast: false,
+            prompt_ack_ms: 1,
         }
     }
 }
@@ -598,6 +602,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     let mut group = GroupConfig::new(GroupId([7; 16]), Schema::fleet(), 1_000, ids.clone());
     group.max_future_ms = cfg.max_future_ms.unwrap_or(2 * cfg.skew_ms + cfg.delay_ms.1 + 100);
     group.digest_broadcast = cfg.digest_broadcast;
+    group.prompt_ack_ms = cfg.prompt_ack_ms;
     if cfg.tasks > 0 {
         group.kind = spook_core::GroupKind::Serial;
     }

@@ -79,6 +79,14 @@ fn model_check_the_membership_rule_in_a_convergent_group() {
         assert!(r.violations.is_empty(), "{:?}", &r.violations[..r.violations.len().min(3)]);
         assert!(r.leaves_with_removals > 0, "the bounds must reach removal proposals: {r:?}");
     }
+    // With prompt acks: every leaf heals and no state breaks a rule, but the extra frames
+    // spend the state budget on orders of delivery before any path grows a silence long
+    // enough for a removal (0 of 600 leaves, 0 of 5,000 at 500,000 states); the seeded
+    // simulations above cover removals with prompt acks on.
+    let cfg = spook_sim::mc::McConfig { convergent: true, depth: 12, ticks: 5, max_states: 60_000, max_leaves: 600, prompt_ack_ms: 1, ..spook_sim::mc::McConfig::default() };
+    let r = spook_sim::mc::explore(cfg);
+    println!("model check (convergent, prompt acks): {} states, {} leaves healed", r.states, r.leaves_checked);
+    assert!(r.violations.is_empty() && r.leaves_checked > 0, "{r:?}");
 }
 
 #[test]
@@ -165,9 +173,12 @@ fn flapping_membership_never_decides_two_values_for_an_epoch_nor_claims_a_task_t
 fn model_check_a_small_serial_group_exhaustively_within_bounds() {
     // Every interleaving of delivery, loss (≤ 2), time steps (≤ 4) and one crash, to depth 8,
     // of three members of which two race for one task.
-    let cfg = spook_sim::mc::McConfig { depth: 8, max_states: 30_000, max_leaves: 300, ..spook_sim::mc::McConfig::default() };
-    let r = spook_sim::mc::explore(cfg);
-    println!("model check: {} states, deepest {}, {} leaves healed", r.states, r.max_depth, r.leaves_checked);
-    assert!(r.violations.is_empty(), "{:?}", &r.violations[..r.violations.len().min(3)]);
-    assert!(r.states > 5_000 && r.leaves_checked > 0, "{r:?}");
+    // Then the same with prompt acks (an ack frame as soon as a member's ack moves).
+    for prompt_ack_ms in [0, 1] {
+        let cfg = spook_sim::mc::McConfig { depth: 8, max_states: 30_000, max_leaves: 300, prompt_ack_ms, ..spook_sim::mc::McConfig::default() };
+        let r = spook_sim::mc::explore(cfg);
+        println!("model check (prompt_ack_ms {prompt_ack_ms}): {} states, deepest {}, {} leaves healed", r.states, r.max_depth, r.leaves_checked);
+        assert!(r.violations.is_empty(), "{:?}", &r.violations[..r.violations.len().min(3)]);
+        assert!(r.states > 5_000 && r.leaves_checked > 0, "{r:?}");
+    }
 }
