@@ -299,6 +299,8 @@ pub struct Stats {
     pub reentangled: u64,
     /// Prompt ack frames sent ([`GroupConfig::prompt_ack_ms`]).
     pub acks_sent: u64,
+    /// Digests replaced by an ack alone: the peer already showed this very state.
+    pub digests_skipped: u64,
 }
 
 /// A known, not yet committed piece of state: a delta's facts, or facts adopted as state.
@@ -421,6 +423,10 @@ pub struct Replica {
     fold_batch: u64,
     /// The last own ack sent, in a digest or alone.
     last_ack: Option<Ack>,
+    /// The last full digest sent to each peer (and to the members at once, under `None`).
+    digest_sent: BTreeMap<Option<EndpointId>, Vec<u8>>,
+    /// Each peer whose last digest showed this replica's context and state hash: that hash.
+    in_sync: BTreeMap<EndpointId, [u8; 16]>,
     /// What we pushed to each peer recently, so a want that crosses a push is not answered twice.
     pushed: BTreeMap<EndpointId, (u64, CausalContext)>,
     last_want: BTreeMap<EndpointId, u64>,
@@ -510,6 +516,8 @@ impl Replica {
             ack_due: false,
             fold_batch: 0,
             last_ack: None,
+            digest_sent: BTreeMap::new(),
+            in_sync: BTreeMap::new(),
             pushed: BTreeMap::new(),
             last_want: BTreeMap::new(),
             stats: Stats::default(),
@@ -1076,7 +1084,13 @@ impl Replica {
         if i_lack {
             self.send_want(from, now);
         }
-        if !they_lack && !i_lack && d.hash != self.state_hash().short() {
+        let hash = self.state_hash().short();
+        if !they_lack && !i_lack && d.hash == hash {
+            self.in_sync.insert(from, hash);
+        } else {
+            self.in_sync.remove(&from);
+        }
+        if !they_lack && !i_lack && d.hash != hash {
             self.stats.hash_mismatches += 1;
             tracing::warn!(%from, "equal causal contexts but different state hashes");
         }
@@ -1261,20 +1275,51 @@ impl Replica {
         self.last_ack = own.or(self.last_ack);
         let mut acks: Vec<Ack> = own.into_iter().collect();
         acks.extend(self.acks.values().filter(|a| self.fold_cache.members.contains(&a.member)).copied());
-        let digest = Digest { context: self.context.clone(), hash: self.state_hash().short(), acks };
+        let hash = self.state_hash().short();
+        let digest = Digest { context: self.context.clone(), hash, acks };
         let bytes = codec::encode_digest(self.cfg.genesis_ms, &digest);
+        // Lean anti-entropy: a peer whose last digest showed exactly this state, and that got
+        // this very digest last time, learns nothing from it; it gets this replica's ack alone
+        // (a few bytes), so it still hears a live member. Endpoints counted as pruned always
+        // get the digest (it is what re-adds them, and only digests reach them).
+        let members = &self.fold_cache.members;
+        let lean = |to: Option<EndpointId>, this: &Self| {
+            own.is_some()
+                && this.digest_sent.get(&to).is_some_and(|b| *b == bytes)
+                && match to {
+                    Some(p) => members.contains(&p) && this.in_sync.get(&p) == Some(&hash),
+                    None => members.iter().filter(|m| **m != this.me).all(|m| this.in_sync.get(m) == Some(&hash)),
+                }
+        };
+        let mut out = Vec::new();
         if self.cfg.digest_broadcast {
             for p in peers.iter().filter(|p| !self.fold_cache.members.contains(p)) {
-                self.outbox.push_back(Transmit { dest: Dest::Peer(*p), kind: FrameKind::Digest, items: 0, bytes: bytes.clone() });
+                out.push((Dest::Peer(*p), false));
             }
-            self.outbox.push_back(Transmit { dest: Dest::Members, kind: FrameKind::Digest, items: 0, bytes });
-            return;
+            out.push((Dest::Members, lean(None, self)));
+        } else {
+            for i in 0..self.cfg.digest_fanout.min(peers.len()) {
+                let to = peers[(self.digest_rr + i) % peers.len()];
+                out.push((Dest::Peer(to), lean(Some(to), self)));
+            }
+            self.digest_rr = (self.digest_rr + self.cfg.digest_fanout) % peers.len();
         }
-        for i in 0..self.cfg.digest_fanout.min(peers.len()) {
-            let to = peers[(self.digest_rr + i) % peers.len()];
-            self.outbox.push_back(Transmit { dest: Dest::Peer(to), kind: FrameKind::Digest, items: 0, bytes: bytes.clone() });
+        for (dest, lean) in out {
+            match (lean, own) {
+                (true, Some(a)) => {
+                    self.stats.digests_skipped += 1;
+                    self.outbox.push_back(Transmit { dest, kind: FrameKind::Ack, items: 0, bytes: codec::encode_ack(self.cfg.genesis_ms, &a) });
+                }
+                _ => {
+                    let key = match dest {
+                        Dest::Peer(p) => Some(p),
+                        Dest::Members => None,
+                    };
+                    self.digest_sent.insert(key, bytes.clone());
+                    self.outbox.push_back(Transmit { dest, kind: FrameKind::Digest, items: 0, bytes: bytes.clone() });
+                }
+            }
         }
-        self.digest_rr = (self.digest_rr + self.cfg.digest_fanout) % peers.len();
     }
 
     /// Batches up to `id` are durable.

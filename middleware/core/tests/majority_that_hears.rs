@@ -158,7 +158,8 @@ fn digest_round(r: &mut Replica, now: &mut u64, step: u64) -> (usize, Vec<Endpoi
         r.handle_timeout(*now);
         while let Some(t) = r.poll_transmit() {
             match (t.kind, t.dest) {
-                (FrameKind::Digest, Dest::Members) => all += 1,
+                // In a group idle and in step, a member's ack alone stands in for its digest.
+                (FrameKind::Digest | FrameKind::Ack, Dest::Members) => all += 1,
                 (FrameKind::Digest, Dest::Peer(p)) => one.push(p),
                 _ => {}
             }
