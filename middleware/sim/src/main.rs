@@ -224,6 +224,8 @@ fn main() -> ExitCode {
     println!("{:<44} {:.0}", "bytes per run, all frames", sum(&|o| o.bytes_total as f64) / n);
     println!("{:<44} {:.0} (diverged state {:.0} B, {:.1} fields; ratio {:.2})", "bytes to re-align after last heal per run", realign as f64 / n, diverged as f64 / n,
         f(&|o| o.diverged_fields) as f64 / n, if diverged == 0 { 0.0 } else { realign as f64 / diverged as f64 });
+    let kind = |k: usize| f(&|o| o.realign_by_kind[k]) as f64 / n;
+    println!("{:<44} deltas {:.0}, digests {:.0}, wants {:.0}, state {:.0}, paxos {:.0}, acks {:.0}", "  of which (bytes per run)", kind(0), kind(1), kind(2), kind(3), kind(4), kind(5));
     println!("{:<44} drops {}, partition drops {}, dups {}, reorders {}, partitions {}, crashes {}, held {}", "faults injected (all seeds)",
         f(&|o| o.faults.drops), f(&|o| o.faults.partition_drops), f(&|o| o.faults.dups), f(&|o| o.faults.reorders),
         f(&|o| o.faults.partitions), f(&|o| o.faults.crashes), f(&|o| o.faults.held));

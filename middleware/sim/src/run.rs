@@ -147,6 +147,9 @@ pub struct Outcome {
     pub bytes_total: u64,
     /// Bytes sent from the last heal until convergence (digests, wants, state, acks).
     pub realign_bytes: u64,
+    /// The same by frame kind, indexed by `FrameKind as usize - 1` (deltas, digest, want,
+    /// state, paxos, ack).
+    pub realign_by_kind: [u64; 6],
     /// Canonical bytes of the field states that differed from the merged state at the last heal
     /// (summed over replicas).
     pub diverged_bytes: u64,
@@ -198,6 +201,7 @@ struct World {
     trace: blake3::Hasher,
     oracle: BTreeMap<Dot, spook_core::Delta>,
     bytes_total: u64,
+    bytes_by_kind: [u64; 6],
     delta_bytes: u64,
     delta_items: u64,
     rejected: u64,
@@ -314,6 +318,7 @@ impl World {
 
     fn send(&mut self, from: usize, to: usize, bytes: &[u8], kind: FrameKind, items: usize) {
         self.bytes_total += bytes.len() as u64;
+        self.bytes_by_kind[kind as usize - 1] += bytes.len() as u64;
         if kind == FrameKind::Deltas {
             self.delta_bytes += bytes.len() as u64;
             self.delta_items += items as u64;
@@ -638,6 +643,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         trace: blake3::Hasher::new(),
         oracle: BTreeMap::new(),
         bytes_total: 0,
+        bytes_by_kind: [0; 6],
         delta_bytes: 0,
         delta_items: 0,
         rejected: 0,
@@ -678,6 +684,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
     let debug = std::env::var_os("SPOOK_SIM_DEBUG").is_some();
     let mut diverged = (0, 0);
     let mut realign_from = 0;
+    let mut realign_kinds = [0; 6];
     let mut converged_at = None;
     let deadline = end + cfg.settle_ms;
     let mut next_check = end;
@@ -705,6 +712,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
                 }
             }
             realign_from = w.bytes_total;
+            realign_kinds = w.bytes_by_kind;
             continue;
         }
         w.step(ev);
@@ -844,6 +852,7 @@ pub fn run(cfg: &SimConfig) -> Outcome {
         bytes_per_delta: if w.delta_items == 0 { 0.0 } else { w.delta_bytes as f64 / w.delta_items as f64 },
         bytes_total: w.bytes_total,
         realign_bytes: w.bytes_total - realign_from,
+        realign_by_kind: std::array::from_fn(|k| w.bytes_by_kind[k] - realign_kinds[k]),
         diverged_bytes: diverged.1,
         diverged_fields: diverged.0,
         rejected: w.rejected,
