@@ -508,3 +508,74 @@ fn a_batch_larger_than_the_log_segment_is_durable_without_an_empty_checkpoint() 
     assert_eq!(restore(&path, &cfg, a.me(), now).state_hash(), a.state_hash(), "everything written came back");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// The writes in the committed fixture `tests/fixtures/format1.spookdb`: 300 varied local
+/// writes of one member, made durable in batches of 7 (GroupStore pumps), all checkpointed.
+fn fixture_writes(r: &mut Replica, mut persist: impl FnMut(&mut Replica, u64)) -> u64 {
+    let mut now = GENESIS;
+    for i in 0..300u64 {
+        now += 2;
+        r.write(now, vec![op(i)]).unwrap();
+        if i % 7 == 6 {
+            persist(r, now);
+        }
+    }
+    persist(r, now);
+    now
+}
+
+/// Writes `tests/fixtures/format1.spookdb` (run once, by hand, with the build whose format it
+/// keeps: `cargo nextest run -p spook-ledger --run-ignored only make_format1_fixture`).
+#[test]
+#[ignore = "writes the committed fixture"]
+fn make_format1_fixture() {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1.spookdb");
+    let _ = std::fs::remove_file(&out);
+    let (cfg, mut a, _) = pair();
+    let mut l = Ledger::open(&out).unwrap();
+    let mut s = GroupStore::new(cfg.clone());
+    fixture_writes(&mut a, |r, now| {
+        s.pump(&mut l, r, now).unwrap();
+    });
+    l.checkpoint().unwrap();
+    while l.shrink().unwrap() {}
+    drop(l);
+    let mut log = out.clone().into_os_string();
+    log.push(".log");
+    std::fs::remove_file(log).unwrap();
+}
+
+#[test]
+fn a_ledger_written_in_format_1_opens_and_takes_new_batches() {
+    // Format 1 stored one redb row per record; this build stores one row per batch. A node
+    // upgraded in place opens its old ledger and loses nothing.
+    let d = dir("format1");
+    let path = d.join("old.spookdb");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1.spookdb"), &path).unwrap();
+    let (cfg, mut twin, _) = pair();
+    let now = fixture_writes(&mut twin, |r, now| {
+        while let Some(p) = r.poll_persist() {
+            r.handle_persisted(p.id, now);
+        }
+    });
+    let mut l = Ledger::open(&path).unwrap();
+    assert_eq!(l.record_count(&cfg.group).unwrap(), l.load(&cfg).unwrap().len() as u64);
+    let mut a = Replica::restore(twin.me(), cfg.clone(), &l.load(&cfg).unwrap(), now);
+    assert_eq!(a.state_hash(), twin.state_hash(), "the old records give the same state");
+    // New batches after the old records, through a checkpoint and a reopen.
+    let mut s = GroupStore::new(cfg.clone());
+    for i in 0..50u64 {
+        let t = now + 1 + i;
+        s.write(&mut a, t, vec![op(1_000 + i)]).unwrap();
+        s.pump(&mut l, &mut a, t).unwrap();
+    }
+    l.checkpoint().unwrap();
+    drop(l);
+    let l = Ledger::open(&path).unwrap();
+    let back = Replica::restore(a.me(), cfg.clone(), &l.load(&cfg).unwrap(), now + 100);
+    assert_eq!(back.state_hash(), a.state_hash(), "old and new records together");
+    assert_eq!(back.context(), a.context());
+    assert_eq!(l.record_count(&cfg.group).unwrap(), l.load(&cfg).unwrap().len() as u64);
+    drop(l);
+    std::fs::remove_dir_all(&d).unwrap();
+}
