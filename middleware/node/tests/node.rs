@@ -423,7 +423,8 @@ fn spook_bench_quick_prints_every_row_against_its_baseline() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| measurement")).collect();
-    assert_eq!(rows.len(), 10, "{text}");
+    assert_eq!(rows.len(), 11, "{text}");
+    assert!(rows.iter().any(|r| r.starts_with("| committed view p50 against the pending view's p50")), "{text}");
     for row in rows {
         let ratio = row.trim_end_matches(" |").rsplit("| ").next().and_then(|r| r.strip_suffix('×')).and_then(|r| r.parse::<f64>().ok());
         assert!(ratio.is_some_and(|r| r.is_finite() && r > 0.0), "no ratio in {row:?}");
