@@ -510,7 +510,10 @@ fn a_batch_larger_than_the_log_segment_is_durable_without_an_empty_checkpoint() 
 }
 
 /// The writes in the committed fixture `tests/fixtures/format1.spookdb`: 300 varied local
-/// writes of one member, made durable in batches of 7 (GroupStore pumps), all checkpointed.
+/// writes of one member, made durable in batches of 7 (GroupStore pumps), all checkpointed,
+/// then the file shrunk and its commit log removed. It was written by the build of commit
+/// 2db972a (format 1), whose test `make_format1_fixture` did this with `Ledger::open`,
+/// `GroupStore::pump`, `checkpoint` and `shrink`.
 fn fixture_writes(r: &mut Replica, mut persist: impl FnMut(&mut Replica, u64)) -> u64 {
     let mut now = GENESIS;
     for i in 0..300u64 {
@@ -522,27 +525,6 @@ fn fixture_writes(r: &mut Replica, mut persist: impl FnMut(&mut Replica, u64)) -
     }
     persist(r, now);
     now
-}
-
-/// Writes `tests/fixtures/format1.spookdb` (run once, by hand, with the build whose format it
-/// keeps: `cargo nextest run -p spook-ledger --run-ignored only make_format1_fixture`).
-#[test]
-#[ignore = "writes the committed fixture"]
-fn make_format1_fixture() {
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1.spookdb");
-    let _ = std::fs::remove_file(&out);
-    let (cfg, mut a, _) = pair();
-    let mut l = Ledger::open(&out).unwrap();
-    let mut s = GroupStore::new(cfg.clone());
-    fixture_writes(&mut a, |r, now| {
-        s.pump(&mut l, r, now).unwrap();
-    });
-    l.checkpoint().unwrap();
-    while l.shrink().unwrap() {}
-    drop(l);
-    let mut log = out.clone().into_os_string();
-    log.push(".log");
-    std::fs::remove_file(log).unwrap();
 }
 
 #[test]
