@@ -1269,10 +1269,12 @@ impl Replica {
         if peers.is_empty() {
             return;
         }
-        // Not over a membership that a crash may still lose (see `prompt_ack`): then the last
-        // ack sent, which holds still (acks only grow).
-        let own = if self.fold_batch > self.persisted_batch { self.last_ack } else { Some(self.own_ack(now)) };
-        self.last_ack = own.or(self.last_ack);
+        // A digest always carries a fresh own ack: members that hear this one only through
+        // others' digests count it alive by how recent its ack is. (Holding it back while the
+        // membership fold is not durable, as prompt acks do, made a lossy radio fleet decohere
+        // live drones: 2 of 6 runs of `radio_udp`, 0 of 3 before.)
+        let own = Some(self.own_ack(now));
+        self.last_ack = own;
         let mut acks: Vec<Ack> = own.into_iter().collect();
         acks.extend(self.acks.values().filter(|a| self.fold_cache.members.contains(&a.member)).copied());
         let hash = self.state_hash().short();
