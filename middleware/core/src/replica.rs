@@ -421,8 +421,6 @@ pub struct Replica {
     ack_due: bool,
     /// The ledger batch of the newest delta that changed the membership fold.
     fold_batch: u64,
-    /// The last own ack sent, in a digest or alone.
-    last_ack: Option<Ack>,
     /// The last full digest sent to each peer (and to the members at once, under `None`).
     digest_sent: BTreeMap<Option<EndpointId>, Vec<u8>>,
     /// Each peer whose last digest showed this replica's context and state hash: that hash.
@@ -515,7 +513,6 @@ impl Replica {
             ack_sent: None,
             ack_due: false,
             fold_batch: 0,
-            last_ack: None,
             digest_sent: BTreeMap::new(),
             in_sync: BTreeMap::new(),
             pushed: BTreeMap::new(),
@@ -1221,7 +1218,6 @@ impl Replica {
         }
         self.ack_due = false;
         self.ack_sent = Some((if batch { window } else { now }, a));
-        self.last_ack = Some(a);
         self.stats.acks_sent += 1;
         let bytes = codec::encode_ack(self.cfg.genesis_ms, &a);
         self.outbox.push_back(Transmit { dest: Dest::Members, kind: FrameKind::Ack, items: 0, bytes });
@@ -1273,9 +1269,8 @@ impl Replica {
         // others' digests count it alive by how recent its ack is. (Holding it back while the
         // membership fold is not durable, as prompt acks do, made a lossy radio fleet decohere
         // live drones: 2 of 6 runs of `radio_udp`, 0 of 3 before.)
-        let own = Some(self.own_ack(now));
-        self.last_ack = own;
-        let mut acks: Vec<Ack> = own.into_iter().collect();
+        let own = self.own_ack(now);
+        let mut acks = vec![own];
         acks.extend(self.acks.values().filter(|a| self.fold_cache.members.contains(&a.member)).copied());
         let hash = self.state_hash().short();
         let digest = Digest { context: self.context.clone(), hash, acks };
@@ -1286,8 +1281,7 @@ impl Replica {
         // get the digest (it is what re-adds them, and only digests reach them).
         let members = &self.fold_cache.members;
         let lean = |to: Option<EndpointId>, this: &Self| {
-            own.is_some()
-                && this.digest_sent.get(&to).is_some_and(|b| *b == bytes)
+            this.digest_sent.get(&to).is_some_and(|b| *b == bytes)
                 && match to {
                     Some(p) => members.contains(&p) && this.in_sync.get(&p) == Some(&hash),
                     None => members.iter().filter(|m| **m != this.me).all(|m| this.in_sync.get(m) == Some(&hash)),
@@ -1307,12 +1301,12 @@ impl Replica {
             self.digest_rr = (self.digest_rr + self.cfg.digest_fanout) % peers.len();
         }
         for (dest, lean) in out {
-            match (lean, own) {
-                (true, Some(a)) => {
+            match lean {
+                true => {
                     self.stats.digests_skipped += 1;
-                    self.outbox.push_back(Transmit { dest, kind: FrameKind::Ack, items: 0, bytes: codec::encode_ack(self.cfg.genesis_ms, &a) });
+                    self.outbox.push_back(Transmit { dest, kind: FrameKind::Ack, items: 0, bytes: codec::encode_ack(self.cfg.genesis_ms, &own) });
                 }
-                _ => {
+                false => {
                     let key = match dest {
                         Dest::Peer(p) => Some(p),
                         Dest::Members => None,
